@@ -1,0 +1,57 @@
+import type { Logger } from '../log.js';
+import type { UpstreamImage } from '../source/image.js';
+
+/** A downloaded file whose sha256 matched the signed SHA256SUMS. */
+export interface VerifiedFile {
+  path: string;
+  sizeBytes: number;
+  sha256: string;
+}
+
+/** What a target holds of ours, for retention. */
+export interface PublishedImage {
+  /** Target-specific reference: a Glance image id, a directory path. */
+  ref: string;
+  release: string;
+  arch: string;
+  variant: string;
+  channel: string;
+  serial: string;
+  /** When it was hidden by retention (ms since epoch); undefined while visible. */
+  hiddenAtMs?: number;
+  /** True when the target forbids deleting it (Glance `protected`, a keep tag). */
+  pinned: boolean;
+}
+
+export interface PublishResult {
+  /** Target-specific reference, recorded in state. */
+  ref: string;
+  /** True when an existing, verified copy was adopted instead of uploading again. */
+  adopted: boolean;
+}
+
+export interface PublishContext {
+  log: Logger;
+  signal?: AbortSignal;
+  /** Called as soon as the target knows the reference it will use, before bytes move (crash safety). */
+  onRef?: (ref: string) => void;
+}
+
+/**
+ * A place verified images are published to. The sync loop talks only to this interface; it does not
+ * know whether it is a directory or a Glance.
+ */
+export interface Target {
+  readonly name: string;
+  readonly type: string;
+  /** Place a verified image on the target; idempotent (adopts a complete earlier copy). */
+  publish(image: UpstreamImage, file: VerifiedFile, ctx: PublishContext): Promise<PublishResult>;
+  /** Every image of ours on the target (for retention). */
+  listPublished(ctx: { log: Logger }): Promise<PublishedImage[]>;
+  /** Hide an image (a step before deletion); targets without hiding may treat it as a no-op. */
+  hide(image: PublishedImage, ctx: { log: Logger }): Promise<void>;
+  /** Remove an image from the target. */
+  remove(image: PublishedImage, ctx: { log: Logger }): Promise<void>;
+  /** Whether retention hides before deleting on this target. */
+  readonly hidesBeforeDelete: boolean;
+}
