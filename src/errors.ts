@@ -88,10 +88,13 @@ export function errorCode(err: unknown): string | undefined {
   return undefined;
 }
 
+const NETWORK_CURE = 'check network access to that host (DNS, firewall, proxy) or the configured URL; retried next cycle';
+
 export function describeError(err: unknown): string {
   if (err instanceof SyncError) return err.oneLine();
   if (err instanceof Error) {
     const code = errorCode(err);
+    if (code && (RETRYABLE_NETWORK_CODES.has(code) || code === 'ENOTFOUND')) return `${code}: ${err.message} (fix: ${NETWORK_CURE})`;
     return code ? `${code}: ${err.message}` : err.message;
   }
   return String(err);

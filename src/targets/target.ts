@@ -54,4 +54,6 @@ export interface Target {
   remove(image: PublishedImage, ctx: { log: Logger }): Promise<void>;
   /** Whether retention hides before deleting on this target. */
   readonly hidesBeforeDelete: boolean;
+  /** How long a hidden image stays before retention deletes it. */
+  readonly hideGraceMs: number;
 }

@@ -1,0 +1,102 @@
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { ConfigError } from '../errors.js';
+import { knownReleases, resolveRelease, type ReleaseName } from '../source/releases.js';
+import { configSchema, type Config } from './schema.js';
+
+export const SYSTEM_CONFIG_PATH = '/etc/cloudimg-sync/config.yaml';
+
+/** The Ubuntu cloud-image keyring shipped with the package (keys/ beside dist/ and src/). */
+export const SHIPPED_KEYRING_PATH = fileURLToPath(new URL('../../keys/ubuntu-cloudimage-keyring.asc', import.meta.url));
+
+export interface LoadedConfig extends Config {
+  /** Where the config came from: a file path, or `built-in defaults`. */
+  origin: string;
+  /** `source.releases` resolved to codename + version. */
+  releaseNames: ReleaseName[];
+  /** Absolute keyring path (the shipped Ubuntu keyring unless configured). */
+  keyringPath: string;
+}
+
+/** Which file to read: --config, else $CLOUDIMG_SYNC_CONFIG, else the system file when present, else none. */
+export function chooseConfigPath(cliPath: string | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (cliPath) return cliPath;
+  if (env.CLOUDIMG_SYNC_CONFIG) return env.CLOUDIMG_SYNC_CONFIG;
+  return existsSync(SYSTEM_CONFIG_PATH) ? SYSTEM_CONFIG_PATH : undefined;
+}
+
+export function loadConfig(cliPath?: string, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
+  const file = chooseConfigPath(cliPath, env);
+  if (!file) return validateConfig({}, 'built-in defaults');
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`, 'pass an existing file with --config FILE');
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text) ?? {};
+  } catch (err) {
+    throw new ConfigError(`${file} is not valid YAML: ${(err as Error).message.split('\n')[0]}`, 'fix the YAML syntax at that line');
+  }
+  return validateConfig(raw, file, path.dirname(path.resolve(file)));
+}
+
+/** Validate raw config data; every error names the key, the bad value and what is allowed. */
+export function validateConfig(raw: unknown, origin: string, _configDir?: string): LoadedConfig {
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) {
+    throw new ConfigError(`${origin}: ${describeIssue(parsed.error.issues[0], raw)}`, 'correct that key (see config/config.example.yaml)');
+  }
+  const config = parsed.data;
+  const resolvedReleases = config.source.releases.map((name, i) => {
+    const resolved = resolveRelease(name);
+    if (!resolved) {
+      throw new ConfigError(
+        `${origin}: source.releases[${i}]: ${JSON.stringify(name)} is neither a codename nor a known version`,
+        `use a codename or version, e.g. ${knownReleases().slice(-5).join(', ')}`,
+      );
+    }
+    return resolved;
+  });
+  // `noble` and `24.04` name the same release: keep the first.
+  const releaseNames = resolvedReleases.filter((r, i) => resolvedReleases.findIndex((o) => o.codename === r.codename) === i);
+  const keyringPath = config.source.keyring ? path.resolve(config.source.keyring) : SHIPPED_KEYRING_PATH;
+  if (config.source.verifySignature && !existsSync(keyringPath)) {
+    throw new ConfigError(`${origin}: source.keyring: ${keyringPath} does not exist`, 'point source.keyring at an armored OpenPGP public key file');
+  }
+  return { ...config, origin, releaseNames, keyringPath };
+}
+
+function describeIssue(issue: z.core.$ZodIssue | undefined, raw: unknown): string {
+  if (!issue) return 'invalid configuration';
+  const key = issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '') || '(top level)';
+  const value = valueAt(raw, issue.path);
+  const shown = value === undefined ? 'missing' : JSON.stringify(value);
+  switch (issue.code) {
+    case 'invalid_value':
+      return `${key}: ${shown} is not allowed; allowed: ${issue.values.map(String).join(', ')}`;
+    case 'unrecognized_keys':
+      return `${key === '(top level)' ? '' : `${key}: `}unknown key(s) ${issue.keys.join(', ')}`;
+    case 'invalid_union':
+      if (issue.path.at(-1) === 'type' || (issue.path.at(-2) === 'targets' && value && typeof value === 'object')) {
+        return `${key}: target type ${JSON.stringify((value as { type?: unknown }).type ?? value)} is not allowed; allowed: directory, glance`;
+      }
+      return `${key}: ${shown} does not match any allowed form (check "type" and its keys)`;
+    default:
+      return `${key}: ${shown}: ${issue.message}`;
+  }
+}
+
+function valueAt(raw: unknown, keys: readonly PropertyKey[]): unknown {
+  let cur: unknown = raw;
+  for (const k of keys) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<PropertyKey, unknown>)[k];
+  }
+  return cur;
+}

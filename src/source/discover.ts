@@ -1,0 +1,129 @@
+import { HttpStatusError, SyncError, describeError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { compareSerials, type Arch, type Channel, type UpstreamImage, type Variant } from './image.js';
+import { parseListing } from './listing.js';
+import type { ReleaseName } from './releases.js';
+import { parseSha256Sums } from './sha256sums.js';
+import { verifyDetachedSignature, type Keyring } from './signature.js';
+
+/** GET a small text resource, answering from a cache when the server says it is unchanged. */
+export type CachedGet = (url: string) => Promise<{ body: Buffer; changed: boolean }>;
+
+export interface DiscoverOptions {
+  sourceUrl: string;
+  channel: Channel;
+  variant: Variant;
+  releases: readonly ReleaseName[];
+  arches: readonly Arch[];
+  /** Verify SHA256SUMS.gpg with this keyring; undefined means signature checking is off. */
+  keyring: Keyring | undefined;
+  get: CachedGet;
+  log: Logger;
+}
+
+export interface DiscoveryResult {
+  images: UpstreamImage[];
+  /** Releases that could not be read this cycle, with the reason. */
+  failures: Array<{ release: string; error: unknown }>;
+}
+
+/** How many serials, newest first, to try when the newest has been pruned between listing and fetch. */
+const SERIALS_TO_TRY = 3;
+
+/** The folder listing a release's serials, per channel and variant (see docs/cloud-images layout). */
+export function seriesUrl(sourceUrl: string, channel: Channel, variant: Variant, codename: string): string {
+  const root = sourceUrl.replace(/\/+$/, '');
+  const prefix = variant === 'minimal' ? `${root}/minimal` : root;
+  if (channel === 'release') return `${prefix}/releases/${codename}/`;
+  return variant === 'minimal' ? `${prefix}/daily/${codename}/` : `${prefix}/${codename}/`;
+}
+
+const SERIAL_DIR_RE: Record<Channel, RegExp> = {
+  release: /^release-(\d{8}(?:\.\d+)?)$/,
+  daily: /^(\d{8}(?:\.\d+)?)$/,
+};
+
+/** Find the newest signed serial of each wanted release and the wanted arches' images in it. */
+export async function discoverImages(options: DiscoverOptions): Promise<DiscoveryResult> {
+  const result: DiscoveryResult = { images: [], failures: [] };
+  for (const release of options.releases) {
+    const log = options.log.child({ release: release.codename, channel: options.channel, variant: options.variant });
+    try {
+      const images = await discoverRelease(options, release, log);
+      result.images.push(...images);
+    } catch (error) {
+      log.error({ event: 'source.release.failed', err: describeError(error), errCode: (error as { code?: string }).code }, `cannot read ${release.codename}: ${describeError(error)}`);
+      result.failures.push({ release: release.codename, error });
+    }
+  }
+  return result;
+}
+
+async function discoverRelease(options: DiscoverOptions, release: ReleaseName, log: Logger): Promise<UpstreamImage[]> {
+  const listingUrl = seriesUrl(options.sourceUrl, options.channel, options.variant, release.codename);
+  const { body } = await options.get(listingUrl);
+  const serialDirs = parseListing(body.toString('utf8'), listingUrl)
+    .filter((e) => e.isDirectory)
+    .map((e) => ({ serial: SERIAL_DIR_RE[options.channel].exec(e.name)?.[1], url: e.url }))
+    .filter((e): e is { serial: string; url: string } => e.serial !== undefined)
+    .sort((a, b) => compareSerials(b.serial, a.serial));
+  if (serialDirs.length === 0) {
+    throw new SyncError('LISTING_NO_SERIALS', `${listingUrl} lists no serial folders`,
+      `check source.url, source.channel and that ${release.codename} is published there`, { retryable: true });
+  }
+  for (const dir of serialDirs.slice(0, SERIALS_TO_TRY)) {
+    try {
+      return await readSerial(options, release, dir.serial, dir.url, log);
+    } catch (err) {
+      if (!(err instanceof HttpStatusError && err.status === 404)) throw err;
+      log.warn({ event: 'source.serial.pruned', serial: dir.serial, url: err.url }, `serial ${dir.serial} is gone upstream, trying the previous one`);
+    }
+  }
+  throw new SyncError('SERIALS_GONE', `the ${SERIALS_TO_TRY} newest serials under ${listingUrl} have no SHA256SUMS`,
+    'upstream is mid-publication or pruned; retried next cycle', { retryable: true });
+}
+
+async function readSerial(options: DiscoverOptions, release: ReleaseName, serial: string, dirUrl: string, log: Logger): Promise<UpstreamImage[]> {
+  const sumsUrl = new URL('SHA256SUMS', dirUrl).href;
+  const sums = await options.get(sumsUrl);
+  if (options.keyring) {
+    const signature = await options.get(`${sumsUrl}.gpg`);
+    const fingerprint = await verifyDetachedSignature(sums.body, signature.body, options.keyring, `${sumsUrl}.gpg`);
+    if (sums.changed || signature.changed) log.info({ event: 'source.sums.verified', serial, url: sumsUrl, fingerprint }, `SHA256SUMS of ${serial} signed by ${fingerprint}`);
+  }
+  const checksums = parseSha256Sums(sums.body.toString('utf8'), sumsUrl);
+  const images: UpstreamImage[] = [];
+  for (const arch of options.arches) {
+    const found = findImageFile(checksums, options.channel, options.variant, release, arch);
+    if (!found) {
+      log.warn({ event: 'source.arch.missing', serial, arch, url: sumsUrl }, `no ${arch} image listed in ${sumsUrl}`);
+      continue;
+    }
+    images.push({
+      channel: options.channel, variant: options.variant, release: release.codename, version: found.version,
+      arch, serial, fileName: found.fileName, url: new URL(found.fileName, dirUrl).href, sha256: found.sha256,
+      signed: options.keyring !== undefined,
+    });
+  }
+  return images;
+}
+
+/**
+ * The image file of an arch in a SHA256SUMS: `ubuntu-<version>-<variant>-cloudimg-<arch>.img` on the release
+ * channel, `<codename>-<variant>-cloudimg-<arch>.img` on daily; the `-disk1.img` form of releases up to 16.04.
+ * A release missing from our codename table still resolves: its file names carry the version.
+ */
+function findImageFile(
+  checksums: Map<string, string>, channel: Channel, variant: Variant, release: ReleaseName, arch: Arch,
+): { fileName: string; sha256: string; version: string } | undefined {
+  const stem = channel === 'release' ? `ubuntu-(\\d{2}\\.\\d{2})` : `(${release.codename})`;
+  const re = new RegExp(`^${stem}-${variant}-cloudimg-${arch}(?:-disk1)?\\.img$`);
+  const candidates = [...checksums.entries()]
+    .map(([fileName, sha256]) => ({ fileName, sha256, match: re.exec(fileName) }))
+    .filter((c) => c.match && (channel !== 'release' || !release.version || c.match[1] === release.version))
+    .sort((a, b) => a.fileName.length - b.fileName.length);
+  const best = candidates[0];
+  if (!best?.match) return undefined;
+  const version = channel === 'release' ? best.match[1]! : release.version;
+  return { fileName: best.fileName, sha256: best.sha256, version };
+}

@@ -1,0 +1,29 @@
+import { SyncError } from '../errors.js';
+
+const LINE_RE = /^([0-9a-fA-F]{64}) [ *](.+)$/;
+
+/**
+ * Parse a `SHA256SUMS` file (`<hex> *<name>` or `<hex>  <name>`) into file name -> lowercase hex.
+ * The real file is sorted by hash, not by name, and two names may share a hash.
+ */
+export function parseSha256Sums(text: string, url: string): Map<string, string> {
+  const sums = new Map<string, string>();
+  const lines = text.split('\n');
+  for (const [i, rawLine] of lines.entries()) {
+    const line = rawLine.replace(/\r$/, '');
+    if (line.trim() === '') continue;
+    const match = LINE_RE.exec(line);
+    if (!match) {
+      throw new SyncError(
+        'SUMS_MALFORMED',
+        `${url} line ${i + 1} is not "<sha256> *<file>": ${JSON.stringify(line.slice(0, 80))}`,
+        'the upstream checksum list is damaged or not a SHA256SUMS file; check source.url',
+      );
+    }
+    sums.set(match[2]!, match[1]!.toLowerCase());
+  }
+  if (sums.size === 0) {
+    throw new SyncError('SUMS_MALFORMED', `${url} lists no files`, 'the upstream checksum list is empty; check source.url');
+  }
+  return sums;
+}

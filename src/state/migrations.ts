@@ -1,0 +1,59 @@
+/** Versioned schema: migration N brings PRAGMA user_version from N-1 to N. Never edit a released step; add one. */
+export const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE images (
+    id            INTEGER PRIMARY KEY,
+    key           TEXT NOT NULL UNIQUE,
+    channel       TEXT NOT NULL,
+    variant       TEXT NOT NULL,
+    release       TEXT NOT NULL,
+    version       TEXT NOT NULL,
+    arch          TEXT NOT NULL,
+    serial        TEXT NOT NULL,
+    file_name     TEXT NOT NULL,
+    url           TEXT NOT NULL,
+    sha256        TEXT NOT NULL,
+    size_bytes    INTEGER,
+    state         TEXT NOT NULL,
+    local_path    TEXT,
+    error_code    TEXT,
+    error         TEXT,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    discovered_at TEXT NOT NULL,
+    updated_at    TEXT NOT NULL
+  );
+  CREATE INDEX images_by_series ON images (channel, variant, release, arch, serial);
+  CREATE TABLE publications (
+    image_id   INTEGER NOT NULL REFERENCES images (id) ON DELETE CASCADE,
+    target     TEXT NOT NULL,
+    state      TEXT NOT NULL,
+    ref        TEXT,
+    error_code TEXT,
+    error      TEXT,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    hidden_at  TEXT,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (image_id, target)
+  );
+  CREATE TABLE runs (
+    id          INTEGER PRIMARY KEY,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    result      TEXT NOT NULL,
+    discovered  INTEGER NOT NULL DEFAULT 0,
+    downloaded  INTEGER NOT NULL DEFAULT 0,
+    published   INTEGER NOT NULL DEFAULT 0,
+    retired     INTEGER NOT NULL DEFAULT 0,
+    failed      INTEGER NOT NULL DEFAULT 0,
+    bytes_down  INTEGER NOT NULL DEFAULT 0,
+    error       TEXT
+  );
+  CREATE TABLE http_cache (
+    url           TEXT PRIMARY KEY,
+    etag          TEXT,
+    last_modified TEXT,
+    body          BLOB NOT NULL,
+    updated_at    TEXT NOT NULL
+  );
+  `,
+];

@@ -1,0 +1,312 @@
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { SyncError } from '../errors.js';
+import { imageKey, type UpstreamImage } from '../source/image.js';
+import { MIGRATIONS } from './migrations.js';
+import {
+  assertImageTransition,
+  assertPublicationTransition,
+  type ImageState,
+  type PublicationState,
+} from './transitions.js';
+
+export interface PublicationRecord {
+  target: string;
+  state: PublicationState;
+  ref: string | null;
+  errorCode: string | null;
+  error: string | null;
+  attempts: number;
+  hiddenAt: string | null;
+  updatedAt: string;
+}
+
+export interface ImageRecord extends Omit<UpstreamImage, 'signed'> {
+  id: number;
+  key: string;
+  sizeBytes: number | null;
+  state: ImageState;
+  localPath: string | null;
+  errorCode: string | null;
+  error: string | null;
+  attempts: number;
+  discoveredAt: string;
+  updatedAt: string;
+  publications: Record<string, PublicationRecord>;
+}
+
+export type RunResult = 'running' | 'ok' | 'failed' | 'aborted' | 'interrupted';
+
+export interface RunCounts {
+  discovered: number;
+  downloaded: number;
+  published: number;
+  retired: number;
+  failed: number;
+  bytesDown: number;
+}
+
+export interface RunRecord extends RunCounts {
+  id: number;
+  startedAt: string;
+  finishedAt: string | null;
+  result: RunResult;
+  error: string | null;
+}
+
+export interface CachedResponse {
+  etag: string | null;
+  lastModified: string | null;
+  body: Buffer;
+}
+
+interface ImageRow {
+  id: number; key: string; channel: string; variant: string; release: string; version: string; arch: string;
+  serial: string; file_name: string; url: string; sha256: string; size_bytes: number | null; state: string;
+  local_path: string | null; error_code: string | null; error: string | null; attempts: number;
+  discovered_at: string; updated_at: string;
+}
+interface PublicationRow {
+  image_id: number; target: string; state: string; ref: string | null; error_code: string | null;
+  error: string | null; attempts: number; hidden_at: string | null; updated_at: string;
+}
+
+export const STATE_FILE_NAME = 'cloudimg-sync.db';
+
+/** The SQLite record of every image, publication and run. One writer: the process holding the state lock. */
+export class StateStore {
+  private constructor(private readonly db: Database.Database, readonly file: string) {}
+
+  static open(stateDir: string): StateStore {
+    const file = path.join(stateDir, STATE_FILE_NAME);
+    let db: Database.Database;
+    try {
+      mkdirSync(stateDir, { recursive: true });
+      db = new Database(file);
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      db.pragma('foreign_keys = ON');
+      db.pragma('busy_timeout = 5000');
+    } catch (err) {
+      throw new SyncError('STATE_UNAVAILABLE', `cannot open state database ${file}: ${(err as Error).message}`,
+        'check that stateDir exists, is writable by this user and is on a disk with free space');
+    }
+    const store = new StateStore(db, file);
+    store.migrate();
+    return store;
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  private migrate(): void {
+    const current = this.db.pragma('user_version', { simple: true }) as number;
+    if (current > MIGRATIONS.length) {
+      throw new SyncError('STATE_TOO_NEW', `state database ${this.file} has schema ${current}, this version knows ${MIGRATIONS.length}`,
+        'run the newer cloudimg-sync that wrote it, or point stateDir elsewhere');
+    }
+    for (let version = current; version < MIGRATIONS.length; version++) {
+      this.write(() => {
+        this.db.exec(MIGRATIONS[version]!);
+        this.db.pragma(`user_version = ${version + 1}`);
+      });
+    }
+  }
+
+  /** Every write is one transaction; a full disk or a locked file becomes one clear error. */
+  private write<T>(fn: () => T): T {
+    try {
+      return this.db.transaction(fn)();
+    } catch (err) {
+      if (err instanceof SyncError) throw err;
+      const code = (err as { code?: string }).code ?? '';
+      if (code === 'SQLITE_FULL' || code === 'SQLITE_IOERR' || code.startsWith('SQLITE_IOERR')) {
+        throw new SyncError('STATE_WRITE_FAILED', `cannot write ${this.file}: ${(err as Error).message}`,
+          'free disk space on the stateDir filesystem; nothing was lost, the step is redone next run', { cause: err });
+      }
+      if (code === 'SQLITE_BUSY') {
+        throw new SyncError('STATE_BUSY', `state database ${this.file} is locked by another process`,
+          'run only one cloudimg-sync per stateDir', { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  // ---------------------------------------------------------------- runs
+
+  startRun(now = new Date()): number {
+    return this.write(() => {
+      // A run still `running` when a new one starts was cut short by a crash or kill.
+      this.db.prepare(`UPDATE runs SET result = 'interrupted', finished_at = ? WHERE result = 'running'`).run(now.toISOString());
+      return Number(this.db.prepare(`INSERT INTO runs (started_at, result) VALUES (?, 'running')`).run(now.toISOString()).lastInsertRowid);
+    });
+  }
+
+  finishRun(id: number, result: RunResult, counts: RunCounts, error: string | null = null, now = new Date()): void {
+    this.write(() => {
+      this.db.prepare(
+        `UPDATE runs SET finished_at = ?, result = ?, discovered = ?, downloaded = ?, published = ?, retired = ?,
+           failed = ?, bytes_down = ?, error = ? WHERE id = ?`,
+      ).run(now.toISOString(), result, counts.discovered, counts.downloaded, counts.published, counts.retired,
+        counts.failed, counts.bytesDown, error, id);
+    });
+  }
+
+  listRuns(limit = 20): RunRecord[] {
+    const rows = this.db.prepare(`SELECT * FROM runs ORDER BY id DESC LIMIT ?`).all(limit) as Array<Record<string, unknown>>;
+    return rows.map((r) => ({
+      id: r.id as number, startedAt: r.started_at as string, finishedAt: r.finished_at as string | null,
+      result: r.result as RunResult, discovered: r.discovered as number, downloaded: r.downloaded as number,
+      published: r.published as number, retired: r.retired as number, failed: r.failed as number,
+      bytesDown: r.bytes_down as number, error: r.error as string | null,
+    }));
+  }
+
+  // ---------------------------------------------------------------- images
+
+  /** Record an upstream image; returns whether it was new. Checksums come from the signed list each run. */
+  recordDiscovered(image: UpstreamImage, now = new Date()): boolean {
+    const key = imageKey(image);
+    return this.write(() => {
+      const existing = this.db.prepare(`SELECT sha256, state FROM images WHERE key = ?`).get(key) as
+        { sha256: string; state: ImageState } | undefined;
+      if (!existing) {
+        this.db.prepare(
+          `INSERT INTO images (key, channel, variant, release, version, arch, serial, file_name, url, sha256, state,
+             discovered_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'discovered', ?, ?)`,
+        ).run(key, image.channel, image.variant, image.release, image.version, image.arch, image.serial, image.fileName,
+          image.url, image.sha256, now.toISOString(), now.toISOString());
+        return true;
+      }
+      if (existing.sha256 !== image.sha256) {
+        // Upstream re-signed a different file under the same serial: what we hold no longer counts.
+        this.db.prepare(
+          `UPDATE images SET sha256 = ?, url = ?, file_name = ?, state = 'discovered', local_path = NULL, updated_at = ? WHERE key = ?`,
+        ).run(image.sha256, image.url, image.fileName, now.toISOString(), key);
+      }
+      return false;
+    });
+  }
+
+  getImage(key: string): ImageRecord | undefined {
+    const row = this.db.prepare(`SELECT * FROM images WHERE key = ?`).get(key) as ImageRow | undefined;
+    return row ? this.withPublications([row])[0] : undefined;
+  }
+
+  listImages(): ImageRecord[] {
+    const rows = this.db.prepare(`SELECT * FROM images ORDER BY release, arch, channel, variant, serial`).all() as ImageRow[];
+    return this.withPublications(rows);
+  }
+
+  setImageState(
+    key: string,
+    to: ImageState,
+    patch: { localPath?: string | null; sizeBytes?: number; error?: { code: string; message: string } | null } = {},
+    now = new Date(),
+  ): void {
+    this.write(() => {
+      const row = this.db.prepare(`SELECT state FROM images WHERE key = ?`).get(key) as { state: ImageState } | undefined;
+      if (!row) throw new SyncError('STATE_UNKNOWN_IMAGE', `no image ${key} in state`, 'this is a bug; please report it');
+      assertImageTransition(row.state, to, key);
+      const sets = ['state = ?', 'updated_at = ?'];
+      const args: unknown[] = [to, now.toISOString()];
+      if (patch.localPath !== undefined) { sets.push('local_path = ?'); args.push(patch.localPath); }
+      if (patch.sizeBytes !== undefined) { sets.push('size_bytes = ?'); args.push(patch.sizeBytes); }
+      if (to === 'downloading') sets.push('attempts = attempts + 1');
+      if (patch.error !== undefined) {
+        sets.push('error_code = ?', 'error = ?');
+        args.push(patch.error?.code ?? null, patch.error?.message ?? null);
+      } else if (to === 'verified') {
+        sets.push('error_code = NULL', 'error = NULL', 'attempts = 0');
+      }
+      this.db.prepare(`UPDATE images SET ${sets.join(', ')} WHERE key = ?`).run(...args, key);
+    });
+  }
+
+  /** The cached file of a verified image was released (every target has it); the record stays verified. */
+  clearLocalPath(key: string, now = new Date()): void {
+    this.write(() => {
+      this.db.prepare(`UPDATE images SET local_path = NULL, updated_at = ? WHERE key = ?`).run(now.toISOString(), key);
+    });
+  }
+
+  // ---------------------------------------------------------------- publications
+
+  setPublication(
+    key: string,
+    target: string,
+    to: PublicationState,
+    patch: { ref?: string | null; error?: { code: string; message: string } | null } = {},
+    now = new Date(),
+  ): void {
+    this.write(() => {
+      const image = this.db.prepare(`SELECT id FROM images WHERE key = ?`).get(key) as { id: number } | undefined;
+      if (!image) throw new SyncError('STATE_UNKNOWN_IMAGE', `no image ${key} in state`, 'this is a bug; please report it');
+      const row = this.db.prepare(`SELECT state FROM publications WHERE image_id = ? AND target = ?`).get(image.id, target) as
+        { state: PublicationState } | undefined;
+      assertPublicationTransition(row?.state, to, `${key}@${target}`);
+      const ts = now.toISOString();
+      if (!row) {
+        this.db.prepare(
+          `INSERT INTO publications (image_id, target, state, ref, attempts, updated_at) VALUES (?, ?, ?, ?, 1, ?)`,
+        ).run(image.id, target, to, patch.ref ?? null, ts);
+        return;
+      }
+      const sets = ['state = ?', 'updated_at = ?'];
+      const args: unknown[] = [to, ts];
+      if (patch.ref !== undefined) { sets.push('ref = ?'); args.push(patch.ref); }
+      if (to === 'publishing' && row.state !== 'publishing') sets.push('attempts = attempts + 1');
+      if (to === 'hidden') { sets.push('hidden_at = ?'); args.push(ts); }
+      if (to === 'published') sets.push('hidden_at = NULL', 'error_code = NULL', 'error = NULL');
+      if (patch.error !== undefined) {
+        sets.push('error_code = ?', 'error = ?');
+        args.push(patch.error?.code ?? null, patch.error?.message ?? null);
+      }
+      this.db.prepare(`UPDATE publications SET ${sets.join(', ')} WHERE image_id = ? AND target = ?`).run(...args, image.id, target);
+    });
+  }
+
+  // ---------------------------------------------------------------- conditional GET cache
+
+  getCachedResponse(url: string): CachedResponse | undefined {
+    const row = this.db.prepare(`SELECT etag, last_modified, body FROM http_cache WHERE url = ?`).get(url) as
+      { etag: string | null; last_modified: string | null; body: Buffer } | undefined;
+    return row ? { etag: row.etag, lastModified: row.last_modified, body: row.body } : undefined;
+  }
+
+  putCachedResponse(url: string, response: CachedResponse, now = new Date()): void {
+    this.write(() => {
+      this.db.prepare(
+        `INSERT INTO http_cache (url, etag, last_modified, body, updated_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (url) DO UPDATE SET etag = excluded.etag, last_modified = excluded.last_modified,
+           body = excluded.body, updated_at = excluded.updated_at`,
+      ).run(url, response.etag, response.lastModified, response.body, now.toISOString());
+    });
+  }
+
+  // ---------------------------------------------------------------- rows -> records
+
+  private withPublications(rows: ImageRow[]): ImageRecord[] {
+    if (rows.length === 0) return [];
+    const pubs = this.db.prepare(`SELECT * FROM publications WHERE image_id IN (${rows.map(() => '?').join(',')})`)
+      .all(...rows.map((r) => r.id)) as PublicationRow[];
+    return rows.map((r) => {
+      const publications: Record<string, PublicationRecord> = {};
+      for (const p of pubs.filter((p) => p.image_id === r.id)) {
+        publications[p.target] = {
+          target: p.target, state: p.state as PublicationState, ref: p.ref, errorCode: p.error_code, error: p.error,
+          attempts: p.attempts, hiddenAt: p.hidden_at, updatedAt: p.updated_at,
+        };
+      }
+      return {
+        id: r.id, key: r.key, channel: r.channel as ImageRecord['channel'], variant: r.variant as ImageRecord['variant'],
+        release: r.release, version: r.version, arch: r.arch as ImageRecord['arch'], serial: r.serial, fileName: r.file_name,
+        url: r.url, sha256: r.sha256, sizeBytes: r.size_bytes, state: r.state as ImageState,
+        localPath: r.local_path, errorCode: r.error_code, error: r.error, attempts: r.attempts,
+        discoveredAt: r.discovered_at, updatedAt: r.updated_at, publications,
+      };
+    });
+  }
+}

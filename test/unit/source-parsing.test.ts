@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, test } from 'node:test';
+import { parseListing } from '../../src/source/listing.js';
+import { resolveRelease } from '../../src/source/releases.js';
+import { parseSha256Sums } from '../../src/source/sha256sums.js';
+import { compareSerials } from '../../src/source/image.js';
+
+const samples = new URL('../fixtures/samples/', import.meta.url);
+const realListing = readFileSync(new URL('noble-daily-20250430-listing.html', samples), 'utf8');
+const realSums = readFileSync(new URL('noble-20260926/SHA256SUMS', samples), 'utf8');
+
+describe('parseListing', () => {
+  const page = 'https://cloud-images.ubuntu.com/noble/20250430/';
+
+  test('reads every file row of the real Apache autoindex page, skipping sort links and the parent', () => {
+    const entries = parseListing(realListing, page);
+    const names = entries.map((e) => e.name);
+    assert.ok(names.includes('SHA256SUMS'));
+    assert.ok(names.includes('SHA256SUMS.gpg'));
+    assert.ok(names.includes('noble-server-cloudimg-amd64.img'));
+    assert.ok(!names.some((n) => n.startsWith('?') || n === '' || n === '..'));
+    assert.equal(entries.filter((e) => e.isDirectory).map((e) => e.name).join(), 'unpacked');
+  });
+
+  test('resolves hrefs to absolute URLs and reads date and size', () => {
+    const img = parseListing(realListing, page).find((e) => e.name === 'noble-server-cloudimg-amd64.img');
+    assert.ok(img);
+    assert.equal(img.url, `${page}noble-server-cloudimg-amd64.img`);
+    assert.equal(img.sizeText, '584M');
+    assert.ok(img.modified instanceof Date && img.modified.getUTCFullYear() === 2025);
+  });
+
+  test('accepts old Apache dates, missing sizes, odd rows and a table layout', () => {
+    const html = `<html><body><pre><a href="?C=N;O=D">Name</a>
+<a href="/releases/">Parent Directory</a>
+<a href="release-20200606/">release-20200606/</a>     06-Jun-2020 02:58    -
+<a href="release-20240605.1/">release-20240605.1/</a>
+<a href="http://elsewhere.example/x/">offsite</a>
+<a href="README">README</a>   garbage garbage
+</pre><table><tr><td><a href="release-20240101/">release-20240101/</a></td><td>2024-01-01 10:00</td><td>-</td></tr></table></body></html>`;
+    const entries = parseListing(html, 'https://m.example/releases/noble/');
+    assert.deepEqual(entries.map((e) => e.name), ['release-20200606', 'release-20240605.1', 'README', 'release-20240101']);
+    assert.equal(entries[0]!.modified?.toISOString(), '2020-06-06T02:58:00.000Z');
+    assert.equal(entries[1]!.modified, undefined);
+    assert.equal(entries[3]!.modified?.toISOString(), '2024-01-01T10:00:00.000Z');
+  });
+
+  test('returns no rows for a page that is not a listing', () => {
+    assert.deepEqual(parseListing('<html><body>Service Unavailable</body></html>', 'https://m.example/x/'), []);
+  });
+});
+
+describe('parseSha256Sums', () => {
+  test('parses the real file, sorted by hash, with two names sharing one hash', () => {
+    const sums = parseSha256Sums(realSums, 'SHA256SUMS');
+    assert.equal(sums.get('noble-server-cloudimg-arm64.img'), '1d6bffe64b848468ac97f821d369a4846d983de1800ccf6b5ec8853e85cefc55');
+    const shared = '291bde5f8af0f339ce22cd578a8400d83bf7a18a052d846eaac29d2685000c44';
+    assert.equal([...sums.values()].filter((h) => h === shared).length, 2);
+  });
+
+  test('accepts text-mode lines (two spaces) and CRLF', () => {
+    const sums = parseSha256Sums(`${'a'.repeat(64)}  a.img\r\n${'B'.repeat(64)} *b.img\n`, 'x');
+    assert.equal(sums.get('a.img'), 'a'.repeat(64));
+    assert.equal(sums.get('b.img'), 'b'.repeat(64));
+  });
+
+  test('rejects a malformed line naming the line number', () => {
+    assert.throws(() => parseSha256Sums(`${'a'.repeat(64)} *a.img\n<html>oops</html>\n`, 'u/SHA256SUMS'),
+      (err: Error & { code?: string }) => err.code === 'SUMS_MALFORMED' && /line 2/.test(err.message));
+  });
+
+  test('rejects an empty list', () => {
+    assert.throws(() => parseSha256Sums('\n', 'x'), /lists no files/);
+  });
+});
+
+describe('releases and serials', () => {
+  test('maps codenames and versions both ways, 26.04 is resolute', () => {
+    assert.deepEqual(resolveRelease('26.04'), { codename: 'resolute', version: '26.04' });
+    assert.deepEqual(resolveRelease('noble'), { codename: 'noble', version: '24.04' });
+    assert.deepEqual(resolveRelease('24.04 LTS'), { codename: 'noble', version: '24.04' });
+  });
+
+  test('accepts an unknown codename with an empty version, rejects an unknown version', () => {
+    assert.deepEqual(resolveRelease('zesty2'), { codename: 'zesty2', version: '' });
+    assert.equal(resolveRelease('99.04'), undefined);
+    assert.equal(resolveRelease('Not A Name!'), undefined);
+  });
+
+  test('orders serials numerically, suffixes after the plain date', () => {
+    const sorted = ['20240605.10', '20240605', '20240101', '20240605.9', '20240605.1'].sort(compareSerials);
+    assert.deepEqual(sorted, ['20240101', '20240605', '20240605.1', '20240605.9', '20240605.10']);
+  });
+});

@@ -1,0 +1,106 @@
+import assert from 'node:assert/strict';
+import { fork } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, test } from 'node:test';
+import type { UpstreamImage } from '../../src/source/image.js';
+import { acquireStateLock } from '../../src/state/lock.js';
+import { StateStore } from '../../src/state/store.js';
+
+const image: UpstreamImage = {
+  channel: 'release', variant: 'server', release: 'noble', version: '24.04', arch: 'amd64', serial: '20260926',
+  fileName: 'ubuntu-24.04-server-cloudimg-amd64.img', url: 'https://x/a.img', sha256: 'a'.repeat(64), signed: true,
+};
+const key = 'release/server/noble/amd64/20260926';
+
+let dir: string;
+beforeEach(() => { dir = mkdtempSync(path.join(tmpdir(), 'state-')); });
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('StateStore', () => {
+  test('records a discovered image once and walks it through download and verify', () => {
+    const store = StateStore.open(dir);
+    assert.equal(store.recordDiscovered(image), true);
+    assert.equal(store.recordDiscovered(image), false);
+    store.setImageState(key, 'downloading');
+    store.setImageState(key, 'downloaded', { sizeBytes: 42 });
+    store.setImageState(key, 'verified', { localPath: '/c/a.img' });
+    const rec = store.getImage(key)!;
+    assert.equal(rec.state, 'verified');
+    assert.equal(rec.sizeBytes, 42);
+    assert.equal(rec.attempts, 0);
+    store.close();
+  });
+
+  test('refuses a transition the life cycle does not allow, leaving state unchanged', () => {
+    const store = StateStore.open(dir);
+    store.recordDiscovered(image);
+    assert.throws(() => store.setImageState(key, 'verified'), (e: Error & { code?: string }) => e.code === 'STATE_TRANSITION');
+    assert.equal(store.getImage(key)!.state, 'discovered');
+    assert.throws(() => store.setPublication(key, 'local', 'published'), /cannot go from nothing to published/);
+    store.close();
+  });
+
+  test('survives a reopen: WAL mode, schema version kept, data intact', () => {
+    let store = StateStore.open(dir);
+    store.recordDiscovered(image);
+    store.setImageState(key, 'downloading');
+    store.close();
+    store = StateStore.open(dir);
+    assert.equal(store.getImage(key)!.state, 'downloading');
+    store.setImageState(key, 'downloading');
+    assert.equal(store.getImage(key)!.attempts, 2);
+    store.close();
+  });
+
+  test('records publications per target with refs and errors', () => {
+    const store = StateStore.open(dir);
+    store.recordDiscovered(image);
+    store.setPublication(key, 'glance', 'publishing', { ref: 'id-1' });
+    store.setPublication(key, 'glance', 'failed', { error: { code: 'IMAGE_TOO_LARGE', message: 'too big' } });
+    store.setPublication(key, 'glance', 'publishing');
+    store.setPublication(key, 'glance', 'published', { ref: 'id-2' });
+    const pub = store.getImage(key)!.publications.glance!;
+    assert.deepEqual([pub.state, pub.ref, pub.attempts, pub.errorCode], ['published', 'id-2', 2, null]);
+    store.close();
+  });
+
+  test('a run left running by a crash is marked interrupted when the next starts', () => {
+    const store = StateStore.open(dir);
+    const first = store.startRun();
+    store.startRun();
+    assert.equal(store.listRuns().find((r) => r.id === first)!.result, 'interrupted');
+    store.close();
+  });
+
+  test('a changed upstream checksum for the same serial resets the image to discovered', () => {
+    const store = StateStore.open(dir);
+    store.recordDiscovered(image);
+    store.setImageState(key, 'downloading');
+    store.setImageState(key, 'downloaded');
+    store.setImageState(key, 'verified', { localPath: '/x' });
+    store.recordDiscovered({ ...image, sha256: 'b'.repeat(64) });
+    const rec = store.getImage(key)!;
+    assert.deepEqual([rec.state, rec.sha256, rec.localPath], ['discovered', 'b'.repeat(64), null]);
+    store.close();
+  });
+});
+
+describe('state lock', () => {
+  test('a second holder is refused with ALREADY_RUNNING while the first lives', () => {
+    const lock = acquireStateLock(dir);
+    assert.throws(() => acquireStateLock(dir), (e: Error & { code?: string }) => e.code === 'ALREADY_RUNNING' && e.message.includes(String(process.pid)));
+    lock.release();
+    acquireStateLock(dir).release();
+  });
+
+  test('a lock left by a dead process is stale and taken over', async () => {
+    const child = fork('-e', ['0'], { execArgv: [] });
+    const pid = child.pid!;
+    await new Promise((r) => child.on('exit', r));
+    writeFileSync(path.join(dir, 'cloudimg-sync.lock'), `${pid}@${(await import('node:os')).hostname()}\n`);
+    const lock = acquireStateLock(dir);
+    lock.release();
+  });
+});
