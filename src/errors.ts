@@ -95,7 +95,7 @@ export function describeError(err: unknown): string {
   if (err instanceof Error) {
     const code = errorCode(err);
     if (code && (RETRYABLE_NETWORK_CODES.has(code) || code === 'ENOTFOUND')) return `${code}: ${err.message} (fix: ${NETWORK_CURE})`;
-    return code ? `${code}: ${err.message}` : err.message;
+    return code && !err.message.startsWith(code) ? `${code}: ${err.message}` : err.message;
   }
   return String(err);
 }

@@ -40,7 +40,12 @@ export function parseListing(html: string, pageUrl: string): ListingEntry[] {
       return;
     }
     if (url.origin !== base.origin || !url.pathname.startsWith(base.pathname) || url.pathname === base.pathname) return;
-    const rest = decodeURIComponent(url.pathname.slice(base.pathname.length));
+    let rest: string;
+    try {
+      rest = decodeURIComponent(url.pathname.slice(base.pathname.length));
+    } catch {
+      return; // a broken %-escape: not a row we could fetch anyway
+    }
     const isDirectory = rest.endsWith('/');
     const name = isDirectory ? rest.slice(0, -1) : rest;
     // Only direct children: deeper links (page headers, READMEs) are not rows.

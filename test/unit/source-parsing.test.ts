@@ -93,3 +93,8 @@ describe('releases and serials', () => {
     assert.deepEqual(sorted, ['20240101', '20240605', '20240605.1', '20240605.9', '20240605.10']);
   });
 });
+
+test('parseListing skips links with broken %-escapes instead of failing the page', () => {
+  const html = '<pre><a href="bad%E0%A4%A/">bad</a>\n<a href="release-20260101/">release-20260101/</a> 2026-01-01 00:00 -\n</pre>';
+  assert.deepEqual(parseListing(html, 'https://m.example/releases/noble/').map((e) => e.name), ['release-20260101']);
+});

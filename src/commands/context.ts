@@ -1,0 +1,49 @@
+import type { Dispatcher } from 'undici';
+import { loadConfig, type LoadedConfig } from '../config/load.js';
+import { createHttpClient } from '../fetch/http-client.js';
+import { createLogger, type Logger } from '../log.js';
+import { acquireStateLock, type StateLock } from '../state/lock.js';
+import { StateStore } from '../state/store.js';
+import { createTargets } from '../targets/create.js';
+import type { Target } from '../targets/target.js';
+
+export interface GlobalOptions {
+  config?: string;
+  logLevel?: string;
+}
+
+export interface CommandContext {
+  config: LoadedConfig;
+  log: Logger;
+  store: StateStore;
+  targets: Target[];
+  client: Dispatcher;
+  close(): Promise<void>;
+}
+
+/**
+ * What every command that touches state needs: validated config, logger, the state lock (one instance per
+ * stateDir), the state database, the HTTP client and the targets. `close()` releases them in reverse order.
+ */
+export function openContext(options: GlobalOptions, { lock = true, logLevel }: { lock?: boolean; logLevel?: string } = {}): CommandContext {
+  const config = loadConfig(options.config);
+  const log = createLogger({ level: options.logLevel ?? logLevel ?? config.log.level });
+  let stateLock: StateLock | undefined;
+  if (lock) stateLock = acquireStateLock(config.stateDir);
+  try {
+    const store = StateStore.open(config.stateDir);
+    const targets = createTargets(config);
+    const client = createHttpClient({ connectTimeoutMs: config.http.connectTimeoutMs, bodyTimeoutMs: config.http.idleTimeoutMs });
+    return {
+      config, log, store, targets, client,
+      async close() {
+        await client.close();
+        store.close();
+        stateLock?.release();
+      },
+    };
+  } catch (err) {
+    stateLock?.release();
+    throw err;
+  }
+}

@@ -1,0 +1,411 @@
+/**
+ * Streaming, resumable, verified download of one large file.
+ *
+ * Bytes go to `<dest>.part` while being hashed in the same pass; the validator needed to resume safely
+ * (ETag / Last-Modified, size, URL) sits next to it in `<dest>.part.json`. A later attempt, in this
+ * process or after a crash, re-hashes the prefix on disk and asks for the rest with `Range` + `If-Range`.
+ * Only a file whose sha256 matches is fsync'ed and renamed to `dest`: a file at `dest` is always complete
+ * and verified, a `.part` never is.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { open, readFile, rename, rm, stat, statfs, writeFile, type FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { Dispatcher } from 'undici';
+import { ChecksumMismatchError, HttpStatusError, SyncError, errorCode } from '../errors.js';
+import type { Logger } from '../log.js';
+import { DEFAULT_RETRY_OPTIONS, abandonBody, getFollowingRedirects, withRetries } from './http-client.js';
+
+export interface FreeSpace {
+  bavail: number | bigint;
+  bsize: number | bigint;
+}
+
+export interface DownloadOptions {
+  client?: Dispatcher;
+  /** Hex sha256 the finished file must have; without it the file is renamed into place unchecked. */
+  expectedSha256?: string;
+  /** Further digests computed in the same pass (any `crypto.createHash` name), e.g. `['sha512']`. */
+  extraHashAlgorithms?: string[];
+  retries?: number;
+  baseDelayMs?: number;
+  maxDelayMs?: number;
+  /** Aborting leaves a `.part` that a later call resumes. */
+  signal?: AbortSignal;
+  log?: Logger;
+  /** Called for every chunk received; throttle on the caller's side. `totalBytes` is undefined when unknown. */
+  onProgress?: (bytesDone: number, totalBytes: number | undefined) => void;
+  /** Free-space probe of a directory; injectable for tests. */
+  statfs?: (dir: string) => Promise<FreeSpace>;
+  /** Size of each of the two write buffers. */
+  writeBufferBytes?: number;
+}
+
+export interface DownloadResult {
+  path: string;
+  sizeBytes: number;
+  sha256: string;
+  /** Hex digest per algorithm, sha256 included. */
+  hashes: Record<string, string>;
+  /** Offset the successful attempt continued from: bytes that were already on disk. */
+  resumedFromBytes: number;
+  /** HTTP requests made, 1 when nothing failed. */
+  attempts: number;
+  etag?: string;
+}
+
+export class DiskFullError extends SyncError {
+  constructor(readonly dir: string, readonly neededBytes?: number, readonly freeBytes?: number, cause?: unknown) {
+    const amounts = neededBytes === undefined
+      ? 'the disk filled up while writing'
+      : `need ${neededBytes} bytes (${mib(neededBytes)}), ${freeBytes ?? 0} free (${mib(freeBytes ?? 0)})`;
+    super(
+      'DISK_FULL',
+      `not enough space in ${dir}: ${amounts}`,
+      `free space in ${dir} or point the download directory at a larger filesystem; the partial download is kept and resumes`,
+      { cause },
+    );
+  }
+}
+
+export class TruncatedBodyError extends SyncError {
+  constructor(readonly url: string, readonly receivedBytes: number, readonly expectedBytes: number) {
+    super(
+      'TRUNCATED_BODY',
+      `GET ${url} ended after ${receivedBytes} of ${expectedBytes} bytes`,
+      'the connection dropped mid-file; it resumes from the bytes on disk',
+      { retryable: true },
+    );
+  }
+}
+
+/** The server's answer does not fit what was on disk (416, or a 206 starting elsewhere): start over. */
+class RestartDownloadError extends SyncError {
+  constructor(url: string, detail: string) {
+    super('DOWNLOAD_RESTART', `GET ${url}: ${detail}; restarting from byte 0`, 'none needed; retried at once', {
+      retryable: true,
+    });
+  }
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+/** What makes a `.part` safe to continue: the same URL and an unchanged representation. */
+interface ResumeValidator {
+  url: string;
+  etag?: string;
+  lastModified?: string;
+  totalBytes?: number;
+}
+
+function parseValidator(raw: string): ResumeValidator | undefined {
+  try {
+    const v = JSON.parse(raw) as Record<string, unknown>;
+    if (typeof v.url !== 'string') return undefined;
+    return {
+      url: v.url,
+      etag: typeof v.etag === 'string' ? v.etag : undefined,
+      lastModified: typeof v.lastModified === 'string' ? v.lastModified : undefined,
+      totalBytes: typeof v.totalBytes === 'number' ? v.totalBytes : undefined,
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** If-Range wants a strong validator; a weak ETag only ever earns a full 200, which is still correct. */
+function ifRangeValue(v: ResumeValidator): string | undefined {
+  if (v.etag && !v.etag.startsWith('W/')) return v.etag;
+  return v.lastModified ?? v.etag;
+}
+
+function header(response: Dispatcher.ResponseData, name: string): string | undefined {
+  const value = response.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function parseContentRange(value: string | undefined): { start: number; totalBytes?: number } | undefined {
+  const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(value?.trim() ?? '');
+  if (!m) return undefined;
+  return { start: Number(m[1]), totalBytes: m[3] === '*' ? undefined : Number(m[3]) };
+}
+
+interface Paths {
+  dest: string;
+  part: string;
+  sidecar: string;
+  dir: string;
+}
+
+async function fileSize(path: string): Promise<number | undefined> {
+  try {
+    return (await stat(path)).size;
+  } catch (err) {
+    if (errorCode(err) === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+async function discardPartial(paths: Paths): Promise<void> {
+  await rm(paths.part, { force: true });
+  await rm(paths.sidecar, { force: true });
+}
+
+/** How many bytes of an existing `.part` can be kept, and the validator to ask for the rest with. */
+async function resumePoint(url: string, paths: Paths): Promise<{ offset: number; validator?: ResumeValidator }> {
+  const partBytes = await fileSize(paths.part);
+  if (!partBytes) return { offset: 0 };
+  const validator = await readFile(paths.sidecar, 'utf8').then(parseValidator, () => undefined);
+  if (!validator || validator.url !== url || !ifRangeValue(validator)) return { offset: 0 };
+  const total = validator.totalBytes;
+  if (total !== undefined && partBytes > total) return { offset: 0 };
+  // A complete .part still needs its representation revalidated: ask again for the last byte.
+  return { offset: total !== undefined && partBytes === total ? total - 1 : partBytes, validator };
+}
+
+async function ensureFreeSpace(paths: Paths, neededBytes: number, probe: (dir: string) => Promise<FreeSpace>): Promise<void> {
+  const fs = await probe(paths.dir);
+  const freeBytes = Number(fs.bavail) * Number(fs.bsize);
+  if (freeBytes < neededBytes) throw new DiskFullError(paths.dir, neededBytes, freeBytes);
+}
+
+async function writeFully(fh: FileHandle, buffer: Buffer, length: number, position: number): Promise<void> {
+  let written = 0;
+  while (written < length) {
+    const { bytesWritten } = await fh.write(buffer, written, length - written, position + written);
+    written += bytesWritten;
+  }
+}
+
+async function hashPrefix(url: string, fh: FileHandle, lengthBytes: number, hashers: Hash[], buffer: Buffer): Promise<void> {
+  let position = 0;
+  while (position < lengthBytes) {
+    const { bytesRead } = await fh.read(buffer, 0, Math.min(buffer.length, lengthBytes - position), position);
+    if (bytesRead === 0) throw new RestartDownloadError(url, '.part shrank while being re-hashed');
+    const view = buffer.subarray(0, bytesRead);
+    for (const h of hashers) h.update(view);
+    position += bytesRead;
+  }
+}
+
+/**
+ * Dirty pages are flushed while the download runs (one fdatasync in flight at a time), so that the fsync
+ * that makes the finished file durable has little left to write instead of the whole image.
+ */
+const SYNC_BEHIND_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Writes the body at `position` through two alternating buffers (one filling while the other is written)
+ * and hashes each chunk as it arrives. Whatever was received is on disk when this returns or throws,
+ * unless a write itself failed, so a resume can start right after it.
+ */
+async function streamToFile(
+  body: AsyncIterable<Buffer>,
+  fh: FileHandle,
+  position: number,
+  hashers: Hash[],
+  buffers: [Buffer, Buffer],
+  onChunk: (chunkBytes: number) => void,
+): Promise<number> {
+  let [active, spare] = buffers;
+  let filled = 0;
+  let writePosition = position;
+  let pending: Promise<void> | undefined;
+  let syncing: Promise<void> | undefined;
+  let syncedPosition = position;
+  try {
+    for await (const chunk of body) {
+      for (const h of hashers) h.update(chunk);
+      let offset = 0;
+      while (offset < chunk.length) {
+        const copied = chunk.copy(active, filled, offset);
+        filled += copied;
+        offset += copied;
+        if (filled === active.length) {
+          if (pending) await pending;
+          if (writePosition - syncedPosition >= SYNC_BEHIND_BYTES && !syncing) {
+            syncedPosition = writePosition;
+            syncing = fh.datasync().finally(() => {
+              syncing = undefined;
+            });
+            syncing.catch(() => {}); // a failing disk shows again in the final fsync
+          }
+          pending = writeFully(fh, active, filled, writePosition);
+          pending.catch(() => {}); // awaited before the next write or in finally
+          writePosition += filled;
+          [active, spare] = [spare, active];
+          filled = 0;
+        }
+      }
+      onChunk(chunk.length);
+    }
+  } finally {
+    // A failed write rethrows here and the tail is not written, so the file never has a hole.
+    await syncing?.catch(() => {});
+    if (pending) await pending;
+    if (filled > 0) await writeFully(fh, active, filled, writePosition);
+  }
+  return writePosition + filled;
+}
+
+function asDiskFull(err: unknown, paths: Paths): unknown {
+  return errorCode(err) === 'ENOSPC' || errorCode(err) === 'EDQUOT' ? new DiskFullError(paths.dir, undefined, undefined, err) : err;
+}
+
+interface Transfer {
+  sizeBytes: number;
+  hashers: Hash[];
+  resumedFromBytes: number;
+  etag?: string;
+}
+
+interface TransferContext {
+  url: string;
+  paths: Paths;
+  algorithms: string[];
+  buffers: [Buffer, Buffer];
+  options: DownloadOptions;
+  log?: Logger;
+}
+
+/** One HTTP request: continue or start the `.part`, return once the body has fully arrived. */
+async function transferOnce(ctx: TransferContext): Promise<Transfer> {
+  const { url, paths, options } = ctx;
+  let { offset, validator } = await resumePoint(url, paths);
+  if (offset === 0) await rm(paths.sidecar, { force: true });
+  const fh = await open(paths.part, offset > 0 ? 'r+' : 'w');
+  try {
+    if (offset > 0) await fh.truncate(offset);
+    let hashers = ctx.algorithms.map((a) => createHash(a));
+    if (offset > 0) await hashPrefix(url, fh, offset, hashers, ctx.buffers[0]);
+
+    const headers: Record<string, string> = { 'accept-encoding': 'identity' };
+    const ifRange = validator && ifRangeValue(validator);
+    if (offset > 0 && ifRange) {
+      headers.range = `bytes=${offset}-`;
+      headers['if-range'] = ifRange;
+    }
+    const { url: finalUrl, response } = await getFollowingRedirects(url, {
+      client: options.client,
+      headers,
+      signal: options.signal,
+    });
+    const { statusCode, body } = response;
+    let totalBytes: number | undefined;
+    if (statusCode === 206 && offset > 0) {
+      const range = parseContentRange(header(response, 'content-range'));
+      if (range?.start !== offset) {
+        abandonBody(body);
+        await discardPartial(paths);
+        throw new RestartDownloadError(finalUrl, `asked for bytes from ${offset}, got ${header(response, 'content-range')}`);
+      }
+      totalBytes = range.totalBytes;
+      ctx.log?.info({ event: 'http.download.resume', url, fromBytes: offset, totalBytes }, 'resuming download');
+    } else if (statusCode === 200) {
+      if (offset > 0) {
+        ctx.log?.info({ event: 'http.download.restart', url, discardedBytes: offset }, 'server sent the whole file; restarting');
+        offset = 0;
+        hashers = ctx.algorithms.map((a) => createHash(a));
+        await fh.truncate(0);
+      }
+      const length = Number(header(response, 'content-length'));
+      totalBytes = Number.isFinite(length) && header(response, 'content-length') !== undefined ? length : undefined;
+    } else if (statusCode === 416) {
+      await body.dump();
+      await discardPartial(paths);
+      throw new RestartDownloadError(finalUrl, `range from byte ${offset} not satisfiable`);
+    } else {
+      await body.dump();
+      throw new HttpStatusError(finalUrl, statusCode);
+    }
+
+    const etag = header(response, 'etag') ?? (statusCode === 206 ? validator?.etag : undefined);
+    const lastModified = header(response, 'last-modified') ?? (statusCode === 206 ? validator?.lastModified : undefined);
+    try {
+      if (totalBytes !== undefined) await ensureFreeSpace(paths, totalBytes - offset, options.statfs ?? statfs);
+      const next: ResumeValidator = { url, etag, lastModified, totalBytes };
+      await writeFile(paths.sidecar, JSON.stringify(next));
+    } catch (err) {
+      abandonBody(body);
+      throw asDiskFull(err, paths);
+    }
+
+    let bytesDone = offset;
+    let endBytes: number;
+    try {
+      endBytes = await streamToFile(body as AsyncIterable<Buffer>, fh, offset, hashers, ctx.buffers, (chunkBytes) => {
+        bytesDone += chunkBytes;
+        options.onProgress?.(bytesDone, totalBytes);
+      });
+    } catch (err) {
+      abandonBody(body);
+      throw asDiskFull(err, paths);
+    }
+    if (totalBytes !== undefined && endBytes !== totalBytes) throw new TruncatedBodyError(finalUrl, endBytes, totalBytes);
+    return { sizeBytes: endBytes, hashers, resumedFromBytes: offset, etag };
+  } finally {
+    await fh.close();
+  }
+}
+
+async function fsyncPath(path: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Download `url` to `destPath`, resuming any `.part` left by an earlier attempt. */
+export async function downloadFile(url: string, destPath: string, options: DownloadOptions = {}): Promise<DownloadResult> {
+  const paths: Paths = { dest: destPath, part: `${destPath}.part`, sidecar: `${destPath}.part.json`, dir: dirname(destPath) };
+  const algorithms = ['sha256', ...new Set((options.extraHashAlgorithms ?? []).filter((a) => a !== 'sha256'))];
+  for (const a of algorithms) createHash(a); // an unknown algorithm fails before any network traffic
+  const bufferBytes = options.writeBufferBytes ?? 4 * 1024 * 1024;
+  const buffers: [Buffer, Buffer] = [Buffer.allocUnsafeSlow(bufferBytes), Buffer.allocUnsafeSlow(bufferBytes)];
+  const log = options.log?.child({ url });
+  const startedAt = performance.now();
+
+  let attempts = 0;
+  const transfer = await withRetries(
+    () => {
+      attempts++;
+      return transferOnce({ url, paths, algorithms, buffers, options, log });
+    },
+    {
+      retries: options.retries ?? DEFAULT_RETRY_OPTIONS.retries,
+      baseDelayMs: options.baseDelayMs ?? DEFAULT_RETRY_OPTIONS.baseDelayMs,
+      maxDelayMs: options.maxDelayMs ?? DEFAULT_RETRY_OPTIONS.maxDelayMs,
+      signal: options.signal,
+      log: options.log,
+      url,
+    },
+  );
+
+  const hashes: Record<string, string> = {};
+  transfer.hashers.forEach((h, i) => (hashes[algorithms[i] as string] = h.digest('hex')));
+  const sha256 = hashes.sha256 as string;
+  if (options.expectedSha256 && options.expectedSha256.toLowerCase() !== sha256) {
+    await discardPartial(paths);
+    throw new ChecksumMismatchError(url, options.expectedSha256.toLowerCase(), sha256);
+  }
+  await fsyncPath(paths.part);
+  await rename(paths.part, paths.dest);
+  await rm(paths.sidecar, { force: true });
+  await fsyncPath(paths.dir);
+  log?.debug(
+    { event: 'http.download.done', bytes: transfer.sizeBytes, attempts, durationMs: Math.round(performance.now() - startedAt) },
+    'download complete',
+  );
+  return {
+    path: destPath,
+    sizeBytes: transfer.sizeBytes,
+    sha256,
+    hashes,
+    resumedFromBytes: transfer.resumedFromBytes,
+    attempts,
+    etag: transfer.etag,
+  };
+}

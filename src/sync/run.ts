@@ -1,0 +1,236 @@
+import { existsSync } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import type { Dispatcher } from 'undici';
+import type { LoadedConfig } from '../config/load.js';
+import { ChecksumMismatchError, describeError, errorCode } from '../errors.js';
+import { downloadFile } from '../fetch/download.js';
+import type { Logger } from '../log.js';
+import { cachedGetter } from '../source/cached-get.js';
+import { discoverImages, type DiscoveryResult } from '../source/discover.js';
+import { imageKey, type UpstreamImage } from '../source/image.js';
+import { loadKeyring, type Keyring } from '../source/signature.js';
+import type { RunCounts, StateStore } from '../state/store.js';
+import type { PublishedImage, Target, VerifiedFile } from '../targets/target.js';
+import { planSync, type SyncAction } from './plan.js';
+import { decideRetention } from './retention.js';
+
+export interface SyncDeps {
+  config: LoadedConfig;
+  store: StateStore;
+  targets: readonly Target[];
+  log: Logger;
+  client?: Dispatcher;
+  signal?: AbortSignal;
+  /** Throttle of image.download.progress events. */
+  progressIntervalMs?: number;
+  now?: () => number;
+}
+
+export interface RunSummary extends RunCounts {
+  runId: number;
+  result: 'ok' | 'failed' | 'aborted';
+  /** One line per failure, for the CLI's exit message. */
+  errors: string[];
+}
+
+/** Discover what upstream has now: signed checksums of the newest serial of each wanted release. */
+export async function discover(deps: SyncDeps, onBytes?: (n: number) => void): Promise<DiscoveryResult> {
+  const { config, log } = deps;
+  let keyring: Keyring | undefined;
+  if (config.source.verifySignature) {
+    keyring = await loadKeyring(config.keyringPath);
+  } else {
+    log.warn({ event: 'source.signature.disabled' }, 'source.verifySignature is false: SHA256SUMS are NOT signature-checked; images are only as trustworthy as the connection');
+  }
+  return discoverImages({
+    sourceUrl: config.source.url,
+    channel: config.source.channel,
+    variant: config.source.variant,
+    releases: config.releaseNames,
+    arches: config.source.arches,
+    keyring,
+    get: cachedGetter({
+      store: deps.store, client: deps.client, retries: config.http.retries, baseDelayMs: config.http.retryBaseDelayMs,
+      maxDelayMs: config.http.retryMaxDelayMs, signal: deps.signal, log, onBytes,
+    }),
+    log,
+  });
+}
+
+/** Where the verified copy of an image is kept until every target has it. */
+export function cachePath(config: LoadedConfig, image: UpstreamImage): string {
+  return path.resolve(config.cacheDir, image.channel, image.variant, image.release, image.serial, image.fileName);
+}
+
+/** The plan of a cycle given what was discovered and what state records. */
+export function planCycle(deps: SyncDeps, upstream: readonly UpstreamImage[]): SyncAction[] {
+  const images = deps.store.listImages();
+  const cachedKeys = new Set(images.filter((r) => r.state === 'verified' && r.localPath && existsSync(r.localPath)).map((r) => r.key));
+  return planSync({ upstream, images, targets: deps.targets.map((t) => t.name), cachedKeys });
+}
+
+/** One sync cycle: source -> plan -> fetch -> verify -> publish -> retire, each step recorded in state. */
+export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
+  const { store, log } = deps;
+  const runId = store.startRun();
+  const startedMs = Date.now();
+  const counts: RunCounts = { discovered: 0, downloaded: 0, published: 0, retired: 0, failed: 0, bytesDown: 0 };
+  const errors: string[] = [];
+  const fail = (message: string) => { counts.failed++; errors.push(message); };
+  log.info({ event: 'sync.run.started', runId, source: deps.config.source.url, targets: deps.targets.map((t) => t.name) }, 'sync run started');
+
+  let result: RunSummary['result'] = 'ok';
+  try {
+    const discovery = await discover(deps, (n) => { counts.bytesDown += n; });
+    for (const f of discovery.failures) fail(`${f.release}: ${describeError(f.error)}`);
+    for (const image of discovery.images) {
+      if (store.recordDiscovered(image)) {
+        counts.discovered++;
+        log.info({ event: 'image.discovered', ...imageFields(image), url: image.url, sha256: image.sha256 }, `new image ${image.fileName} ${image.serial}`);
+      }
+    }
+    for (const action of planCycle(deps, discovery.images)) {
+      if (deps.signal?.aborted) break;
+      await runAction(deps, action, counts, fail);
+    }
+    if (!deps.signal?.aborted) {
+      for (const target of deps.targets) await retire(deps, target, counts, fail);
+    }
+  } catch (err) {
+    fail(describeError(err));
+    log.error({ event: 'sync.run.error', runId, err: describeError(err), errCode: errorCode(err) }, describeError(err));
+  }
+  if (deps.signal?.aborted) result = 'aborted';
+  else if (counts.failed > 0) result = 'failed';
+  store.finishRun(runId, result, counts, errors[0] ?? null);
+  const level = result === 'ok' ? 'info' : 'error';
+  log[level]({ event: 'sync.run.finished', runId, result, durationMs: Date.now() - startedMs, ...counts, errors },
+    `sync run ${result}: ${counts.discovered} new, ${counts.downloaded} downloaded, ${counts.published} published, ${counts.retired} retired, ${counts.failed} failed`);
+  return { runId, result, errors, ...counts };
+}
+
+function imageFields(image: UpstreamImage) {
+  return { release: image.release, version: image.version, arch: image.arch, serial: image.serial, channel: image.channel, variant: image.variant };
+}
+
+async function runAction(deps: SyncDeps, action: SyncAction, counts: RunCounts, fail: (m: string) => void): Promise<void> {
+  const { store, config } = deps;
+  const log = deps.log.child(imageFields(action.image));
+  let file: VerifiedFile;
+  if (action.download) {
+    const downloaded = await fetchAndVerify(deps, action, log, counts);
+    if (!downloaded) { fail(`${action.key}: ${store.getImage(action.key)?.error ?? 'download failed'}`); return; }
+    file = downloaded;
+  } else {
+    const record = store.getImage(action.key)!;
+    file = { path: record.localPath!, sizeBytes: record.sizeBytes ?? 0, sha256: record.sha256 };
+  }
+  let allPublished = true;
+  for (const target of deps.targets.filter((t) => action.publishTo.includes(t.name))) {
+    if (deps.signal?.aborted) { allPublished = false; break; }
+    const tlog = log.child({ target: target.name });
+    const started = Date.now();
+    store.setPublication(action.key, target.name, 'publishing');
+    tlog.info({ event: 'image.publish.started', bytes: file.sizeBytes }, `publishing ${action.image.fileName} to ${target.name}`);
+    try {
+      const res = await target.publish(action.image, file, {
+        log: tlog, signal: deps.signal, onRef: (ref) => store.setPublication(action.key, target.name, 'publishing', { ref }),
+      });
+      store.setPublication(action.key, target.name, 'published', { ref: res.ref });
+      counts.published++;
+      tlog.info({ event: 'image.publish.done', imageId: res.ref, adopted: res.adopted, bytes: file.sizeBytes, durationMs: Date.now() - started },
+        `${res.adopted ? 'adopted' : 'published'} ${action.image.fileName} on ${target.name} as ${res.ref}`);
+    } catch (err) {
+      allPublished = false;
+      const message = describeError(err);
+      store.setPublication(action.key, target.name, 'failed', { error: { code: errorCode(err) ?? 'PUBLISH_FAILED', message } });
+      tlog.error({ event: 'image.publish.failed', err: message, errCode: errorCode(err), durationMs: Date.now() - started }, message);
+      fail(`${action.key} -> ${target.name}: ${message}`);
+    }
+  }
+  // Every target has it: the cached copy is no longer needed (a directory target on the same disk holds a hard link).
+  if (allPublished && !config.keepCache) {
+    await rm(file.path, { force: true });
+    store.clearLocalPath(action.key);
+  }
+}
+
+async function fetchAndVerify(deps: SyncDeps, action: SyncAction, log: Logger, counts: RunCounts): Promise<VerifiedFile | undefined> {
+  const { store, config } = deps;
+  const record = store.getImage(action.key)!;
+  if (record.state === 'verified') store.setImageState(action.key, 'discovered', { localPath: null });
+  store.setImageState(action.key, 'downloading');
+  const dest = cachePath(config, action.image);
+  const started = Date.now();
+  const interval = deps.progressIntervalMs ?? 5_000;
+  let lastProgress = started;
+  log.info({ event: 'image.download.started', url: action.image.url }, `downloading ${action.image.url}`);
+  try {
+    await mkdir(path.dirname(dest), { recursive: true });
+    const res = await downloadFile(action.image.url, dest, {
+      client: deps.client, expectedSha256: action.image.sha256, retries: config.http.retries,
+      baseDelayMs: config.http.retryBaseDelayMs, maxDelayMs: config.http.retryMaxDelayMs, signal: deps.signal, log,
+      onProgress: (bytes, total) => {
+        const now = Date.now();
+        if (now - lastProgress < interval) return;
+        lastProgress = now;
+        log.info({ event: 'image.download.progress', bytes, totalBytes: total, durationMs: now - started }, `${action.image.fileName}: ${bytes}/${total ?? '?'} bytes`);
+      },
+    });
+    counts.bytesDown += res.sizeBytes - res.resumedFromBytes;
+    counts.downloaded++;
+    store.setImageState(action.key, 'downloaded', { sizeBytes: res.sizeBytes });
+    log.info({ event: 'image.download.done', bytes: res.sizeBytes, resumedFromBytes: res.resumedFromBytes, attempts: res.attempts, durationMs: Date.now() - started },
+      `downloaded ${action.image.fileName} (${res.sizeBytes} bytes)`);
+    store.setImageState(action.key, 'verified', { localPath: res.path });
+    log.info({ event: 'image.verify.ok', sha256: res.sha256, signed: action.image.signed }, `sha256 of ${action.image.fileName} matches the ${action.image.signed ? 'signed' : 'UNSIGNED'} SHA256SUMS`);
+    return { path: res.path, sizeBytes: res.sizeBytes, sha256: res.sha256 };
+  } catch (err) {
+    const message = describeError(err);
+    if (deps.signal?.aborted) {
+      log.warn({ event: 'image.download.aborted', err: message }, 'download stopped; the partial file resumes next run');
+      return undefined;
+    }
+    store.setImageState(action.key, 'failed', { error: { code: errorCode(err) ?? 'DOWNLOAD_FAILED', message } });
+    const event = err instanceof ChecksumMismatchError ? 'image.verify.failed' : 'image.download.failed';
+    log.error({ event, err: message, errCode: errorCode(err), durationMs: Date.now() - started }, message);
+    return undefined;
+  }
+}
+
+async function retire(deps: SyncDeps, target: Target, counts: RunCounts, fail: (m: string) => void): Promise<void> {
+  const log = deps.log.child({ target: target.name });
+  let published: PublishedImage[];
+  try {
+    published = await target.listPublished({ log });
+  } catch (err) {
+    fail(`${target.name}: listing for retention failed: ${describeError(err)}`);
+    log.error({ event: 'image.retire.failed', err: describeError(err), errCode: errorCode(err) }, `cannot list ${target.name} for retention`);
+    return;
+  }
+  const decision = decideRetention(published, {
+    keep: deps.config.keep, hidesBeforeDelete: target.hidesBeforeDelete, hideGraceMs: target.hideGraceMs, nowMs: (deps.now ?? Date.now)(),
+  });
+  for (const [step, images] of [['hide', decision.hide], ['remove', decision.remove]] as const) {
+    for (const image of images) {
+      const key = imageKey({ ...image, channel: image.channel as UpstreamImage['channel'], variant: image.variant as UpstreamImage['variant'], arch: image.arch as UpstreamImage['arch'] });
+      const fields = { release: image.release, arch: image.arch, serial: image.serial, imageId: image.ref };
+      try {
+        if (step === 'hide') await target.hide(image, { log });
+        else await target.remove(image, { log });
+        if (deps.store.getImage(key)?.publications[target.name]) {
+          deps.store.setPublication(key, target.name, step === 'hide' ? 'hidden' : 'removed');
+        }
+        counts.retired += step === 'remove' ? 1 : 0;
+        log.info({ event: step === 'hide' ? 'image.retire.hidden' : 'image.retire.removed', ...fields }, `${step === 'hide' ? 'hid' : 'removed'} ${image.ref} (older than the newest ${deps.config.keep})`);
+      } catch (err) {
+        const message = describeError(err);
+        log.warn({ event: 'image.retire.failed', ...fields, err: message, errCode: errorCode(err) }, `cannot ${step} ${image.ref}: ${message}; retried next run`);
+      }
+    }
+  }
+  for (const { image, reason } of decision.spared) {
+    log.debug({ event: 'image.retire.spared', release: image.release, arch: image.arch, serial: image.serial, imageId: image.ref, reason }, `kept ${image.ref}: ${reason}`);
+  }
+}

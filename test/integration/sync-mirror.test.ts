@@ -1,0 +1,221 @@
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import { afterEach, describe, test } from 'node:test';
+import { createSyncWorld, type SyncWorld } from '../support/sync-world.js';
+
+let world: SyncWorld;
+afterEach(async () => { await world?.close(); });
+
+function filesUnder(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { recursive: true, withFileTypes: true }).filter((d) => d.isFile()).map((d) => path.join(d.parentPath, d.name));
+}
+
+function sha256Of(file: string): string {
+  return createHash('sha256').update(readFileSync(file)).digest('hex');
+}
+
+function imageRequests(w: SyncWorld) {
+  return w.mirror.requests.filter((r) => r.path.endsWith('.img'));
+}
+
+describe('sync cycle against the fixture mirror (directory target)', () => {
+  test('publishes the newest signed serial of each release/arch with a manifest, and records every step', async () => {
+    world = await createSyncWorld({
+      mirror: { releases: [{ codename: 'noble', serials: ['20261101', '20261120'], arches: ['amd64', 'arm64'] }, { codename: 'jammy', serials: ['20261115'] }] },
+      config: { source: { releases: ['noble', '22.04'], arches: ['amd64', 'arm64'] } },
+    });
+    const summary = await world.sync();
+    assert.equal(summary.result, 'ok', summary.errors.join('\n'));
+    assert.equal(summary.downloaded, 3);
+    const expected = world.mirror.published({ channel: 'release', variant: 'server' }).filter((i) => i.serial !== '20261101');
+    assert.equal(expected.length, 3);
+    for (const image of expected) {
+      const file = path.join(world.dir, 'images', image.release, image.serial, image.fileName);
+      assert.equal(sha256Of(file), image.sha256, `${file} holds the signed bytes`);
+      const manifest = JSON.parse(readFileSync(`${file}.cloudimg-sync.json`, 'utf8')) as Record<string, unknown>;
+      assert.equal(manifest.sha256, image.sha256);
+      assert.equal(manifest.serial, image.serial);
+    }
+    const store = world.store();
+    const states = store.listImages().map((r) => [r.release, r.arch, r.serial, r.state, r.publications.local?.state]);
+    assert.deepEqual(states.sort(), [
+      ['jammy', 'amd64', '20261115', 'verified', 'published'],
+      ['noble', 'amd64', '20261120', 'verified', 'published'],
+      ['noble', 'arm64', '20261120', 'verified', 'published'],
+    ]);
+    assert.equal(store.listRuns()[0]!.result, 'ok');
+    assert.deepEqual(filesUnder(path.join(world.dir, 'cache')), [], 'the cache is emptied once every target has the image');
+    for (const name of ['sync.run.started', 'image.discovered', 'image.download.done', 'image.verify.ok', 'image.publish.done', 'sync.run.finished']) {
+      assert.ok(world.events(name).length > 0, `event ${name} logged`);
+    }
+    const ua = world.mirror.requests[0]!.headers['user-agent'];
+    assert.match(String(ua), /^cloudimg-sync\/\d+\.\d+\.\d+/);
+  });
+
+  test('a second cycle with nothing new upstream downloads nothing and costs only conditional requests', async () => {
+    world = await createSyncWorld();
+    assert.equal((await world.sync()).result, 'ok');
+    world.mirror.clearRequests();
+    const second = await world.sync();
+    assert.equal(second.result, 'ok');
+    assert.equal(second.downloaded, 0);
+    assert.equal(imageRequests(world).length, 0);
+    assert.ok(world.mirror.requests.length > 0 && world.mirror.requests.every((r) => r.status === 304), 'every request revalidated with 304');
+    assert.ok(world.mirror.requests.every((r) => r.headers['if-none-match'] || r.headers['if-modified-since']));
+  });
+
+  test('a new serial upstream is fetched and the oldest beyond keep is removed from the directory', async () => {
+    world = await createSyncWorld({ mirror: { releases: [{ codename: 'noble', serials: ['20261101'] }] }, config: { keep: 1 } });
+    assert.equal((await world.sync()).result, 'ok');
+    await world.mirror.addSerial({ codename: 'noble', serial: '20261120' });
+    const summary = await world.sync();
+    assert.equal(summary.result, 'ok');
+    assert.equal(summary.retired, 1);
+    const images = filesUnder(path.join(world.dir, 'images')).map((f) => path.relative(path.join(world.dir, 'images'), f)).sort();
+    assert.deepEqual(images, [
+      'noble/20261120/ubuntu-24.04-server-cloudimg-amd64.img',
+      'noble/20261120/ubuntu-24.04-server-cloudimg-amd64.img.cloudimg-sync.json',
+    ]);
+    const old = world.store().getImage('release/server/noble/amd64/20261101')!;
+    assert.equal(old.publications.local!.state, 'removed');
+    assert.equal(world.events('image.retire.removed').length, 1);
+  });
+
+  test('a 503 on the image is retried with backoff and recovers', async () => {
+    world = await createSyncWorld();
+    world.mirror.inject({ path: /\.img$/, fault: 'status', status: 503, times: 2 });
+    const summary = await world.sync();
+    assert.equal(summary.result, 'ok', summary.errors.join());
+    assert.deepEqual(imageRequests(world).map((r) => r.status), [503, 503, 200]);
+    assert.equal(world.events('http.retry').length, 2);
+  });
+
+  test('a connection reset mid-body resumes from the byte it stopped at', async () => {
+    world = await createSyncWorld();
+    world.mirror.inject({ path: /\.img$/, fault: 'reset', afterBytes: 200_000, times: 1 });
+    const summary = await world.sync();
+    assert.equal(summary.result, 'ok', summary.errors.join());
+    const reqs = imageRequests(world);
+    assert.equal(reqs.length, 2);
+    const range = String(reqs[1]!.headers.range);
+    const from = Number(/bytes=(\d+)-/.exec(range)?.[1]);
+    assert.ok(from > 0 && from <= 200_000, `resumed with ${range}`);
+    assert.equal(reqs[1]!.status, 206);
+    const image = world.mirror.published()[0]!;
+    assert.equal(sha256Of(path.join(world.dir, 'images', 'noble', image.serial, image.fileName)), image.sha256);
+  });
+
+  test('a truncated body is resumed and the result verifies', async () => {
+    world = await createSyncWorld();
+    world.mirror.inject({ path: /\.img$/, fault: 'truncate', afterBytes: 100_000, times: 1 });
+    const summary = await world.sync();
+    assert.equal(summary.result, 'ok', summary.errors.join());
+    assert.equal(imageRequests(world)[1]!.status, 206);
+  });
+
+  test('a server that ignores Range makes the download restart cleanly from byte 0', async () => {
+    world = await createSyncWorld();
+    world.mirror.inject({ path: /\.img$/, fault: 'reset', afterBytes: 150_000, times: 1 });
+    world.mirror.inject({ path: /\.img$/, fault: 'ignore-range', times: 1 });
+    const summary = await world.sync();
+    assert.equal(summary.result, 'ok', summary.errors.join());
+    assert.deepEqual(imageRequests(world).map((r) => r.status), [200, 200]);
+  });
+
+  test('wrong bytes fail the checksum: nothing is published, no partial file stays, the next cycle recovers', async () => {
+    world = await createSyncWorld();
+    world.mirror.inject({ path: /\.img$/, fault: 'wrong-bytes' });
+    const summary = await world.sync();
+    assert.equal(summary.result, 'failed');
+    assert.match(summary.errors[0]!, /CHECKSUM_MISMATCH/);
+    assert.deepEqual(filesUnder(path.join(world.dir, 'images')), []);
+    assert.deepEqual(filesUnder(path.join(world.dir, 'cache')), [], 'the bad download and its .part are deleted');
+    const rec = world.store().listImages()[0]!;
+    assert.deepEqual([rec.state, rec.errorCode], ['failed', 'CHECKSUM_MISMATCH']);
+    assert.equal(world.events('image.verify.failed').length, 1);
+    world.mirror.clearFaults();
+    assert.equal((await world.sync()).result, 'ok');
+    assert.equal(world.store().listImages()[0]!.publications.local!.state, 'published');
+  });
+
+  for (const how of ['foreign-key', 'tampered-sums'] as const) {
+    test(`a bad signature (${how}) stops the release before any image byte is fetched`, async () => {
+      world = await createSyncWorld();
+      world.mirror.inject({ path: /SHA256SUMS/, fault: 'bad-signature', how });
+      const summary = await world.sync();
+      assert.equal(summary.result, 'failed');
+      assert.match(summary.errors[0]!, /SIGNATURE_INVALID/);
+      assert.equal(imageRequests(world).length, 0);
+      assert.deepEqual(world.store().listImages(), []);
+    });
+  }
+
+  test('a pruned newest serial falls back to the previous one', async () => {
+    world = await createSyncWorld({ mirror: { releases: [{ codename: 'noble', serials: ['20261101', '20261120'] }] } });
+    world.mirror.inject({ path: /release-20261120\//, fault: 'pruned' });
+    const summary = await world.sync();
+    assert.equal(summary.result, 'ok', summary.errors.join());
+    assert.deepEqual(world.store().listImages().map((r) => r.serial), ['20261101']);
+    assert.equal(world.events('source.serial.pruned').length, 1);
+  });
+
+  test('a malformed listing fails the release with a clear message and leaves state untouched', async () => {
+    world = await createSyncWorld();
+    world.mirror.inject({ path: '/releases/noble/', fault: 'malformed-listing', kind: 'garbage' });
+    const summary = await world.sync();
+    assert.equal(summary.result, 'failed');
+    assert.match(summary.errors[0]!, /LISTING_NO_SERIALS: .*\/releases\/noble\/ lists no serial folders \(fix: /);
+    assert.deepEqual(world.store().listImages(), []);
+    assert.equal(world.store().listRuns()[0]!.result, 'failed');
+  });
+
+  test('a listing with old-style Apache dates still works', async () => {
+    world = await createSyncWorld();
+    world.mirror.inject({ path: /\/$/, fault: 'malformed-listing', kind: 'odd-dates' });
+    assert.equal((await world.sync()).result, 'ok');
+  });
+
+  test('a slow body still completes and reports progress', async () => {
+    world = await createSyncWorld();
+    world.mirror.inject({ path: /\.img$/, fault: 'slow', bytesPerSecond: 2_000_000 });
+    const summary = await world.sync();
+    assert.equal(summary.result, 'ok', summary.errors.join());
+    assert.ok(world.events('image.download.progress').length >= 2);
+  });
+
+  test('a stalled body hits the idle timeout, is retried and resumes', async () => {
+    world = await createSyncWorld({ config: { http: { retries: 3, retryBaseDelayMs: 10, retryMaxDelayMs: 50, idleTimeoutMs: 300 } } });
+    world.mirror.inject({ path: /\.img$/, fault: 'slow', bytesPerSecond: 1, times: 1 });
+    const summary = await world.sync();
+    assert.equal(summary.result, 'ok', summary.errors.join());
+    assert.ok(imageRequests(world).length >= 2);
+  });
+
+  test('turning signature checking off is logged as a warning on every run', async () => {
+    world = await createSyncWorld({ config: { source: { verifySignature: false } } });
+    await world.sync();
+    await world.sync();
+    assert.equal(world.events('source.signature.disabled').length, 2);
+    assert.ok(world.events('source.signature.disabled').every((e) => e.level === 'warn'));
+  });
+
+  test('an abort mid-download leaves a resumable .part and the next run continues from it', async () => {
+    world = await createSyncWorld({ mirror: { imageSizeBytes: 4 * 1024 * 1024 } });
+    const fault = world.mirror.inject({ path: /\.img$/, fault: 'slow', bytesPerSecond: 4_000_000, times: 1 });
+    const abort = new AbortController();
+    setTimeout(() => abort.abort(), 400);
+    const first = await world.sync({ signal: abort.signal });
+    assert.equal(first.result, 'aborted');
+    assert.equal(fault.hits, 1);
+    const parts = filesUnder(path.join(world.dir, 'cache')).filter((f) => f.endsWith('.part'));
+    assert.equal(parts.length, 1);
+    assert.equal(world.store().listImages()[0]!.state, 'downloading');
+    const second = await world.sync();
+    assert.equal(second.result, 'ok', second.errors.join());
+    const resumed = imageRequests(world).at(-1)!;
+    assert.match(String(resumed.headers.range), /^bytes=[1-9]\d*-$/);
+  });
+});

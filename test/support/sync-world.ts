@@ -1,0 +1,83 @@
+/** A test world for whole sync cycles: a fixture mirror, a temp dir, config, state and captured logs. */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { validateConfig, type LoadedConfig } from '../../src/config/load.js';
+import { createHttpClient } from '../../src/fetch/http-client.js';
+import { createLogger } from '../../src/log.js';
+import { StateStore } from '../../src/state/store.js';
+import { runSyncCycle, type RunSummary } from '../../src/sync/run.js';
+import { createTargets } from '../../src/targets/create.js';
+import type { Target } from '../../src/targets/target.js';
+import { startMirror, type Mirror, type MirrorOptions } from '../fixtures/mirror/index.js';
+
+export interface LogEvent {
+  event?: string;
+  level: string;
+  msg: string;
+  [key: string]: unknown;
+}
+
+export interface SyncWorld {
+  mirror: Mirror;
+  dir: string;
+  config: LoadedConfig;
+  logs: LogEvent[];
+  events(name: string): LogEvent[];
+  /** Run one cycle with fresh state/targets objects, as a new process would. */
+  sync(overrides?: { targets?: Target[]; signal?: AbortSignal }): Promise<RunSummary>;
+  store(): StateStore;
+  close(): Promise<void>;
+}
+
+export async function createSyncWorld(options: { mirror?: MirrorOptions; config?: Record<string, unknown> } = {}): Promise<SyncWorld> {
+  const mirror = await startMirror(options.mirror);
+  const dir = mkdtempSync(path.join(tmpdir(), 'cloudimg-sync-test-'));
+  const raw = {
+    source: { url: mirror.url, keyring: mirror.keyringPath, releases: ['noble'], arches: ['amd64'] },
+    stateDir: path.join(dir, 'state'),
+    cacheDir: path.join(dir, 'cache'),
+    http: { retries: 3, retryBaseDelayMs: 10, retryMaxDelayMs: 50, idleTimeoutMs: 2_000 },
+    targets: [{ name: 'local', type: 'directory', path: path.join(dir, 'images') }],
+    ...options.config,
+  };
+  const rawSource = (options.config?.source ?? {}) as Record<string, unknown>;
+  raw.source = { url: mirror.url, keyring: mirror.keyringPath, releases: ['noble'], arches: ['amd64'], ...rawSource };
+  const config = validateConfig(raw, 'test config');
+  const logs: LogEvent[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line) logs.push(JSON.parse(line) as LogEvent);
+      cb();
+    },
+  });
+  const log = createLogger({ level: 'debug', destination: sink });
+  const client = createHttpClient({ connectTimeoutMs: 2_000, bodyTimeoutMs: config.http.idleTimeoutMs });
+  const stores: StateStore[] = [];
+  return {
+    mirror, dir, config, logs,
+    events: (name) => logs.filter((l) => l.event === name),
+    store() {
+      const s = StateStore.open(config.stateDir);
+      stores.push(s);
+      return s;
+    },
+    async sync(overrides = {}) {
+      const store = StateStore.open(config.stateDir);
+      try {
+        return await runSyncCycle({
+          config, store, log, client, targets: overrides.targets ?? createTargets(config), signal: overrides.signal, progressIntervalMs: 0,
+        });
+      } finally {
+        store.close();
+      }
+    },
+    async close() {
+      for (const s of stores) s.close();
+      await client.close();
+      await mirror.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
