@@ -363,7 +363,7 @@ export async function downloadFile(url: string, destPath: string, options: Downl
   const paths: Paths = { dest: destPath, part: `${destPath}.part`, sidecar: `${destPath}.part.json`, dir: dirname(destPath) };
   const algorithms = ['sha256', ...new Set((options.extraHashAlgorithms ?? []).filter((a) => a !== 'sha256'))];
   for (const a of algorithms) createHash(a); // an unknown algorithm fails before any network traffic
-  const bufferBytes = options.writeBufferBytes ?? 4 * 1024 * 1024;
+  const bufferBytes = options.writeBufferBytes ?? 1024 * 1024;
   const buffers: [Buffer, Buffer] = [Buffer.allocUnsafeSlow(bufferBytes), Buffer.allocUnsafeSlow(bufferBytes)];
   const log = options.log?.child({ url });
   const startedAt = performance.now();
