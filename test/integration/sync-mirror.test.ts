@@ -219,3 +219,39 @@ describe('sync cycle against the fixture mirror (directory target)', () => {
     assert.match(String(resumed.headers.range), /^bytes=[1-9]\d*-$/);
   });
 });
+
+describe('channels and variants', () => {
+  test('the daily channel syncs <codename>-server-cloudimg-<arch>.img from /<codename>/<serial>/', async () => {
+    world = await createSyncWorld({
+      mirror: { releases: [{ codename: 'noble', serials: ['20261118', '20261119.1'], channels: ['daily'] }] },
+      config: { source: { channel: 'daily' } },
+    });
+    const summary = await world.sync();
+    assert.equal(summary.result, 'ok', summary.errors.join());
+    const rec = world.store().listImages();
+    assert.deepEqual(rec.map((r) => [r.channel, r.serial, r.fileName, r.version]), [['daily', '20261119.1', 'noble-server-cloudimg-amd64.img', '24.04']]);
+    assert.ok(world.mirror.requests.some((r) => r.path === '/noble/20261119.1/SHA256SUMS'));
+  });
+
+  test('the minimal variant syncs from /minimal/releases/ with the version from the file name', async () => {
+    world = await createSyncWorld({
+      mirror: { releases: [{ codename: 'resolute', serials: ['20261120'], variants: ['minimal'], channels: ['release'] }] },
+      config: { source: { variant: 'minimal', releases: ['26.04'] } },
+    });
+    const summary = await world.sync();
+    assert.equal(summary.result, 'ok', summary.errors.join());
+    const rec = world.store().listImages();
+    assert.deepEqual(rec.map((r) => [r.variant, r.release, r.fileName]), [['minimal', 'resolute', 'ubuntu-26.04-minimal-cloudimg-amd64.img']]);
+    assert.ok(world.mirror.requests.some((r) => r.path.startsWith('/minimal/releases/resolute/release-20261120/')));
+  });
+
+  test('a release missing from the codename table still syncs on the release channel (version from the file name)', async () => {
+    world = await createSyncWorld({
+      mirror: { releases: [{ codename: 'zebu', version: '27.04', serials: ['20270501'], channels: ['release'] }] },
+      config: { source: { releases: ['zebu'] } },
+    });
+    const summary = await world.sync();
+    assert.equal(summary.result, 'ok', summary.errors.join());
+    assert.deepEqual(world.store().listImages().map((r) => [r.release, r.version]), [['zebu', '27.04']]);
+  });
+});
