@@ -38,6 +38,50 @@ export interface DownloadOptions {
   statfs?: (dir: string) => Promise<FreeSpace>;
   /** Size of each of the two write buffers. */
   writeBufferBytes?: number;
+  /**
+   * Receives every byte of the file once, in order from byte 0 (bytes already on disk from an earlier attempt
+   * first), while the download runs; its promise applies backpressure. If the download has to start over after
+   * bytes were handed out (the server ignored Range, the file changed upstream), `abort` is called instead and
+   * the sink gets nothing more: what it received is void.
+   */
+  sink?: DownloadSink;
+}
+
+export interface DownloadSink {
+  write(chunk: Buffer): void | Promise<void>;
+  abort(reason: Error): void;
+}
+
+/** Hands bytes to a sink exactly once, in order, whatever resumes and restarts the download goes through. */
+class SinkFeeder {
+  private fedBytes = 0;
+  private aborted = false;
+
+  constructor(private readonly sink: DownloadSink | undefined) {}
+
+  /** `chunk` holds the file's bytes from `position`. */
+  async feed(chunk: Buffer, position: number): Promise<void> {
+    if (!this.sink || this.aborted) return;
+    if (position > this.fedBytes) {
+      this.abort(new Error(`download skipped bytes ${this.fedBytes}-${position}`));
+      return;
+    }
+    const fresh = chunk.subarray(this.fedBytes - position);
+    if (fresh.length === 0) return;
+    this.fedBytes += fresh.length;
+    await this.sink.write(fresh);
+  }
+
+  /** The download restarts at `position`: bytes already handed out beyond it are void. */
+  restartAt(position: number): void {
+    if (position < this.fedBytes) this.abort(new Error(`download restarted at byte ${position} after ${this.fedBytes} bytes were streamed`));
+  }
+
+  private abort(reason: Error): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.sink?.abort(reason);
+  }
 }
 
 export interface DownloadResult {
@@ -178,13 +222,14 @@ async function writeFully(fh: FileHandle, buffer: Buffer, length: number, positi
   }
 }
 
-async function hashPrefix(url: string, fh: FileHandle, lengthBytes: number, hashers: Hash[], buffer: Buffer): Promise<void> {
+async function hashPrefix(url: string, fh: FileHandle, lengthBytes: number, hashers: Hash[], buffer: Buffer, feeder: SinkFeeder): Promise<void> {
   let position = 0;
   while (position < lengthBytes) {
     const { bytesRead } = await fh.read(buffer, 0, Math.min(buffer.length, lengthBytes - position), position);
     if (bytesRead === 0) throw new RestartDownloadError(url, '.part shrank while being re-hashed');
     const view = buffer.subarray(0, bytesRead);
     for (const h of hashers) h.update(view);
+    await feeder.feed(Buffer.from(view), position); // a copy: the read buffer is reused
     position += bytesRead;
   }
 }
@@ -207,6 +252,7 @@ async function streamToFile(
   hashers: Hash[],
   buffers: [Buffer, Buffer],
   onChunk: (chunkBytes: number) => void,
+  feeder: SinkFeeder,
 ): Promise<number> {
   let [active, spare] = buffers;
   let filled = 0;
@@ -214,9 +260,12 @@ async function streamToFile(
   let pending: Promise<void> | undefined;
   let syncing: Promise<void> | undefined;
   let syncedPosition = position;
+  let received = position;
   try {
     for await (const chunk of body) {
       for (const h of hashers) h.update(chunk);
+      await feeder.feed(chunk, received);
+      received += chunk.length;
       let offset = 0;
       while (offset < chunk.length) {
         const copied = chunk.copy(active, filled, offset);
@@ -266,6 +315,7 @@ interface TransferContext {
   algorithms: string[];
   buffers: [Buffer, Buffer];
   options: DownloadOptions;
+  feeder: SinkFeeder;
   log?: Logger;
 }
 
@@ -274,11 +324,12 @@ async function transferOnce(ctx: TransferContext): Promise<Transfer> {
   const { url, paths, options } = ctx;
   let { offset, validator } = await resumePoint(url, paths);
   if (offset === 0) await rm(paths.sidecar, { force: true });
+  ctx.feeder.restartAt(offset);
   const fh = await open(paths.part, offset > 0 ? 'r+' : 'w');
   try {
     if (offset > 0) await fh.truncate(offset);
     let hashers = ctx.algorithms.map((a) => createHash(a));
-    if (offset > 0) await hashPrefix(url, fh, offset, hashers, ctx.buffers[0]);
+    if (offset > 0) await hashPrefix(url, fh, offset, hashers, ctx.buffers[0], ctx.feeder);
 
     const headers: Record<string, string> = { 'accept-encoding': 'identity' };
     const ifRange = validator && ifRangeValue(validator);
@@ -306,6 +357,7 @@ async function transferOnce(ctx: TransferContext): Promise<Transfer> {
       if (offset > 0) {
         ctx.log?.info({ event: 'http.download.restart', url, discardedBytes: offset }, 'server sent the whole file; restarting');
         offset = 0;
+        ctx.feeder.restartAt(0);
         hashers = ctx.algorithms.map((a) => createHash(a));
         await fh.truncate(0);
       }
@@ -337,7 +389,7 @@ async function transferOnce(ctx: TransferContext): Promise<Transfer> {
       endBytes = await streamToFile(body as AsyncIterable<Buffer>, fh, offset, hashers, ctx.buffers, (chunkBytes) => {
         bytesDone += chunkBytes;
         options.onProgress?.(bytesDone, totalBytes);
-      });
+      }, ctx.feeder);
     } catch (err) {
       abandonBody(body);
       throw asDiskFull(err, paths);
@@ -369,10 +421,11 @@ export async function downloadFile(url: string, destPath: string, options: Downl
   const startedAt = performance.now();
 
   let attempts = 0;
+  const feeder = new SinkFeeder(options.sink);
   const transfer = await withRetries(
     () => {
       attempts++;
-      return transferOnce({ url, paths, algorithms, buffers, options, log });
+      return transferOnce({ url, paths, algorithms, buffers, options, feeder, log });
     },
     {
       retries: options.retries ?? DEFAULT_RETRY_OPTIONS.retries,

@@ -4,14 +4,15 @@ import path from 'node:path';
 import type { Dispatcher } from 'undici';
 import type { LoadedConfig } from '../config/load.js';
 import { ChecksumMismatchError, describeError, errorCode } from '../errors.js';
-import { downloadFile } from '../fetch/download.js';
+import { downloadFile, type DownloadSink } from '../fetch/download.js';
 import type { Logger } from '../log.js';
 import { cachedGetter } from '../source/cached-get.js';
 import { discoverImages, type DiscoveryResult } from '../source/discover.js';
 import { imageKey, type UpstreamImage } from '../source/image.js';
 import { loadKeyring, type Keyring } from '../source/signature.js';
 import type { RunCounts, StateStore } from '../state/store.js';
-import type { PublishedImage, Target, VerifiedFile } from '../targets/target.js';
+import type { PublishedImage, PublishResult, Target, VerifiedFile } from '../targets/target.js';
+import { startStreamPublications, type StreamOutcome } from './stream-publish.js';
 import { planSync, type SyncAction } from './plan.js';
 import { decideRetention } from './retention.js';
 
@@ -118,35 +119,35 @@ async function runAction(deps: SyncDeps, action: SyncAction, counts: RunCounts, 
   const { store, config } = deps;
   const log = deps.log.child(imageFields(action.image));
   let file: VerifiedFile;
+  let allPublished = true;
+  const done = new Set<string>();
   if (action.download) {
-    const downloaded = await fetchAndVerify(deps, action, log, counts);
+    // Targets that upload while downloading get the bytes as they arrive; the rest get the verified file after.
+    const streamTargets = deps.targets.filter((t) => t.publishStream && action.publishTo.includes(t.name));
+    for (const t of streamTargets) publishStarted(deps, action, t, log);
+    const streams = streamTargets.length > 0 ? startStreamPublications(action.image, streamTargets, publishContext(deps, action, log)) : undefined;
+    const downloaded = await fetchAndVerify(deps, action, log, counts, streams?.sink);
+    const outcomes = streams ? await streams.settle(downloaded) : [];
+    for (const outcome of outcomes) {
+      if (recordStreamOutcome(deps, action, outcome, log, counts, fail, downloaded !== undefined)) done.add(outcome.target.name);
+      else if (!downloaded) allPublished = false;
+    }
     if (!downloaded) { fail(`${action.key}: ${store.getImage(action.key)?.error ?? 'download failed'}`); return; }
     file = downloaded;
   } else {
     const record = store.getImage(action.key)!;
     file = { path: record.localPath!, sizeBytes: record.sizeBytes ?? 0, sha256: record.sha256 };
   }
-  let allPublished = true;
-  for (const target of deps.targets.filter((t) => action.publishTo.includes(t.name))) {
+  for (const target of deps.targets.filter((t) => action.publishTo.includes(t.name) && !done.has(t.name))) {
     if (deps.signal?.aborted) { allPublished = false; break; }
-    const tlog = log.child({ target: target.name });
     const started = Date.now();
-    store.setPublication(action.key, target.name, 'publishing');
-    tlog.info({ event: 'image.publish.started', bytes: file.sizeBytes }, `publishing ${action.image.fileName} to ${target.name}`);
+    const tlog = publishStarted(deps, action, target, log, file.sizeBytes);
     try {
-      const res = await target.publish(action.image, file, {
-        log: tlog, signal: deps.signal, onRef: (ref) => store.setPublication(action.key, target.name, 'publishing', { ref }),
-      });
-      store.setPublication(action.key, target.name, 'published', { ref: res.ref });
-      counts.published++;
-      tlog.info({ event: 'image.publish.done', imageId: res.ref, adopted: res.adopted, bytes: file.sizeBytes, durationMs: Date.now() - started },
-        `${res.adopted ? 'adopted' : 'published'} ${action.image.fileName} on ${target.name} as ${res.ref}`);
+      const res = await target.publish(action.image, file, publishContext(deps, action, log)(target));
+      publishDone(deps, action, target, res, file.sizeBytes, started, tlog, counts);
     } catch (err) {
       allPublished = false;
-      const message = describeError(err);
-      store.setPublication(action.key, target.name, 'failed', { error: { code: errorCode(err) ?? 'PUBLISH_FAILED', message } });
-      tlog.error({ event: 'image.publish.failed', err: message, errCode: errorCode(err), durationMs: Date.now() - started }, message);
-      fail(`${action.key} -> ${target.name}: ${message}`);
+      publishFailed(deps, action, target, err, started, tlog, fail);
     }
   }
   // Every target has it: the cached copy is no longer needed (a directory target on the same disk holds a hard link).
@@ -156,7 +157,57 @@ async function runAction(deps: SyncDeps, action: SyncAction, counts: RunCounts, 
   }
 }
 
-async function fetchAndVerify(deps: SyncDeps, action: SyncAction, log: Logger, counts: RunCounts): Promise<VerifiedFile | undefined> {
+function publishContext(deps: SyncDeps, action: SyncAction, log: Logger) {
+  return (target: Target) => ({
+    log: log.child({ target: target.name }),
+    signal: deps.signal,
+    onRef: (ref: string) => deps.store.setPublication(action.key, target.name, 'publishing', { ref }),
+  });
+}
+
+function publishStarted(deps: SyncDeps, action: SyncAction, target: Target, log: Logger, bytes?: number): Logger {
+  const tlog = log.child({ target: target.name });
+  deps.store.setPublication(action.key, target.name, 'publishing');
+  tlog.info({ event: 'image.publish.started', bytes, method: bytes === undefined ? 'stream' : undefined }, `publishing ${action.image.fileName} to ${target.name}`);
+  return tlog;
+}
+
+function publishDone(deps: SyncDeps, action: SyncAction, target: Target, res: PublishResult, bytes: number | undefined, started: number, tlog: Logger, counts: RunCounts): void {
+  deps.store.setPublication(action.key, target.name, 'published', { ref: res.ref });
+  counts.published++;
+  tlog.info({ event: 'image.publish.done', imageId: res.ref, adopted: res.adopted, bytes, durationMs: Date.now() - started },
+    `${res.adopted ? 'adopted' : 'published'} ${action.image.fileName} on ${target.name} as ${res.ref}`);
+}
+
+function publishFailed(deps: SyncDeps, action: SyncAction, target: Target, err: unknown, started: number, tlog: Logger, fail: (m: string) => void): void {
+  const message = describeError(err);
+  deps.store.setPublication(action.key, target.name, 'failed', { error: { code: errorCode(err) ?? 'PUBLISH_FAILED', message } });
+  tlog.error({ event: 'image.publish.failed', err: message, errCode: errorCode(err), durationMs: Date.now() - started }, message);
+  fail(`${action.key} -> ${target.name}: ${message}`);
+}
+
+/**
+ * Record how a stream-through upload ended. Returns true when the target is done with this image. A stream
+ * that failed while the download itself verified falls back to publishing the verified file (returns false).
+ */
+function recordStreamOutcome(
+  deps: SyncDeps, action: SyncAction, outcome: StreamOutcome, log: Logger, counts: RunCounts, fail: (m: string) => void, downloadOk: boolean,
+): boolean {
+  const tlog = log.child({ target: outcome.target.name });
+  if (outcome.result) {
+    publishDone(deps, action, outcome.target, outcome.result, outcome.bytes, outcome.startedMs, tlog, counts);
+    return true;
+  }
+  if (downloadOk) {
+    tlog.warn({ event: 'image.publish.fallback', err: describeError(outcome.error), errCode: errorCode(outcome.error) },
+      `streaming to ${outcome.target.name} failed (${describeError(outcome.error)}); publishing the verified file instead`);
+    return false;
+  }
+  publishFailed(deps, action, outcome.target, outcome.error, outcome.startedMs, tlog, () => undefined);
+  return true;
+}
+
+async function fetchAndVerify(deps: SyncDeps, action: SyncAction, log: Logger, counts: RunCounts, sink?: DownloadSink): Promise<VerifiedFile | undefined> {
   const { store, config } = deps;
   const record = store.getImage(action.key)!;
   if (record.state === 'verified') store.setImageState(action.key, 'discovered', { localPath: null });
@@ -170,7 +221,7 @@ async function fetchAndVerify(deps: SyncDeps, action: SyncAction, log: Logger, c
     await mkdir(path.dirname(dest), { recursive: true });
     const res = await downloadFile(action.image.url, dest, {
       client: deps.client, expectedSha256: action.image.sha256, retries: config.http.retries,
-      baseDelayMs: config.http.retryBaseDelayMs, maxDelayMs: config.http.retryMaxDelayMs, signal: deps.signal, log,
+      baseDelayMs: config.http.retryBaseDelayMs, maxDelayMs: config.http.retryMaxDelayMs, signal: deps.signal, log, sink,
       onProgress: (bytes, total) => {
         const now = Date.now();
         if (now - lastProgress < interval) return;

@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import type { Logger } from '../log.js';
 import type { UpstreamImage } from '../source/image.js';
 
@@ -37,6 +38,14 @@ export interface PublishContext {
   onRef?: (ref: string) => void;
 }
 
+export interface StreamPublishContext extends PublishContext {
+  /**
+   * Settles once the download has ended: resolves with the verified file when its sha256 matched the signed
+   * list, rejects otherwise. Until it resolves, what was streamed is unverified and must stay invisible.
+   */
+  verified: Promise<VerifiedFile>;
+}
+
 /**
  * A place verified images are published to. The sync loop talks only to this interface; it does not
  * know whether it is a directory or a Glance.
@@ -46,6 +55,12 @@ export interface Target {
   readonly type: string;
   /** Place a verified image on the target; idempotent (adopts a complete earlier copy). */
   publish(image: UpstreamImage, file: VerifiedFile, ctx: PublishContext): Promise<PublishResult>;
+  /**
+   * Present on targets configured to upload while downloading (Glance `method: stream`): `body` carries the
+   * image's bytes as they arrive. The target must consume or destroy `body`, keep the result hidden until
+   * `ctx.verified` resolves, and remove it if that rejects.
+   */
+  publishStream?(image: UpstreamImage, body: Readable, ctx: StreamPublishContext): Promise<PublishResult>;
   /** Every image of ours on the target (for retention). */
   listPublished(ctx: { log: Logger }): Promise<PublishedImage[]>;
   /** Hide an image (a step before deletion); targets without hiding may treat it as a no-op. */

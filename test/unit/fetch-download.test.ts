@@ -465,3 +465,77 @@ describe('downloadFile', () => {
     assert.equal(result.resumedFromBytes, 200 * 1024);
   });
 });
+
+describe('downloadFile with a sink (stream-through)', () => {
+  let server: TestServer | undefined;
+  test.afterEach(async () => {
+    await server?.close();
+    server = undefined;
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  function collectingSink() {
+    const chunks: Buffer[] = [];
+    const state: { aborted?: Error } = {};
+    return {
+      sink: { write: (c: Buffer) => { chunks.push(Buffer.from(c)); }, abort: (e: Error) => { state.aborted = e; } },
+      bytes: () => Buffer.concat(chunks),
+      state,
+    };
+  }
+
+  test('hands every byte to the sink once, in order, across a reset and resume', async () => {
+    const cutAt = 300 * 1024;
+    let resetFirst: (() => void) | undefined;
+    server = await startServer((req, res, seen, index) => {
+      if (index === 0) {
+        respondWithFile(req, res, seen, CONTENT, { limitBytes: cutAt });
+        resetFirst = () => res.socket?.resetAndDestroy();
+      } else {
+        respondWithFile(req, res, seen, CONTENT);
+      }
+    });
+    dir = await freshDir();
+    const c = collectingSink();
+    await downloadFile(server.url, join(dir, 'i.img'), {
+      client, ...quickRetries(3), writeBufferBytes: SMALL_BUFFER, expectedSha256: CONTENT_SHA256, sink: c.sink,
+      onProgress: (done) => { if (done === cutAt) resetFirst?.(); },
+    });
+    assert.equal(c.state.aborted, undefined);
+    assert.equal(sha256(c.bytes()), CONTENT_SHA256);
+  });
+
+  test('feeds the bytes of an earlier .part from disk first, then the rest', async () => {
+    server = await startServer((req, res, seen) => respondWithFile(req, res, seen, CONTENT));
+    dir = await freshDir();
+    const dest = join(dir, 'i.img');
+    await writeFile(`${dest}.part`, CONTENT.subarray(0, 400_000));
+    await writeFile(`${dest}.part.json`, JSON.stringify({ url: server.url, etag: ETAG, totalBytes: CONTENT.length }));
+    const c = collectingSink();
+    const res = await downloadFile(server.url, dest, { client, writeBufferBytes: SMALL_BUFFER, expectedSha256: CONTENT_SHA256, sink: c.sink });
+    assert.equal(res.resumedFromBytes, 400_000);
+    assert.equal(sha256(c.bytes()), CONTENT_SHA256);
+  });
+
+  test('aborts the sink when the download must start over after bytes were streamed', async () => {
+    const cutAt = 200 * 1024;
+    let resetFirst: (() => void) | undefined;
+    server = await startServer((req, res, seen, index) => {
+      if (index === 0) {
+        respondWithFile(req, res, seen, CONTENT, { limitBytes: cutAt });
+        resetFirst = () => res.socket?.resetAndDestroy();
+      } else {
+        respondWithFile(req, res, seen, CONTENT, { honourRange: false });
+      }
+    });
+    dir = await freshDir();
+    const c = collectingSink();
+    const res = await downloadFile(server.url, join(dir, 'i.img'), {
+      client, ...quickRetries(3), writeBufferBytes: SMALL_BUFFER, expectedSha256: CONTENT_SHA256, sink: c.sink,
+      onProgress: (done) => { if (done === cutAt) resetFirst?.(); },
+    });
+    assert.equal(res.sha256, CONTENT_SHA256, 'the file itself still completes');
+    assert.match(c.state.aborted?.message ?? '', /restarted at byte 0/);
+    assert.equal(c.bytes().length, cutAt, 'nothing after the restart reached the sink');
+  });
+});

@@ -1,0 +1,96 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { createWriteStream, existsSync, readFileSync } from 'node:fs';
+import { mkdir, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { afterEach, describe, test } from 'node:test';
+import type { UpstreamImage } from '../../src/source/image.js';
+import { DirectoryTarget } from '../../src/targets/directory.js';
+import type { PublishResult, StreamPublishContext } from '../../src/targets/target.js';
+import { createSyncWorld, type SyncWorld } from '../support/sync-world.js';
+
+/**
+ * A directory target that uploads while downloading: bytes go to a hidden `.incoming` file, revealed only once
+ * the loop says the download verified. It stands in for Glance `method: stream` to test the loop's side.
+ */
+class StreamingDirectoryTarget extends DirectoryTarget {
+  firstChunkAtMs: number | undefined;
+  streamedSha256: string | undefined;
+
+  async publishStream(image: UpstreamImage, body: Readable, ctx: StreamPublishContext): Promise<PublishResult> {
+    const dest = path.join(this.root, image.release, image.serial, image.fileName);
+    const incoming = `${dest}.incoming`;
+    await mkdir(path.dirname(dest), { recursive: true });
+    ctx.onRef?.(dest);
+    const hash = createHash('sha256');
+    body.on('data', (c: Buffer) => { this.firstChunkAtMs ??= Date.now(); hash.update(c); });
+    try {
+      await pipeline(body, createWriteStream(incoming));
+      const file = await ctx.verified;
+      this.streamedSha256 = hash.digest('hex');
+      if (this.streamedSha256 !== file.sha256) throw new Error('streamed bytes differ from the verified file');
+      await rename(incoming, dest);
+      return { ref: dest, adopted: false };
+    } catch (err) {
+      await rm(incoming, { force: true });
+      throw err;
+    }
+  }
+}
+
+let world: SyncWorld;
+afterEach(async () => { await world?.close(); });
+
+describe('stream-through publishing (upload while downloading)', () => {
+  test('the target receives the bytes during the download and reveals them only after verification', async () => {
+    world = await createSyncWorld({ mirror: { imageSizeBytes: 2 * 1024 * 1024 } });
+    world.mirror.inject({ path: /\.img$/, fault: 'slow', bytesPerSecond: 4_000_000 });
+    const target = new StreamingDirectoryTarget('streamer', path.join(world.dir, 'streamed'));
+    const summary = await world.sync({ targets: [target] });
+    assert.equal(summary.result, 'ok', summary.errors.join());
+    const image = world.mirror.published()[0]!;
+    assert.equal(target.streamedSha256, image.sha256);
+    const done = world.events('image.download.done')[0]!;
+    assert.ok(target.firstChunkAtMs! < Date.parse(String(done.time)) - 200, 'bytes reached the target well before the download finished');
+    assert.equal(world.store().listImages()[0]!.publications.streamer!.state, 'published');
+  });
+
+  test('wrong bytes: the download fails verification and the target removes what it received', async () => {
+    world = await createSyncWorld();
+    world.mirror.inject({ path: /\.img$/, fault: 'wrong-bytes' });
+    const target = new StreamingDirectoryTarget('streamer', path.join(world.dir, 'streamed'));
+    const summary = await world.sync({ targets: [target] });
+    assert.equal(summary.result, 'failed');
+    const image = world.mirror.published()[0]!;
+    const dest = path.join(world.dir, 'streamed', 'noble', image.serial, image.fileName);
+    assert.equal(existsSync(dest), false);
+    assert.equal(existsSync(`${dest}.incoming`), false);
+    const pub = world.store().listImages()[0]!.publications.streamer!;
+    assert.equal(pub.state, 'failed');
+  });
+
+  test('a download that restarts from byte 0 voids the stream; the verified file is published instead', async () => {
+    world = await createSyncWorld();
+    world.mirror.inject({ path: /\.img$/, fault: 'reset', afterBytes: 150_000, times: 1 });
+    world.mirror.inject({ path: /\.img$/, fault: 'ignore-range', times: 1 });
+    const target = new StreamingDirectoryTarget('streamer', path.join(world.dir, 'streamed'));
+    const summary = await world.sync({ targets: [target] });
+    assert.equal(summary.result, 'ok', summary.errors.join());
+    assert.equal(world.events('image.publish.fallback').length, 1);
+    const image = world.mirror.published()[0]!;
+    const dest = path.join(world.dir, 'streamed', 'noble', image.serial, image.fileName);
+    assert.equal(createHash('sha256').update(readFileSync(dest)).digest('hex'), image.sha256);
+  });
+
+  test('a resumed download streams the bytes already on disk first', async () => {
+    world = await createSyncWorld();
+    world.mirror.inject({ path: /\.img$/, fault: 'reset', afterBytes: 200_000, times: 1 });
+    const target = new StreamingDirectoryTarget('streamer', path.join(world.dir, 'streamed'));
+    const summary = await world.sync({ targets: [target] });
+    assert.equal(summary.result, 'ok', summary.errors.join());
+    assert.equal(world.events('image.publish.fallback').length, 0);
+    assert.equal(target.streamedSha256, world.mirror.published()[0]!.sha256);
+  });
+});
