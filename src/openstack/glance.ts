@@ -158,7 +158,8 @@ export class GlanceClient {
   }
 
   /** PUT the image bytes (Content-Length `sizeBytes`), streamed; Glance computes checksum and os_hash_value. */
-  async uploadImageData(id: string, data: ImageData, sizeBytes: number, signal?: AbortSignal): Promise<void> {
+  /** PUT the image data; without `sizeBytes` the body is sent chunked (stream-through uploads). */
+  async uploadImageData(id: string, data: ImageData, sizeBytes: number | undefined, signal?: AbortSignal): Promise<void> {
     await this.putData(id, 'file', data, sizeBytes, signal);
   }
 
@@ -246,7 +247,7 @@ export class GlanceClient {
     return readJson(res.body, imageSchema, { service: 'glance', method, url: path });
   }
 
-  private async putData(id: string, kind: 'file' | 'stage', data: ImageData, sizeBytes: number, signal?: AbortSignal): Promise<void> {
+  private async putData(id: string, kind: 'file' | 'stage', data: ImageData, sizeBytes: number | undefined, signal?: AbortSignal): Promise<void> {
     const startedAt = performance.now();
     const res = await this.call('PUT', `/v2/images/${enc(id)}/${kind}`, {
       data,

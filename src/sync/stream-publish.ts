@@ -31,6 +31,8 @@ export function startStreamPublications(
   let streamedBytes = 0;
   const branches = targets.map((target) => {
     const body = new PassThrough({ highWaterMark: BRANCH_HIGH_WATER_BYTES });
+    // The target sees a destroyed branch through its own reading; this only keeps the error from being unhandled.
+    body.on('error', () => undefined);
     const startedMs = Date.now();
     const outcome: Promise<StreamOutcome> = target.publishStream!(image, body, { ...contextFor(target), verified })
       .then((result) => ({ target, result, bytes: streamedBytes, startedMs }), (error: unknown) => ({ target, error, startedMs }))

@@ -67,6 +67,10 @@ export interface Target {
   hide(image: PublishedImage, ctx: { log: Logger }): Promise<void>;
   /** Remove an image from the target. */
   remove(image: PublishedImage, ctx: { log: Logger }): Promise<void>;
+  /** Check that the target is usable (credentials, endpoint, write access) without changing it; says what was checked. */
+  check?(ctx: { log: Logger; signal?: AbortSignal }): Promise<string | void>;
+  /** Release connections (called on shutdown and config reload). */
+  close?(): Promise<void>;
   /** Whether retention hides before deleting on this target. */
   readonly hidesBeforeDelete: boolean;
   /** How long a hidden image stays before retention deletes it. */

@@ -31,7 +31,14 @@ export interface SyncWorld {
   close(): Promise<void>;
 }
 
-export async function createSyncWorld(options: { mirror?: MirrorOptions; config?: Record<string, unknown> } = {}): Promise<SyncWorld> {
+export interface SyncWorldOptions {
+  mirror?: MirrorOptions;
+  config?: Record<string, unknown>;
+  /** Environment glance targets read OS_* from (e.g. the test OpenStack's openrc); default this process's. */
+  targetEnv?: Readonly<Record<string, string>>;
+}
+
+export async function createSyncWorld(options: SyncWorldOptions = {}): Promise<SyncWorld> {
   const mirror = await startMirror(options.mirror);
   const dir = mkdtempSync(path.join(tmpdir(), 'cloudimg-sync-test-'));
   const raw = {
@@ -65,12 +72,14 @@ export async function createSyncWorld(options: { mirror?: MirrorOptions; config?
     },
     async sync(overrides = {}) {
       const store = StateStore.open(config.stateDir);
+      const made = overrides.targets ? [] : createTargets(config, { env: options.targetEnv, log });
       try {
         return await runSyncCycle({
-          config, store, log, client, targets: overrides.targets ?? createTargets(config), signal: overrides.signal, progressIntervalMs: 0,
+          config, store, log, client, targets: overrides.targets ?? made, signal: overrides.signal, progressIntervalMs: 0,
         });
       } finally {
         store.close();
+        for (const t of made) await (t as { close?: () => Promise<void> }).close?.();
       }
     },
     async close() {

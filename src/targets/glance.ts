@@ -1,0 +1,443 @@
+/**
+ * Publishes verified images into Glance v2 through Keystone.
+ *
+ *   lookup (ours: owner = our project, this target, same sha256, hidden included)
+ *     -> adopt a verified copy | delete leftovers -> create hidden + private -> onRef(id)
+ *     -> upload (put / glance-direct / web-download) -> compare size, md5, sha512 with ours
+ *     -> reveal (visibility, os_hidden=false, cloudimg_sync_verified=true) -> move the latest pointer
+ *
+ * Any failure between create and reveal deletes the image; a crash leaves a hidden, unverified image
+ * that the next publish of the same file deletes (or retention, once it is past `keep`).
+ */
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { GlanceTargetConfig } from '../config/schema.js';
+import { SyncError, describeError } from '../errors.js';
+import { silentLogger, type Logger } from '../log.js';
+import { loadAuthSettings } from '../openstack/auth-config.js';
+import { OpenStackError } from '../openstack/errors.js';
+import { GlanceClient, type GlanceImage, type JsonPatchOp } from '../openstack/glance.js';
+import { KeystoneSession } from '../openstack/keystone.js';
+import { tokenProjectId } from '../openstack/token-project.js';
+import type { UpstreamImage } from '../source/image.js';
+import {
+  PROP, createImageRequest, isVerifiedCopy, newestVerified, propertyOf, renderImageName, seriesFilter, toPublishedImage,
+} from './glance-image-spec.js';
+import { DigestingStream, digestFile, openDigested, type ImageDigests } from './image-digests.js';
+import { minDiskGiB, readDiskImageInfo } from './qcow2-info.js';
+import type { PublishContext, PublishedImage, PublishResult, StreamPublishContext, Target, VerifiedFile } from './target.js';
+
+export type GlanceUploadMethod = GlanceTargetConfig['method'];
+
+export interface GlanceTargetOptions {
+  /** Where OS_* variables and clouds.yaml are looked up; default this process's environment. */
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  homeDir?: string;
+  /** Use this session (e.g. one shared per cloud) instead of making one; the target then never closes it. */
+  session?: KeystoneSession;
+  /** Logger of the Keystone session and Glance client (per-publish events go to the context's logger). */
+  log?: Logger;
+  /** Import status polling. Default 1 s. */
+  importPollIntervalMs?: number;
+  /** Clock of the hidden-at mark. */
+  now?: () => number;
+}
+
+/** Glance holds other bytes than the ones verified against the signed SHA256SUMS. */
+export class GlanceHashMismatchError extends SyncError {
+  constructor(readonly imageId: string, readonly mismatches: readonly string[]) {
+    super(
+      'GLANCE_HASH_MISMATCH',
+      `Glance image ${imageId} does not hold the verified bytes (${mismatches.join('; ')}); it was deleted and never made visible`,
+      'the bytes were altered on the way to Glance or in its store (a proxy, a faulty disk, or a web-download source serving other bytes); the upload is retried next cycle, check that path if it repeats',
+      { retryable: true },
+    );
+  }
+}
+
+interface Connection {
+  session: KeystoneSession;
+  glance: GlanceClient;
+  projectId: string;
+}
+
+export class GlanceTarget implements Target {
+  readonly type = 'glance';
+  readonly hidesBeforeDelete = true;
+  readonly name: string;
+  readonly hideGraceMs: number;
+  private readonly options: GlanceTargetOptions;
+  private connection: Promise<Connection> | undefined;
+  private importMethods: Promise<string[]> | undefined;
+
+  /** Only with `method: stream`: the sync loop then hands over the download as it arrives. */
+  readonly publishStream?: (image: UpstreamImage, body: Readable, ctx: StreamPublishContext) => Promise<PublishResult>;
+
+  constructor(readonly config: GlanceTargetConfig, options: GlanceTargetOptions = {}) {
+    this.name = config.name;
+    this.hideGraceMs = config.hideGraceHours * 3_600_000;
+    this.options = options;
+    if (config.method === 'stream') this.publishStream = (image, body, ctx) => this.publishWhileDownloading(image, body, ctx);
+  }
+
+  /**
+   * Stream-through: create the hidden image, upload the bytes as the download delivers them (chunked,
+   * digested on the way), then wait for the loop's verdict on the download. Only when the download verified
+   * and Glance's size, md5 and sha512 match what went through is the image revealed; otherwise it is deleted.
+   */
+  private async publishWhileDownloading(image: UpstreamImage, body: Readable, ctx: StreamPublishContext): Promise<PublishResult> {
+    const { glance, projectId } = await this.connect(ctx.signal);
+    const log = ctx.log;
+    let series = await this.findOurs(glance, projectId, seriesFilter(image), ctx.signal);
+    const same = series.filter((i) => propertyOf(i, PROP.sha256) === image.sha256);
+    const copy = same.find((i) => i.status === 'active' && propertyOf(i, PROP.verified) === 'true');
+    if (copy) {
+      body.destroy();
+      const file = await ctx.verified;
+      if (isVerifiedCopy(copy, file)) {
+        await this.revealAndPoint(glance, copy, series, image, log, ctx.signal);
+        return { ref: copy.id, adopted: true };
+      }
+      throw new SyncError('GLANCE_COPY_MISMATCH', `image ${copy.id} claims sha256 ${image.sha256} but holds ${copy.size} bytes, not ${file.sizeBytes}`, 'it is deleted as a leftover and uploaded again next cycle', { retryable: true });
+    }
+    for (const leftover of same) {
+      await glance.deleteImage(leftover.id, ctx.signal);
+      series = series.filter((i) => i.id !== leftover.id);
+      log.warn({ event: 'glance.image.leftover_deleted', imageId: leftover.id, status: leftover.status }, `deleted leftover image ${leftover.id} (${leftover.status}, never verified) of an earlier attempt`);
+    }
+    // The disk format and min_disk come from the verified file, set in the reveal step.
+    const request = createImageRequest(this.config, image, { sha256: image.sha256 }, { format: 'qcow2', minDiskGiB: 0 });
+    const created = await glance.createImage(request, ctx.signal);
+    log.info({ event: 'glance.image.created', imageId: created.id, method: 'stream' }, `created hidden image ${created.id}`);
+    let held: GlanceImage;
+    try {
+      ctx.onRef?.(created.id);
+      const started = performance.now();
+      const digesting = new DigestingStream({ highWaterMark: 1024 * 1024 });
+      // pipeline, not pipe: a body already destroyed (the download failed early) errors the upload at once.
+      pipeline(body, digesting).catch(() => undefined);
+      await glance.uploadImageData(created.id, this.uploadStream(digesting), undefined, ctx.signal);
+      const file = await ctx.verified;
+      const local = digesting.digests();
+      if (!local) throw new SyncError('GLANCE_UPLOAD_INCOMPLETE', `the stream to image ${created.id} ended early`, 'retried with the verified file', { retryable: true });
+      held = await glance.getImage(created.id, ctx.signal);
+      checkHeldBytes(held, local, file);
+      const disk = await readDiskImageInfo(file.path);
+      const fix: JsonPatchOp[] = [];
+      if (disk.format !== 'qcow2') fix.push({ op: 'replace', path: '/disk_format', value: disk.format });
+      const minDisk = minDiskGiB(disk.virtualSizeBytes);
+      if (minDisk > 0) fix.push({ op: 'replace', path: '/min_disk', value: minDisk });
+      if (fix.length > 0) held = await glance.patchImage(created.id, fix, ctx.signal);
+      log.info({ event: 'glance.image.verified', imageId: created.id, method: 'stream', bytes: local.sizeBytes, md5: local.md5, durationMs: Math.round(performance.now() - started) },
+        `Glance holds the verified bytes of ${image.fileName} (size, md5, sha512 match)`);
+    } catch (err) {
+      body.destroy();
+      await this.discard(glance, created.id, log, err);
+      throw err;
+    }
+    try {
+      await this.revealAndPoint(glance, held, [...series, held], image, log, ctx.signal);
+    } catch (err) {
+      if (!(await this.isRevealed(glance, held.id))) await this.discard(glance, held.id, log, err);
+      throw err;
+    }
+    return { ref: held.id, adopted: false };
+  }
+
+  async publish(image: UpstreamImage, file: VerifiedFile, ctx: PublishContext): Promise<PublishResult> {
+    const { glance, projectId } = await this.connect(ctx.signal);
+    const log = ctx.log;
+    // One lookup serves both the search for an earlier copy and the latest pointer of the series.
+    let series = await this.findOurs(glance, projectId, seriesFilter(image), ctx.signal);
+    const same = series.filter((i) => propertyOf(i, PROP.sha256) === file.sha256);
+    const copies = same.filter((i) => isVerifiedCopy(i, file)).sort((a, b) => (a.created_at ?? '').localeCompare(b.created_at ?? ''));
+    for (const leftover of same.filter((i) => !copies.includes(i))) {
+      await glance.deleteImage(leftover.id, ctx.signal);
+      series = series.filter((i) => i.id !== leftover.id);
+      log.warn({ event: 'glance.image.leftover_deleted', imageId: leftover.id, status: leftover.status },
+        `deleted leftover image ${leftover.id} (${leftover.status}, never verified) of an earlier attempt`);
+    }
+    const adopted = copies[0];
+    if (adopted) {
+      if (copies.length > 1) log.warn({ event: 'glance.image.duplicates', imageId: adopted.id, duplicates: copies.slice(1).map((i) => i.id) }, 'several verified copies of this image; adopting the oldest');
+      await this.revealAndPoint(glance, adopted, series, image, log, ctx.signal);
+      return { ref: adopted.id, adopted: true };
+    }
+
+    const method = await this.chooseMethod(glance, log, ctx.signal);
+    const disk = await readDiskImageInfo(file.path);
+    if (disk.format !== 'qcow2') log.warn({ event: 'glance.image.not_qcow2', path: file.path }, `${image.fileName} is not qcow2; publishing it as raw`);
+    const request = createImageRequest(this.config, image, file, { format: disk.format, minDiskGiB: minDiskGiB(disk.virtualSizeBytes) });
+    const created = await glance.createImage(request, ctx.signal);
+    log.info({ event: 'glance.image.created', imageId: created.id, method, minDisk: request.min_disk }, `created hidden image ${created.id}`);
+    let held: GlanceImage;
+    try {
+      ctx.onRef?.(created.id);
+      const started = performance.now();
+      const local = await this.transfer(glance, created.id, method, image, file, ctx.signal);
+      held = await glance.getImage(created.id, ctx.signal);
+      checkHeldBytes(held, local, file);
+      log.info({ event: 'glance.image.verified', imageId: created.id, method, bytes: local.sizeBytes, md5: local.md5, durationMs: Math.round(performance.now() - started) },
+        `Glance holds the verified bytes of ${image.fileName} (size, md5, sha512 match)`);
+    } catch (err) {
+      await this.discard(glance, created.id, log, err);
+      throw err;
+    }
+    try {
+      await this.revealAndPoint(glance, held, [...series, held], image, log, ctx.signal);
+    } catch (err) {
+      // Not revealed (the PATCH failed): still a half-made image. Revealed but the pointer failed to move:
+      // a complete image, adopted by the next run, which moves the pointer again.
+      if (!(await this.isRevealed(glance, held.id))) await this.discard(glance, held.id, log, err);
+      throw err;
+    }
+    return { ref: held.id, adopted: false };
+  }
+
+  async listPublished(ctx: { log: Logger }): Promise<PublishedImage[]> {
+    const { glance, projectId } = await this.connect();
+    const images = await this.findOurs(glance, projectId);
+    const published: PublishedImage[] = [];
+    for (const image of images) {
+      const p = toPublishedImage(image, this.config.keepTags);
+      if (p) published.push(p);
+      else ctx.log.warn({ event: 'glance.image.unrecognised', imageId: image.id }, `image ${image.id} has our target property but not the identity properties; left alone`);
+    }
+    return published;
+  }
+
+  async hide(image: PublishedImage, _ctx: { log: Logger }): Promise<void> {
+    const { glance } = await this.connect();
+    const now = new Date((this.options.now ?? Date.now)()).toISOString();
+    await glance.patchImage(image.ref, [
+      { op: 'replace', path: '/os_hidden', value: true },
+      { op: 'add', path: `/${PROP.hiddenAt}`, value: now },
+    ]);
+  }
+
+  async remove(image: PublishedImage, _ctx: { log: Logger }): Promise<void> {
+    const { glance } = await this.connect();
+    try {
+      await glance.deleteImage(image.ref);
+    } catch (err) {
+      if (err instanceof OpenStackError && (err.status === 403 || err.status === 409)) {
+        throw new SyncError(
+          'GLANCE_DELETE_REFUSED',
+          `Glance refused to delete image ${image.ref}: ${err.message}`,
+          'the image is protected or in use (by a server or a snapshot); it stays hidden and deleting it is retried next run',
+          { retryable: true, cause: err },
+        );
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * Probe without changing anything (for `cloudimg-sync check`): authenticate, find Glance, see whether it
+   * offers the configured method, count our images. Throws the same errors a publish would.
+   */
+  async check(ctx: { log: Logger; signal?: AbortSignal }): Promise<string> {
+    const { session, glance, projectId } = await this.connect(ctx.signal);
+    const endpoint = await session.imageEndpoint(ctx.signal);
+    const method = await this.chooseMethod(glance, ctx.log, ctx.signal);
+    const ours = await this.findOurs(glance, projectId, {}, ctx.signal);
+    const used = method === this.config.method ? method : `${method} (${this.config.method} not available)`;
+    return `Glance ${endpoint}, project ${projectId}, method ${used}, ${ours.length} image(s) of this target`;
+  }
+
+  /** Release the HTTP connections (when the target made its own session). */
+  async close(): Promise<void> {
+    const connection = this.connection;
+    this.connection = undefined;
+    if (!connection || this.options.session) return;
+    const made = await connection.catch(() => undefined);
+    await made?.session.close();
+  }
+
+  /**
+   * The stream Glance receives, made from the digested file stream. The identity here; a test overrides it
+   * to make Glance hold other bytes than the verified ones.
+   */
+  protected uploadStream(digested: Readable): Readable {
+    return digested;
+  }
+
+  private connect(signal?: AbortSignal): Promise<Connection> {
+    this.connection ??= this.openConnection(signal).catch((err: unknown) => {
+      this.connection = undefined;
+      throw err;
+    });
+    return this.connection;
+  }
+
+  private async openConnection(signal?: AbortSignal): Promise<Connection> {
+    const { config, options } = this;
+    const log = options.log ?? silentLogger();
+    const session = options.session ?? new KeystoneSession(
+      await loadAuthSettings(
+        { cloud: config.cloud, regionName: config.region, interface: config.interface, imageEndpoint: config.endpoint, auth: config.auth },
+        { env: options.env, cwd: options.cwd, homeDir: options.homeDir },
+      ),
+      { log },
+    );
+    try {
+      const projectId = await tokenProjectId(session, signal);
+      return { session, glance: new GlanceClient(session, { log }), projectId };
+    } catch (err) {
+      if (!options.session) await session.close();
+      throw err;
+    }
+  }
+
+  /** Filter for our images: owned by our project, made by this target, plus `more`. */
+  private ours(projectId: string, more: Record<string, string> = {}): Record<string, string> {
+    return { owner: projectId, [PROP.target]: this.name, ...more };
+  }
+
+  /** The configured method, or `put` (logged, with the reason) when this Glance cannot do it. */
+  private async chooseMethod(glance: GlanceClient, log: Logger, signal?: AbortSignal): Promise<'put' | 'web-download' | 'glance-direct'> {
+    const wanted = this.config.method;
+    if (wanted === 'put') return 'put';
+    // stream: this is the verified file of a cached image, or the fallback after a stream failed.
+    if (wanted === 'stream') return 'put';
+    this.importMethods ??= glance.getImportInfo(signal).then((info) => info.methods).catch((err: unknown) => {
+      this.importMethods = undefined;
+      throw err;
+    });
+    const offered = await this.importMethods;
+    if (offered.includes(wanted)) return wanted;
+    log.warn({ event: 'image.publish.fallback', method: wanted, used: 'put', reason: `Glance offers only: ${offered.join(', ') || 'no import methods'}` },
+      `Glance does not offer ${wanted}; uploading with put`);
+    return 'put';
+  }
+
+  /** Move the bytes with `method`; returns the digests of what we sent (or, for web-download, of the verified file). */
+  private async transfer(
+    glance: GlanceClient, id: string, method: 'put' | 'web-download' | 'glance-direct', image: UpstreamImage, file: VerifiedFile, signal?: AbortSignal,
+  ): Promise<ImageDigests> {
+    const importOptions = { timeoutMs: this.config.importTimeoutMinutes * 60_000, intervalMs: this.options.importPollIntervalMs ?? 1_000, signal };
+    if (method === 'web-download') {
+      const [local] = await Promise.all([
+        digestFile(file.path, signal),
+        glance.importImage(id, { name: 'web-download', uri: image.url }, signal).then(() => glance.waitForImport(id, importOptions)),
+      ]);
+      return local;
+    }
+    // Reopened (and digested afresh) if Glance refuses the token and the client sends it again.
+    let digesting: DigestingStream | undefined;
+    const open = () => {
+      digesting = openDigested(file.path);
+      return this.uploadStream(digesting);
+    };
+    if (method === 'put') {
+      await glance.uploadImageData(id, open, file.sizeBytes, signal);
+    } else {
+      await glance.stageImageData(id, open, file.sizeBytes, signal);
+      await glance.importImage(id, { name: 'glance-direct' }, signal);
+      await glance.waitForImport(id, importOptions);
+    }
+    const local = digesting?.digests();
+    if (!local) throw new SyncError('GLANCE_UPLOAD_INCOMPLETE', `the upload of image ${id} ended before the whole file was read`, 'retried next cycle', { retryable: true });
+    return local;
+  }
+
+  /**
+   * Make a verified image what a fresh publish makes it (visible, with the target's visibility, marked
+   * verified), and put `cloudimg_sync_latest=true` and the stable name on the newest verified image of the
+   * series before taking them off the others: at every moment some image carries the pointer. The image
+   * and the pointer usually change in one PATCH.
+   */
+  private async revealAndPoint(
+    glance: GlanceClient, image: GlanceImage, series: readonly GlanceImage[], upstream: UpstreamImage, log: Logger, signal?: AbortSignal,
+  ): Promise<void> {
+    const ops = new Map<string, JsonPatchOp[]>();
+    const opsOf = (id: string) => ops.get(id) ?? ops.set(id, []).get(id)!;
+    if (image.os_hidden !== false) opsOf(image.id).push({ op: 'replace', path: '/os_hidden', value: false });
+    if (image.visibility !== this.config.visibility) opsOf(image.id).push({ op: 'replace', path: '/visibility', value: this.config.visibility });
+    if (propertyOf(image, PROP.verified) !== 'true') opsOf(image.id).push({ op: 'add', path: `/${PROP.verified}`, value: 'true' });
+    if (propertyOf(image, PROP.hiddenAt) !== undefined) opsOf(image.id).push({ op: 'remove', path: `/${PROP.hiddenAt}` });
+
+    const revealed: GlanceImage = { ...image, os_hidden: false, [PROP.verified]: 'true', [PROP.hiddenAt]: undefined };
+    const view = [...series.filter((i) => i.id !== image.id), revealed];
+    const newest = newestVerified(view);
+    const stableName = this.config.stableName ? renderImageName(this.config.stableName, upstream) : undefined;
+    const previous: string[] = [];
+    if (newest) {
+      if (propertyOf(newest, PROP.latest) !== 'true') opsOf(newest.id).push({ op: 'add', path: `/${PROP.latest}`, value: 'true' });
+      if (stableName !== undefined && newest.name !== stableName) opsOf(newest.id).push({ op: 'replace', path: '/name', value: stableName });
+      for (const other of view.filter((i) => i.id !== newest.id)) {
+        const before = opsOf(other.id).length;
+        if (propertyOf(other, PROP.latest) !== undefined) opsOf(other.id).push({ op: 'remove', path: `/${PROP.latest}` });
+        const templateName = propertyOf(other, PROP.templateName);
+        if (stableName !== undefined && other.name === stableName && templateName) opsOf(other.id).push({ op: 'replace', path: '/name', value: templateName });
+        if (opsOf(other.id).length > before) previous.push(other.id);
+      }
+    }
+    // The newest first (it takes the pointer), then the image itself, then the rest (they give it up).
+    const order = [...new Set([newest?.id, image.id, ...ops.keys()])].filter((id): id is string => id !== undefined);
+    for (const id of order) {
+      const list = ops.get(id);
+      if (list && list.length > 0) await glance.patchImage(id, list, signal);
+    }
+    if (newest && (previous.length > 0 || ops.get(newest.id)?.some((o) => o.path === `/${PROP.latest}`))) {
+      log.info({ event: 'glance.latest.moved', imageId: newest.id, previous, ...(stableName ? { stableName } : {}) }, `latest pointer now on ${newest.id}`);
+    }
+  }
+
+  private async isRevealed(glance: GlanceClient, id: string): Promise<boolean> {
+    try {
+      const image = await glance.getImage(id);
+      return image.os_hidden === false && propertyOf(image, PROP.verified) === 'true';
+    } catch {
+      return false;
+    }
+  }
+
+  /** Our images matching `filter`, hidden ones included (Glance lists those only when asked: both in parallel). */
+  private async findOurs(glance: GlanceClient, projectId: string, filter: Record<string, string> = {}, signal?: AbortSignal): Promise<GlanceImage[]> {
+    const ours = this.ours(projectId, filter);
+    const [visible, hidden] = await Promise.all([
+      glance.findImages(ours, { signal }),
+      glance.findImages({ ...ours, os_hidden: 'true' }, { signal }),
+    ]);
+    return [...visible, ...hidden];
+  }
+
+  /** Delete a half-made image; a failure to do so is logged (the next publish or retention removes it). */
+  private async discard(glance: GlanceClient, id: string, log: Logger, reason: unknown): Promise<void> {
+    try {
+      // No signal: an abort is the reason to clean up, not a reason to stop cleaning up.
+      await glance.deleteImage(id);
+      log.warn({ event: 'glance.image.discarded', imageId: id, err: describeError(reason) }, `deleted half-made image ${id}`);
+    } catch (err) {
+      log.error({ event: 'glance.image.discard_failed', imageId: id, err: describeError(err) }, `could not delete half-made image ${id}; it stays hidden and is removed on a later run`);
+    }
+  }
+}
+
+/** Compare what Glance says it holds with what we sent; throws unless every digest agrees. */
+function checkHeldBytes(held: GlanceImage, local: ImageDigests, file: VerifiedFile): void {
+  if (local.sha256 !== file.sha256 || local.sizeBytes !== file.sizeBytes) {
+    throw new SyncError(
+      'CACHE_FILE_CHANGED',
+      `${file.path} changed since it was verified (sha256 now ${local.sha256}, ${local.sizeBytes} bytes; verified ${file.sha256}, ${file.sizeBytes} bytes)`,
+      'something else writes into the cache directory; delete the file so it is downloaded and verified again',
+    );
+  }
+  if (held.status !== 'active') {
+    throw new SyncError('GLANCE_UPLOAD_INCOMPLETE', `image ${held.id} is ${held.status} after the upload, not active`, 'Glance did not finish storing the data; see its logs; retried next cycle', { retryable: true });
+  }
+  if (held.os_hash_algo !== 'sha512') {
+    throw new SyncError(
+      'GLANCE_HASH_ALGO_UNSUPPORTED',
+      `image ${held.id}: Glance hashes with ${held.os_hash_algo ?? 'nothing'}, cloudimg-sync checks sha512`,
+      'set hashing_algorithm = sha512 (the default) in [DEFAULT] of glance-api.conf',
+    );
+  }
+  const mismatches: string[] = [];
+  if (held.size !== local.sizeBytes) mismatches.push(`size ${held.size ?? 'none'} != ${local.sizeBytes}`);
+  if (held.checksum !== local.md5) mismatches.push(`checksum (md5) ${held.checksum ?? 'none'} != ${local.md5}`);
+  if (held.os_hash_value !== local.sha512) mismatches.push(`os_hash_value (sha512) ${held.os_hash_value ?? 'none'} != ${local.sha512}`);
+  if (mismatches.length > 0) throw new GlanceHashMismatchError(held.id, mismatches);
+}

@@ -1,0 +1,435 @@
+/**
+ * The Glance target against the REAL Keystone + Glance of test/openstack/up.sh, fed by whole sync cycles
+ * from the fixture mirror. Every test uses target names of its own and deletes the images they made.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createHash, randomUUID } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Transform, type Readable } from 'node:stream';
+import { after, afterEach, before, test } from 'node:test';
+import { resolveAuthSettings } from '../../src/openstack/auth-config.js';
+import { OpenStackError } from '../../src/openstack/errors.js';
+import { GlanceClient, type GlanceImage } from '../../src/openstack/glance.js';
+import { KeystoneSession } from '../../src/openstack/keystone.js';
+import { silentLogger } from '../../src/log.js';
+import type { UpstreamImage } from '../../src/source/image.js';
+import { createTargets } from '../../src/targets/create.js';
+import { GlanceTarget } from '../../src/targets/glance.js';
+import { PROP, createImageRequest } from '../../src/targets/glance-image-spec.js';
+import type { PublishContext, Target, VerifiedFile } from '../../src/targets/target.js';
+import type { GlanceTargetConfig } from '../../src/config/schema.js';
+import { createSyncWorld, type SyncWorld, type SyncWorldOptions } from '../support/sync-world.js';
+import { describeWithOpenStack, loadOpenStackEnv, startExtraOpenStack, type ExtraOpenStack } from './openstack-env.js';
+
+const openstack = await loadOpenStackEnv();
+const run = randomUUID().slice(0, 8);
+
+function sessionFor(env: Readonly<Record<string, string>>): KeystoneSession {
+  return new KeystoneSession(resolveAuthSettings({ env, files: new Map(), cwd: '/', homeDir: '/nonexistent' }));
+}
+
+function md5Of(data: Buffer): string {
+  return createHash('md5').update(data).digest('hex');
+}
+
+describeWithOpenStack('Glance target against the real Keystone+Glance', openstack, (os) => {
+  let session: KeystoneSession;
+  let glance: GlanceClient;
+  let world: SyncWorld | undefined;
+  /** Target names used by the current test: their images are deleted after it. */
+  let names: string[] = [];
+  let seq = 0;
+
+  before(() => {
+    session = sessionFor(os.env);
+    glance = new GlanceClient(session);
+  });
+  after(async () => {
+    await session.close();
+  });
+  afterEach(async () => {
+    for (const name of names) await deleteImagesOf(glance, name);
+    names = [];
+    await world?.close();
+    world = undefined;
+  });
+
+  function targetName(): string {
+    const name = `t-${run}-${++seq}`;
+    names.push(name);
+    return name;
+  }
+
+  function glanceTargetConfig(extra: Record<string, unknown> = {}): Record<string, unknown> {
+    return { name: targetName(), type: 'glance', visibility: 'public', ...extra };
+  }
+
+  async function glanceWorld(targets: Record<string, unknown>[], options: Omit<SyncWorldOptions, 'targetEnv'> = {}): Promise<SyncWorld> {
+    world = await createSyncWorld({ ...options, config: { ...options.config, targets }, targetEnv: os.env });
+    return world;
+  }
+
+  function targetConfig(w: SyncWorld, name: string): GlanceTargetConfig {
+    const t = w.config.targets.find((c) => c.name === name);
+    assert.ok(t?.type === 'glance');
+    return t;
+  }
+
+  async function imagesOf(name: string): Promise<GlanceImage[]> {
+    return glance.findImages({ [PROP.target]: name }, { includeHidden: true });
+  }
+
+  /** The only upstream image of a default world, as the sync loop sees it. */
+  function upstreamImage(w: SyncWorld): UpstreamImage & { sizeBytes: number; path: string } {
+    const p = w.mirror.published({ channel: 'release', variant: 'server' })[0]!;
+    return { ...p, signed: true, path: path.join(w.mirror.root, p.urlPath) };
+  }
+
+  test('a sync publishes into Glance: revealed, with properties, min_disk, and the bytes the mirror signed', async () => {
+    const cfg = glanceTargetConfig({ tags: ['ubuntu', 'cloudimg-sync'], properties: { hw_disk_bus: 'scsi', site: 'lab' }, containerFormat: 'bare' });
+    const w = await glanceWorld([cfg]);
+    const summary = await w.sync();
+    assert.equal(summary.result, 'ok', summary.errors.join('\n'));
+    assert.equal(summary.published, 1);
+
+    const source = upstreamImage(w);
+    const bytes = await readFile(source.path);
+    const [image, ...more] = await imagesOf(String(cfg.name));
+    assert.ok(image);
+    assert.equal(more.length, 0);
+    assert.equal(image.status, 'active');
+    assert.equal(image.os_hidden, false);
+    assert.equal(image.visibility, 'public');
+    assert.equal(image.name, `Ubuntu 24.04 (noble) amd64 ${source.serial}`);
+    assert.equal(image.disk_format, 'qcow2');
+    assert.equal(image.container_format, 'bare');
+    assert.equal(image.min_disk, 4, 'the 3.5 GiB virtual size of the qcow2, rounded up');
+    assert.deepEqual([...image.tags].sort(), ['cloudimg-sync', 'ubuntu']);
+    assert.equal(image.size, bytes.length);
+    assert.equal(image.checksum, md5Of(bytes));
+    assert.equal(image.os_hash_value, createHash('sha512').update(bytes).digest('hex'));
+    assert.equal(image.virtual_size, 3584 * 1024 * 1024);
+    const props = image as Record<string, unknown>;
+    assert.deepEqual(
+      [props.os_distro, props.os_version, props.architecture, props.ubuntu_codename, props.ubuntu_serial, props[PROP.sha256], props[PROP.source]],
+      ['ubuntu', '24.04', 'x86_64', 'noble', source.serial, source.sha256, source.url],
+    );
+    assert.equal(props.hw_disk_bus, 'scsi', 'configured properties override the hw defaults');
+    assert.equal(props.hw_vif_model, 'virtio');
+    assert.equal(props.site, 'lab');
+    assert.equal(props[PROP.verified], 'true');
+    assert.equal(props[PROP.latest], 'true');
+
+    const record = w.store().getImage(`release/server/noble/amd64/${source.serial}`)!;
+    assert.deepEqual([record.publications[String(cfg.name)]?.state, record.publications[String(cfg.name)]?.ref], ['published', image.id]);
+    assert.equal(w.events('glance.image.verified').length, 1);
+
+    // State lost (a new machine, a deleted state dir): the run downloads again but adopts the image in Glance.
+    await rm(w.config.stateDir, { recursive: true, force: true });
+    const again = await w.sync();
+    assert.equal(again.result, 'ok', again.errors.join('\n'));
+    assert.equal(again.downloaded, 1);
+    assert.deepEqual((await imagesOf(String(cfg.name))).map((i) => i.id), [image.id], 'no duplicate');
+    assert.equal(w.events('image.publish.done').at(-1)?.adopted, true);
+    assert.equal(w.events('glance.image.created').length, 1);
+  });
+
+  for (const method of ['glance-direct', 'web-download', 'stream'] as const) {
+    test(`method ${method} publishes a verified, revealed image`, async () => {
+      const cfg = glanceTargetConfig({ method });
+      const w = await glanceWorld([cfg]);
+      // Stream: a download slow enough that the upload visibly overlaps it.
+      if (method === 'stream') w.mirror.inject({ path: /\.img$/, fault: 'slow', bytesPerSecond: 256 * 1024 });
+      const summary = await w.sync();
+      assert.equal(summary.result, 'ok', summary.errors.join('\n'));
+      const images = await imagesOf(String(cfg.name));
+      assert.equal(images.length, 1);
+      const source = upstreamImage(w);
+      assert.equal(images[0]!.checksum, md5Of(await readFile(source.path)));
+      assert.equal(images[0]!.os_hidden, false);
+      assert.equal((images[0] as Record<string, unknown>)[PROP.verified], 'true');
+      const imageGets = w.mirror.requests.filter((r) => r.path.endsWith('.img') && r.method === 'GET' && r.status !== 304);
+      if (method === 'web-download') {
+        assert.equal(imageGets.length, 2, 'Glance fetched the image from the mirror itself');
+        assert.equal(w.events('glance.image.created')[0]?.method, 'web-download');
+      } else {
+        assert.equal(imageGets.length, 1);
+      }
+      if (method === 'stream') {
+        assert.equal(w.events('glance.image.created')[0]?.method, 'stream');
+        assert.equal(w.events('image.publish.fallback').length, 0);
+        assert.equal(images[0]!.min_disk, 4, 'min_disk set from the verified file after streaming');
+        const created = Date.parse(String(w.events('glance.image.created')[0]!.time));
+        const downloaded = Date.parse(String(w.events('image.download.done')[0]!.time));
+        assert.ok(created <= downloaded, 'the image was created before the download finished: bytes went to Glance while downloading');
+      }
+    });
+  }
+
+  test('method stream with bytes that fail the signed checksum: the streamed image is deleted, never revealed', async () => {
+    const cfg = glanceTargetConfig({ method: 'stream' });
+    const w = await glanceWorld([cfg]);
+    w.mirror.inject({ path: /\.img$/, fault: 'wrong-bytes' });
+    const summary = await w.sync();
+    assert.equal(summary.result, 'failed');
+    assert.match(summary.errors.join('\n'), /CHECKSUM_MISMATCH/);
+    assert.equal(w.events('glance.image.created').length, 1, 'the upload had started');
+    assert.equal(w.events('glance.image.discarded').length, 1);
+    assert.deepEqual(await imagesOf(String(cfg.name)), [], 'nothing of ours is left in Glance');
+    const record = w.store().listImages()[0]!;
+    assert.equal(record.publications[String(cfg.name)]?.state, 'failed');
+  });
+
+  test('Glance holding other bytes than the verified ones: the image is deleted, never revealed, the run fails', async () => {
+    const cfg = glanceTargetConfig();
+    const w = await glanceWorld([cfg]);
+    /** Flips one byte after our digests were taken: Glance stores other bytes than we hashed. */
+    class CorruptingGlanceTarget extends GlanceTarget {
+      protected override uploadStream(digested: Readable): Readable {
+        let flipped = false;
+        return digested.pipe(new Transform({
+          transform(chunk: Buffer, _enc, cb) {
+            if (!flipped && chunk.length > 100) { chunk = Buffer.from(chunk); chunk[100] = chunk[100]! ^ 0xff; flipped = true; }
+            cb(null, chunk);
+          },
+        }));
+      }
+    }
+    const target = new CorruptingGlanceTarget(targetConfig(w, String(cfg.name)), { env: os.env });
+    const summary = await w.sync({ targets: [target] });
+    await target.close();
+    assert.equal(summary.result, 'failed');
+    assert.match(summary.errors[0] ?? '', /GLANCE_HASH_MISMATCH/);
+    assert.equal(summary.errors[0]?.includes('\n'), false);
+    assert.deepEqual(await imagesOf(String(cfg.name)), [], 'the image is gone');
+    const source = upstreamImage(w);
+    const publication = w.store().getImage(`release/server/noble/amd64/${source.serial}`)!.publications[String(cfg.name)]!;
+    assert.equal(publication.state, 'failed');
+    assert.ok(publication.ref, 'the image id was recorded before bytes moved');
+    await assert.rejects(glance.getImage(publication.ref), (err: unknown) => err instanceof OpenStackError && err.status === 404);
+    assert.equal(w.events('glance.image.discarded').length, 1);
+  });
+
+  test('web-download from a mirror serving other bytes to Glance: deleted, never revealed', async () => {
+    const cfg = glanceTargetConfig({ method: 'web-download' });
+    const w = await glanceWorld([cfg]);
+    const inner = new GlanceTarget(targetConfig(w, String(cfg.name)), { env: os.env, importPollIntervalMs: 100 });
+    // The sync's own download already verified the file; the fault hits only Glance's fetch.
+    const target = wrapPublish(inner, async (publish) => {
+      w.mirror.inject({ path: /\.img$/, fault: 'wrong-bytes', times: 1 });
+      return publish();
+    });
+    const summary = await w.sync({ targets: [target] });
+    await inner.close();
+    assert.equal(summary.result, 'failed');
+    assert.match(summary.errors[0] ?? '', /GLANCE_HASH_MISMATCH: .*checksum \(md5\)/);
+    assert.deepEqual(await imagesOf(String(cfg.name)), []);
+  });
+
+  test('an orphaned queued image of ours (a crashed run) is deleted and the image published anew', async () => {
+    const cfg = glanceTargetConfig();
+    const w = await glanceWorld([cfg]);
+    const source = upstreamImage(w);
+    const orphan = await glance.createImage(createImageRequest(targetConfig(w, String(cfg.name)), source, source, { format: 'qcow2', minDiskGiB: 4 }));
+    assert.equal(orphan.status, 'queued');
+    const summary = await w.sync();
+    assert.equal(summary.result, 'ok', summary.errors.join('\n'));
+    const images = await imagesOf(String(cfg.name));
+    assert.equal(images.length, 1);
+    assert.notEqual(images[0]!.id, orphan.id);
+    assert.equal(images[0]!.status, 'active');
+    assert.deepEqual(w.events('glance.image.leftover_deleted').map((e) => [e.imageId, e.status]), [[orphan.id, 'queued']]);
+    await assert.rejects(glance.getImage(orphan.id), (err: unknown) => err instanceof OpenStackError && err.status === 404);
+  });
+
+  test('a token revoked between create and upload: the upload re-authenticates and completes', async () => {
+    const cfg = glanceTargetConfig();
+    const w = await glanceWorld([cfg]);
+    const shared = sessionFor(os.env);
+    const inner = new GlanceTarget(targetConfig(w, String(cfg.name)), { session: shared });
+    let revoked = '';
+    const target = wrapPublish(inner, async (publish, ctx) => {
+      const token = await shared.getToken();
+      return publish({
+        ...ctx,
+        onRef: (ref) => {
+          ctx.onRef?.(ref);
+          // Synchronously, so the PUT that follows carries the dead token.
+          revokeSync(shared.settings.authUrl, token);
+          revoked = token;
+        },
+      });
+    });
+    try {
+      const summary = await w.sync({ targets: [target] });
+      assert.equal(summary.result, 'ok', summary.errors.join('\n'));
+      assert.ok(revoked);
+      assert.notEqual(await shared.getToken(), revoked, 'a new token was issued');
+      const images = await imagesOf(String(cfg.name));
+      assert.equal(images.length, 1);
+      assert.equal(images[0]!.checksum, md5Of(await readFile(upstreamImage(w).path)));
+    } finally {
+      await shared.close();
+    }
+  });
+
+  test('a wrong password: one-line error, run failed, image kept verified in the cache, next run publishes it', async () => {
+    const cfg = glanceTargetConfig();
+    world = await createSyncWorld({ config: { targets: [cfg] }, targetEnv: { ...os.env, OS_PASSWORD: 'not-the-password' } });
+    const w = world;
+    const summary = await w.sync();
+    assert.equal(summary.result, 'failed');
+    // The publish and the retention listing each report it, one line each.
+    assert.ok(summary.errors.length >= 1);
+    for (const line of summary.errors) {
+      assert.match(line, /KEYSTONE_AUTH_FAILED: .*\(fix: /);
+      assert.equal(line.includes('\n'), false);
+      assert.doesNotMatch(line, /not-the-password/);
+    }
+    const key = `release/server/noble/amd64/${upstreamImage(w).serial}`;
+    const record = w.store().getImage(key)!;
+    assert.equal(record.state, 'verified');
+    assert.equal(record.publications[String(cfg.name)]?.state, 'failed');
+    assert.equal(record.publications[String(cfg.name)]?.errorCode, 'KEYSTONE_AUTH_FAILED');
+    assert.deepEqual(await imagesOf(String(cfg.name)), []);
+
+    const targets = createTargets(w.config, { env: os.env });
+    const fixed = await w.sync({ targets });
+    await (targets[0] as GlanceTarget).close();
+    assert.equal(fixed.result, 'ok', fixed.errors.join('\n'));
+    assert.equal(fixed.downloaded, 0, 'the verified copy in the cache is published, not downloaded again');
+    assert.equal((await imagesOf(String(cfg.name))).length, 1);
+  });
+
+  test('check reports the Glance endpoint, project and method without changing anything; bad credentials fail it', async () => {
+    const cfg = glanceTargetConfig({ method: 'glance-direct' });
+    const w = await glanceWorld([cfg]);
+    const good = new GlanceTarget(targetConfig(w, String(cfg.name)), { env: os.env });
+    const bad = new GlanceTarget(targetConfig(w, String(cfg.name)), { env: { ...os.env, OS_PASSWORD: 'wrong' } });
+    try {
+      assert.match(await good.check({ log: silentLogger() }), /^Glance http:\/\/127\.0\.0\.1:\d+, project \w+, method glance-direct, 0 image\(s\) of this target$/);
+      await assert.rejects(bad.check({ log: silentLogger() }), (err: unknown) => err instanceof OpenStackError && err.code === 'KEYSTONE_AUTH_FAILED');
+    } finally {
+      await good.close();
+      await bad.close();
+    }
+  });
+
+  test('two glance targets on one cloud and a directory get ONE download, each its own image', async () => {
+    const a = glanceTargetConfig();
+    const b = glanceTargetConfig({ visibility: 'private' });
+    const dir = await mkdtemp(path.join(tmpdir(), 'glance-target-dir-'));
+    const w = await glanceWorld([a, b, { name: 'local', type: 'directory', path: dir }]);
+    const summary = await w.sync();
+    assert.equal(summary.result, 'ok', summary.errors.join('\n'));
+    assert.equal(summary.published, 3);
+    assert.equal(w.mirror.requests.filter((r) => r.path.endsWith('.img') && r.method === 'GET').length, 1);
+    const [ia] = await imagesOf(String(a.name));
+    const [ib] = await imagesOf(String(b.name));
+    assert.ok(ia && ib && ia.id !== ib.id);
+    assert.equal(ia.visibility, 'public');
+    assert.equal(ib.visibility, 'private');
+    assert.equal(ia.checksum, ib.checksum);
+    const source = upstreamImage(w);
+    assert.equal(md5Of(await readFile(path.join(dir, 'noble', source.serial, source.fileName))), ia.checksum);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('retention hides the old serial, deletes it after the grace period, spares protected images; the latest pointer and stable name move', async () => {
+    const cfg = glanceTargetConfig({ hideGraceHours: 0, stableName: 'Ubuntu {version} {arch} (latest)' });
+    const name = String(cfg.name);
+    const w = await glanceWorld([cfg], { mirror: { releases: [{ codename: 'noble', serials: ['20261101'] }] }, config: { keep: 1 } });
+    const byserial = async () => new Map((await imagesOf(name)).map((i) => [(i as Record<string, unknown>).ubuntu_serial as string, i]));
+
+    assert.equal((await w.sync()).result, 'ok');
+    const first = (await byserial()).get('20261101')!;
+    assert.equal(first.name, 'Ubuntu 24.04 amd64 (latest)');
+    assert.equal((first as Record<string, unknown>)[PROP.latest], 'true');
+
+    await w.mirror.addSerial({ codename: 'noble', serial: '20261120' });
+    const second = await w.sync();
+    assert.equal(second.result, 'ok', second.errors.join('\n'));
+    let images = await byserial();
+    const newest = images.get('20261120')!;
+    const old = images.get('20261101')!;
+    assert.equal((newest as Record<string, unknown>)[PROP.latest], 'true');
+    assert.equal(newest.name, 'Ubuntu 24.04 amd64 (latest)');
+    assert.equal((old as Record<string, unknown>)[PROP.latest], undefined, 'the pointer left the old image');
+    assert.equal(old.name, 'Ubuntu 24.04 (noble) amd64 20261101', 'the old image got its template name back');
+    assert.equal(old.os_hidden, true, 'hidden first');
+    assert.ok((old as Record<string, unknown>)[PROP.hiddenAt]);
+    assert.equal(w.store().getImage('release/server/noble/amd64/20261101')!.publications[name]?.state, 'hidden');
+
+    const third = await w.sync();
+    assert.equal(third.retired, 1);
+    images = await byserial();
+    assert.deepEqual([...images.keys()], ['20261120'], 'deleted once the grace period (0 h) passed');
+
+    // A protected image past `keep` is neither hidden nor deleted.
+    await glance.patchImage(newest.id, [{ op: 'replace', path: '/protected', value: true }]);
+    await w.mirror.addSerial({ codename: 'noble', serial: '20261201' });
+    const fourth = await w.sync();
+    assert.equal(fourth.result, 'ok', fourth.errors.join('\n'));
+    images = await byserial();
+    assert.deepEqual([...images.keys()].sort(), ['20261120', '20261201']);
+    assert.equal(images.get('20261120')!.os_hidden, false);
+    assert.equal((images.get('20261201') as Record<string, unknown>)[PROP.latest], 'true');
+    assert.ok(w.events('image.retire.spared').some((e) => e.imageId === newest.id && e.reason === 'pinned'));
+  });
+});
+
+describeWithOpenStack('Glance target on a second Keystone+Glance with a small image_size_cap', openstack, () => {
+  let extra: ExtraOpenStack;
+  let world: SyncWorld | undefined;
+  before(async () => {
+    extra = await startExtraOpenStack(await mkdtemp(path.join(tmpdir(), 'cloudimg-sync-openstack-glance-cap-')), { OPENSTACK_GLANCE_IMAGE_SIZE_CAP: String(256 * 1024) });
+  });
+  after(async () => {
+    await world?.close();
+    await extra?.stop();
+  });
+
+  test('an image over image_size_cap (413) is a clear IMAGE_TOO_LARGE and leaves no image', async () => {
+    const name = `cap-${run}`;
+    world = await createSyncWorld({ config: { targets: [{ name, type: 'glance' }] }, targetEnv: extra.env });
+    const summary = await world.sync();
+    assert.equal(summary.result, 'failed');
+    assert.match(summary.errors[0] ?? '', /IMAGE_TOO_LARGE: .*image_size_cap/);
+    const session = sessionFor(extra.env);
+    try {
+      assert.deepEqual(await new GlanceClient(session).findImages({ [PROP.target]: name }, { includeHidden: true }), []);
+    } finally {
+      await session.close();
+    }
+  });
+});
+
+/** A Target that runs `around` instead of the inner publish (which it may call, with another context). */
+function wrapPublish(
+  inner: Target,
+  around: (publish: (ctx?: PublishContext) => ReturnType<Target['publish']>, ctx: PublishContext) => ReturnType<Target['publish']>,
+): Target {
+  return {
+    name: inner.name, type: inner.type, hidesBeforeDelete: inner.hidesBeforeDelete, hideGraceMs: inner.hideGraceMs,
+    publish: (image: UpstreamImage, file: VerifiedFile, ctx: PublishContext) => around((c) => inner.publish(image, file, c ?? ctx), ctx),
+    listPublished: (ctx) => inner.listPublished(ctx),
+    hide: (image, ctx) => inner.hide(image, ctx),
+    remove: (image, ctx) => inner.remove(image, ctx),
+  };
+}
+
+/** Revoke a token before returning (curl, so the event loop does not move on meanwhile). */
+function revokeSync(authUrl: string, token: string): void {
+  const status = execFileSync('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '-X', 'DELETE', '-H', `X-Auth-Token: ${token}`, '-H', `X-Subject-Token: ${token}`, `${authUrl}/auth/tokens`], { encoding: 'utf8' });
+  assert.equal(status, '204');
+}
+
+async function deleteImagesOf(glance: GlanceClient, targetName: string): Promise<void> {
+  for (const image of await glance.findImages({ [PROP.target]: targetName }, { includeHidden: true })) {
+    if (image.protected) await glance.patchImage(image.id, [{ op: 'replace', path: '/protected', value: false }]);
+    await glance.deleteImage(image.id);
+  }
+}

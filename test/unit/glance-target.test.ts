@@ -1,0 +1,178 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { after, before, describe, test } from 'node:test';
+import { validateConfig } from '../../src/config/load.js';
+import type { GlanceTargetConfig } from '../../src/config/schema.js';
+import { ConfigError } from '../../src/errors.js';
+import { silentLogger } from '../../src/log.js';
+import type { GlanceImage } from '../../src/openstack/glance.js';
+import type { UpstreamImage } from '../../src/source/image.js';
+import { createTargets } from '../../src/targets/create.js';
+import { GlanceTarget } from '../../src/targets/glance.js';
+import {
+  PROP, createImageRequest, imageProperties, newestVerified, renderImageName, toPublishedImage,
+} from '../../src/targets/glance-image-spec.js';
+import { DigestingStream, digestFile } from '../../src/targets/image-digests.js';
+import { minDiskGiB, readDiskImageInfo } from '../../src/targets/qcow2-info.js';
+import { writeQcow2Image } from '../fixtures/mirror/qcow2.js';
+
+function glanceConfig(target: Record<string, unknown> = {}): GlanceTargetConfig {
+  const config = validateConfig({ source: { verifySignature: false }, targets: [{ name: 'cloud1', type: 'glance', ...target }] }, 'test');
+  const t = config.targets[0]!;
+  assert.equal(t.type, 'glance');
+  return t as GlanceTargetConfig;
+}
+
+const noble: UpstreamImage = {
+  channel: 'release', variant: 'server', release: 'noble', version: '24.04', arch: 'arm64', serial: '20261120',
+  fileName: 'ubuntu-24.04-server-cloudimg-arm64.img',
+  url: 'https://cloud-images.ubuntu.com/releases/noble/release-20261120/ubuntu-24.04-server-cloudimg-arm64.img',
+  sha256: 'a'.repeat(64), signed: true,
+};
+
+function glanceImage(fields: Partial<GlanceImage> & Record<string, unknown>): GlanceImage {
+  return {
+    id: 'img-1', status: 'active', tags: [], os_hidden: false, created_at: '2026-11-20T10:00:00Z',
+    ubuntu_codename: 'noble', ubuntu_serial: '20261120', architecture: 'aarch64',
+    [PROP.channel]: 'release', [PROP.variant]: 'server', [PROP.verified]: 'true', ...fields,
+  } as GlanceImage;
+}
+
+describe('glance image naming', () => {
+  test('the default name shows version, codename, arch and serial', () => {
+    assert.equal(renderImageName(glanceConfig().nameTemplate, noble), 'Ubuntu 24.04 (noble) arm64 20261120');
+  });
+  test('an unknown version leaves no double space, and {glanceArch} is Glance\'s architecture', () => {
+    assert.equal(renderImageName('Ubuntu {version} {codename} {glanceArch}', { ...noble, version: '' }), 'Ubuntu noble aarch64');
+  });
+  test('a template with an unknown placeholder is a config error naming the key', () => {
+    assert.throws(() => glanceConfig({ nameTemplate: 'Ubuntu {ver}' }), (err: unknown) =>
+      err instanceof ConfigError && /targets\[0\]\.nameTemplate/.test(err.message));
+  });
+});
+
+describe('glance image properties', () => {
+  test('every image gets the identity properties, our bookkeeping and per-arch hw defaults', () => {
+    const props = imageProperties(glanceConfig(), noble, noble.sha256);
+    assert.deepEqual(
+      { os_distro: props.os_distro, os_version: props.os_version, architecture: props.architecture, ubuntu_codename: props.ubuntu_codename, ubuntu_serial: props.ubuntu_serial },
+      { os_distro: 'ubuntu', os_version: '24.04', architecture: 'aarch64', ubuntu_codename: 'noble', ubuntu_serial: '20261120' },
+    );
+    assert.equal(props[PROP.sha256], noble.sha256);
+    assert.equal(props[PROP.source], noble.url);
+    assert.equal(props[PROP.target], 'cloud1');
+    assert.equal(props.hw_firmware_type, 'uefi', 'arm64 boots with UEFI');
+    assert.equal(props.hw_machine_type, 'virt');
+    assert.equal(imageProperties(glanceConfig(), { ...noble, arch: 'amd64' }, noble.sha256).hw_firmware_type, undefined, 'amd64 keeps the BIOS default');
+  });
+  test('configured properties override the hw defaults', () => {
+    const props = imageProperties(glanceConfig({ properties: { hw_firmware_type: 'bios', site: 'lyon' } }), noble, noble.sha256);
+    assert.equal(props.hw_firmware_type, 'bios');
+    assert.equal(props.site, 'lyon');
+  });
+  for (const key of ['os_distro', 'architecture', 'cloudimg_sync_sha256', 'visibility', 'os_hidden', 'os_glance_import_task']) {
+    test(`configured properties cannot set the reserved key ${key}`, () => {
+      assert.throws(() => glanceConfig({ properties: { [key]: 'x' } }), /reserved key/);
+    });
+  }
+  test('the create request is private, hidden, qcow2 with min_disk and the configured tags (once each)', () => {
+    const req = createImageRequest(glanceConfig({ tags: ['ubuntu', 'ubuntu'], containerFormat: 'ovf', visibility: 'public' }), noble, noble, { format: 'qcow2', minDiskGiB: 4 });
+    assert.equal(req.visibility, 'private', 'made public only once verified');
+    assert.equal(req.os_hidden, true);
+    assert.equal(req.disk_format, 'qcow2');
+    assert.equal(req.container_format, 'ovf');
+    assert.equal(req.min_disk, 4);
+    assert.deepEqual(req.tags, ['ubuntu']);
+    assert.equal(req.name, 'Ubuntu 24.04 (noble) arm64 20261120');
+    assert.equal(req[PROP.templateName], req.name);
+    assert.equal(req[PROP.verified], undefined);
+  });
+});
+
+describe('glance images read back for retention', () => {
+  test('a visible verified image is published and not hidden', () => {
+    assert.deepEqual(toPublishedImage(glanceImage({}), ['keep']), {
+      ref: 'img-1', release: 'noble', arch: 'arm64', variant: 'server', channel: 'release', serial: '20261120', pinned: false,
+    });
+  });
+  test('protected or tagged-to-keep images are pinned', () => {
+    assert.equal(toPublishedImage(glanceImage({ protected: true }), ['keep'])?.pinned, true);
+    assert.equal(toPublishedImage(glanceImage({ tags: ['x', 'keep'] }), ['keep'])?.pinned, true);
+    assert.equal(toPublishedImage(glanceImage({ tags: ['x'] }), ['keep'])?.pinned, false);
+  });
+  test('hidden by retention: hiddenAtMs is the mark; a never-verified leftover counts as hidden since creation', () => {
+    assert.equal(toPublishedImage(glanceImage({ os_hidden: true, [PROP.hiddenAt]: '2026-11-21T00:00:00.000Z' }), [])?.hiddenAtMs, Date.parse('2026-11-21T00:00:00Z'));
+    assert.equal(toPublishedImage(glanceImage({ os_hidden: true, status: 'queued', [PROP.verified]: undefined }), [])?.hiddenAtMs, Date.parse('2026-11-20T10:00:00Z'));
+    assert.equal(toPublishedImage(glanceImage({ os_hidden: true }), [])?.hiddenAtMs, undefined, 'hidden by someone else: retention marks it first');
+  });
+  test('an image without our identity properties is not one we can retire', () => {
+    assert.equal(toPublishedImage(glanceImage({ architecture: 'sparc' }), []), undefined);
+    assert.equal(toPublishedImage(glanceImage({ [PROP.channel]: undefined }), []), undefined);
+  });
+  test('the latest pointer belongs on the newest verified serial not hidden by retention', () => {
+    const images = [
+      glanceImage({ id: 'old', ubuntu_serial: '20261101' }),
+      glanceImage({ id: 'new', ubuntu_serial: '20261120.1' }),
+      glanceImage({ id: 'newer-unverified', ubuntu_serial: '20261201', [PROP.verified]: undefined, status: 'queued' }),
+      glanceImage({ id: 'retired', ubuntu_serial: '20261125', os_hidden: true, [PROP.hiddenAt]: '2026-11-26T00:00:00Z' }),
+    ];
+    assert.equal(newestVerified(images)?.id, 'new');
+    assert.equal(newestVerified([]), undefined);
+  });
+});
+
+describe('image files', () => {
+  let dir = '';
+  before(async () => { dir = await mkdtemp(path.join(tmpdir(), 'glance-target-unit-')); });
+  after(async () => { await rm(dir, { recursive: true, force: true }); });
+
+  test('min_disk comes from the qcow2 virtual size, rounded up to whole GiB', async () => {
+    const file = path.join(dir, 'disk.img');
+    await writeQcow2Image(file, { fileSizeBytes: 256 * 1024, virtualSizeBytes: 3584 * 1024 * 1024 });
+    assert.deepEqual(await readDiskImageInfo(file), { format: 'qcow2', virtualSizeBytes: 3584 * 1024 * 1024 });
+    assert.equal(minDiskGiB(3584 * 1024 * 1024), 4);
+    assert.equal(minDiskGiB(2 * 1024 ** 3), 2);
+  });
+  test('a file without the qcow2 magic is raw, sized by its length', async () => {
+    const file = path.join(dir, 'disk.raw');
+    await writeFile(file, Buffer.alloc(5000, 1));
+    assert.deepEqual(await readDiskImageInfo(file), { format: 'raw', virtualSizeBytes: 5000 });
+  });
+  test('the digesting stream passes bytes through unchanged and digests them as Glance will', async () => {
+    const data = randomBytes(3 * 1024 * 1024 + 5);
+    const digesting = new DigestingStream();
+    const out: Buffer[] = [];
+    await pipeline(Readable.from([data.subarray(0, 1000), data.subarray(1000)]), digesting, async (src: AsyncIterable<Buffer>) => {
+      for await (const chunk of src) out.push(chunk);
+    });
+    assert.ok(Buffer.concat(out).equals(data));
+    const expected = (algo: string) => createHash(algo).update(data).digest('hex');
+    assert.deepEqual(digesting.digests(), { sizeBytes: data.length, sha256: expected('sha256'), md5: expected('md5'), sha512: expected('sha512') });
+    const file = path.join(dir, 'data.bin');
+    await writeFile(file, data);
+    assert.deepEqual(await digestFile(file), digesting.digests());
+  });
+});
+
+describe('createTargets', () => {
+  test('builds a GlanceTarget for type glance without touching the network, hiding for hideGraceHours', () => {
+    const config = validateConfig({ source: { verifySignature: false }, targets: [{ name: 'c1', type: 'glance', hideGraceHours: 2 }, { name: 'd', type: 'directory', path: '/tmp/x' }] }, 'test');
+    const [glance, dir] = createTargets(config, { env: {} });
+    assert.ok(glance instanceof GlanceTarget);
+    assert.equal(glance.type, 'glance');
+    assert.equal(glance.hidesBeforeDelete, true);
+    assert.equal(glance.hideGraceMs, 2 * 3_600_000);
+    assert.equal(dir?.type, 'directory');
+  });
+  test('missing credentials surface as a one-line config error when the target is first used', async () => {
+    const config = validateConfig({ source: { verifySignature: false }, targets: [{ name: 'c1', type: 'glance' }] }, 'test');
+    const [glance] = createTargets(config, { env: {} });
+    await assert.rejects(glance!.listPublished({ log: silentLogger() }), (err: unknown) =>
+      err instanceof ConfigError && /OS_AUTH_URL/.test(err.oneLine()) && !err.oneLine().includes('\n'));
+  });
+});
