@@ -1,10 +1,15 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
+import { checkCommand, formatCheck } from './commands/check.js';
+import { daemonCommand } from './commands/daemon.js';
+import { formatHistory, historyCommand } from './commands/history.js';
 import { formatPlan, planCommand } from './commands/plan.js';
 import { formatStatus, statusCommand } from './commands/status.js';
 import { syncOnce } from './commands/sync.js';
 import { ConfigError, SyncError, describeError } from './errors.js';
+import { ProgressBars } from './daemon/progress-bars.js';
 import { USER_AGENT } from './fetch/http-client.js';
+import { setLogDefaults } from './log.js';
 
 /** Exit codes: documented in README and `--help`. */
 export const EXIT = { ok: 0, failed: 1, config: 2, alreadyRunning: 3 } as const;
@@ -20,9 +25,23 @@ const program = new Command('cloudimg-sync')
   .version(USER_AGENT.split(' ')[0]!.split('/')[1]!)
   .option('-c, --config <file>', 'YAML config (default: $CLOUDIMG_SYNC_CONFIG, else /etc/cloudimg-sync/config.yaml if present, else built-in defaults)')
   .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error']))
+  .option('--pretty', 'human-readable log lines (default when stdout is a terminal)')
+  .option('--no-pretty', 'JSON log lines even on a terminal')
   .addHelpText('after', `
-Exit codes: 0 success, 1 a cycle step failed (see the log), 2 bad configuration, 3 another instance holds the state lock.
+Exit codes: 0 success, 1 a cycle step (or a check) failed (see the log), 2 bad configuration,
+3 another instance holds the state lock.
 Logs: one JSON object per line on stdout (pino); event names in docs/events.md.`);
+
+// Output is chosen once per process: pretty on a terminal (or --pretty), progress bars for `sync` on a terminal.
+program.hook('preAction', (_program, action) => {
+  const pretty = (program.opts() as { pretty?: boolean }).pretty ?? process.stdout.isTTY === true;
+  if (action.name() === 'sync' && process.stderr.isTTY) {
+    const bars = new ProgressBars(process.stderr);
+    setLogDefaults({ pretty, taps: [bars.observe], liveLine: bars });
+  } else {
+    setLogDefaults({ pretty });
+  }
+});
 
 program
   .command('sync')
@@ -53,6 +72,44 @@ program
   .action((opts: { json?: boolean }) => {
     const status = statusCommand(program.opts());
     process.stdout.write(`${opts.json ? JSON.stringify(status) : formatStatus(status)}\n`);
+  });
+
+program
+  .command('daemon')
+  .description('run sync cycles on the configured schedule until SIGTERM/SIGINT; SIGHUP reloads the config')
+  .addHelpText('after', `
+Serves /healthz and /metrics on health.listen:health.port (default 127.0.0.1:9465).
+Exits 0 after a clean stop, 2 on bad configuration, 3 when another instance holds the state lock.`)
+  .action(async () => {
+    await daemonCommand(program.opts());
+    // Everything is closed; exit even if a cycle ignored the abort past shutdownGraceMs.
+    process.exit(EXIT.ok);
+  });
+
+program
+  .command('history')
+  .description('list recent sync runs with their results and counts, newest first')
+  .option('--json', 'print {"runs":[...]} as JSON')
+  .option('--limit <n>', 'how many runs', (v) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new ConfigError(`--limit ${v} is not a positive whole number`, 'pass e.g. --limit 50');
+    return n;
+  }, 20)
+  .action((opts: { json?: boolean; limit: number }) => {
+    const history = historyCommand(program.opts(), { limit: opts.limit });
+    process.stdout.write(`${opts.json ? JSON.stringify(history) : formatHistory(history)}\n`);
+  });
+
+program
+  .command('check')
+  .description('validate the config, then check state/cache directories, source reachability, keyring and every target')
+  .option('--json', 'print {"ok":bool,"checks":[{name,ok,detail}]} as JSON')
+  .addHelpText('after', `
+Exits 0 when every check passes, 1 when one fails, 2 when the configuration is invalid.`)
+  .action(async (opts: { json?: boolean }) => {
+    const report = await checkCommand(program.opts());
+    process.stdout.write(`${opts.json ? JSON.stringify(report) : formatCheck(report)}\n`);
+    if (!report.ok) process.exitCode = EXIT.failed;
   });
 
 program.parseAsync(process.argv).catch((err: unknown) => {

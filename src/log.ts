@@ -1,4 +1,6 @@
-import { pino, type Logger } from 'pino';
+import { createRequire } from 'node:module';
+import { pino, type DestinationStream, type Logger } from 'pino';
+import type { PrettyOptions } from 'pino-pretty';
 
 export type { Logger };
 
@@ -13,27 +15,147 @@ export const REDACT_PATHS = [
   'auth.*', '*.auth.*',
 ];
 
+/** One log line as consumers see it: the JSON documented in docs/events.md. */
+export interface LogRecord {
+  level: string;
+  time: string;
+  msg?: string;
+  event?: string;
+  [key: string]: unknown;
+}
+
+/**
+ * A consumer of log events in the same process (metrics, health, progress bars). The log is the interface:
+ * consumers read the same JSON lines an operator's `jq` reads, nothing else.
+ */
+export type LogTap = (record: LogRecord) => void;
+
+/** Something drawn on the terminal between log lines (a progress bar): cleared before a line, redrawn after. */
+export interface LiveLine {
+  clear(): void;
+  redraw(): void;
+  /** Records the live line already shows, not printed as log lines. */
+  shows(record: LogRecord): boolean;
+}
+
 export interface LogOptions {
   level?: string;
-  destination?: NodeJS.WritableStream;
+  /** Where lines go; default stdout. */
+  destination?: DestinationStream;
+  /** Human output via pino-pretty instead of JSON lines. */
+  pretty?: boolean;
+  /** In-process consumers; they see every event of level info and above even when `level` is higher. */
+  taps?: LogTap[];
+  liveLine?: LiveLine;
+}
+
+/** Output settings the CLI chooses once (`--pretty`, a TTY) for every logger a command creates. */
+let processDefaults: Omit<LogOptions, 'level' | 'destination'> = {};
+
+export function setLogDefaults(defaults: Omit<LogOptions, 'level' | 'destination'>): void {
+  processDefaults = { ...defaults };
+}
+
+/** A logger plus a handle to change its output level later (SIGHUP reload). */
+export interface LogHandle {
+  log: Logger;
+  setLevel(level: string): void;
 }
 
 export function createLogger(options: LogOptions = {}): Logger {
-  const level = options.level ?? process.env.CLOUDIMG_SYNC_LOG_LEVEL ?? 'info';
-  return pino(
+  return createLogHandle(options).log;
+}
+
+export function createLogHandle(options: LogOptions = {}): LogHandle {
+  const merged: LogOptions = { ...processDefaults, ...options };
+  const level = merged.level ?? process.env.CLOUDIMG_SYNC_LOG_LEVEL ?? 'info';
+  const out = merged.destination ?? pino.destination({ dest: 1, sync: true });
+  const taps = merged.taps ?? [];
+  const plain = taps.length === 0 && !merged.pretty && !merged.liveLine;
+  const sink = plain ? undefined : new LogSink(out, level, taps, merged.pretty ?? false, merged.liveLine);
+  const log = pino(
     {
       name: 'cloudimg-sync',
-      level,
+      level: sink && taps.length > 0 ? lowerLevel(level, 'info') : level,
       base: { pid: process.pid },
       timestamp: pino.stdTimeFunctions.isoTime,
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       formatters: { level: (label) => ({ level: label }) },
     },
-    options.destination ?? pino.destination({ dest: 1, sync: true }),
+    sink ?? out,
   );
+  return {
+    log,
+    setLevel(next) {
+      if (sink) sink.outputLevel = levelValue(next);
+      log.level = sink && taps.length > 0 ? lowerLevel(next, 'info') : next;
+    },
+  };
 }
 
 /** A logger that writes nothing: for library use and tests that do not look at logs. */
 export function silentLogger(): Logger {
   return pino({ level: 'silent' });
+}
+
+function levelValue(label: string): number {
+  return pino.levels.values[label] ?? pino.levels.values.info!;
+}
+
+function lowerLevel(a: string, b: string): string {
+  return levelValue(a) <= levelValue(b) ? a : b;
+}
+
+/**
+ * Writes each JSON line to the output (as is, or prettified) when it meets the output level, then hands
+ * the parsed record to the taps. Synchronous, like pino's own sync destination: nothing is lost on exit.
+ */
+class LogSink implements DestinationStream {
+  outputLevel: number;
+  private readonly prettify: ((record: LogRecord) => string) | undefined;
+
+  constructor(
+    private readonly out: DestinationStream,
+    level: string,
+    private readonly taps: LogTap[],
+    pretty: boolean,
+    private readonly liveLine: LiveLine | undefined,
+  ) {
+    this.outputLevel = levelValue(level);
+    this.prettify = pretty ? loadPrettifier() : undefined;
+  }
+
+  write(chunk: string): void {
+    for (const line of chunk.split('\n')) {
+      if (line) this.writeLine(line);
+    }
+  }
+
+  private writeLine(line: string): void {
+    let record: LogRecord;
+    try {
+      record = JSON.parse(line) as LogRecord;
+    } catch {
+      this.out.write(`${line}\n`);
+      return;
+    }
+    if (levelValue(record.level) >= this.outputLevel && !this.liveLine?.shows(record)) {
+      this.liveLine?.clear();
+      this.out.write(this.prettify ? this.prettify(record) : `${line}\n`);
+    }
+    for (const tap of this.taps) {
+      try {
+        tap(record);
+      } catch {
+        // A consumer's bug must not break logging (or the sync writing the log).
+      }
+    }
+    this.liveLine?.redraw();
+  }
+}
+
+/** pino-pretty is loaded only when asked for: a daemon writing JSON never pays for it. */
+function loadPrettifier(): (record: LogRecord) => string {
+  const { prettyFactory } = createRequire(import.meta.url)('pino-pretty') as { prettyFactory: (o: PrettyOptions) => (record: LogRecord) => string };
+  return prettyFactory({ colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname,name', singleLine: true });
 }

@@ -32,11 +32,12 @@ export function openContext(options: GlobalOptions, { lock = true, logLevel }: {
   if (lock) stateLock = acquireStateLock(config.stateDir);
   try {
     const store = StateStore.open(config.stateDir);
-    const targets = createTargets(config);
+    const targets = createTargets(config, { log });
     const client = createHttpClient({ connectTimeoutMs: config.http.connectTimeoutMs, bodyTimeoutMs: config.http.idleTimeoutMs });
     return {
       config, log, store, targets, client,
       async close() {
+        for (const target of targets) await target.close?.();
         await client.close();
         store.close();
         stateLock?.release();

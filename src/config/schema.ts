@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ARCHES, CHANNELS, VARIANTS } from '../source/image.js';
+import { cronExpressionValid } from '../daemon/schedule.js';
 
 export const DEFAULT_SOURCE_URL = 'https://cloud-images.ubuntu.com';
 
@@ -8,6 +9,21 @@ const directoryTarget = z.strictObject({
   type: z.literal('directory'),
   path: z.string().min(1),
 });
+
+/** Placeholders a glance `nameTemplate` / `stableName` may use. */
+export const GLANCE_NAME_PLACEHOLDERS = ['version', 'codename', 'release', 'arch', 'glanceArch', 'serial', 'channel', 'variant'] as const;
+
+/**
+ * Keys a glance target's `properties` may not set: Glance's own image fields (set from other settings or
+ * by Glance), the identity properties every image gets (os_distro, architecture, ubuntu_*), and our
+ * `cloudimg_sync_*` bookkeeping: the target finds its images again by them.
+ */
+export const GLANCE_RESERVED_PROPERTY = /^(id|name|status|visibility|protected|os_hidden|owner|size|virtual_size|checksum|os_hash_algo|os_hash_value|disk_format|container_format|min_disk|min_ram|tags|created_at|updated_at|locations|direct_url|self|file|schema|os_glance_.*|os_distro|os_version|architecture|ubuntu_codename|ubuntu_serial|cloudimg_sync_.*)$/;
+
+const glanceNameTemplate = z.string().min(1).refine(
+  (t) => [...t.matchAll(/\{([^}]*)\}/g)].every((m) => (GLANCE_NAME_PLACEHOLDERS as readonly string[]).includes(m[1] ?? '')),
+  `unknown placeholder; use ${GLANCE_NAME_PLACEHOLDERS.map((p) => `{${p}}`).join(' ')}`,
+);
 
 const glanceTarget = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . - only'),
@@ -19,12 +35,18 @@ const glanceTarget = z.strictObject({
   endpoint: z.string().url().optional(),
   visibility: z.enum(['public', 'private', 'shared', 'community']).default('private'),
   containerFormat: z.enum(['bare', 'ovf', 'ova', 'aki', 'ari', 'ami', 'docker', 'compressed']).default('bare'),
-  nameTemplate: z.string().default('Ubuntu {version} ({codename}) {arch} {serial}'),
-  stableName: z.string().optional(),
-  tags: z.array(z.string()).default([]),
-  keepTags: z.array(z.string()).default(['cloudimg-sync-keep']),
-  properties: z.record(z.string(), z.string()).default({}),
+  nameTemplate: glanceNameTemplate.default('Ubuntu {version} ({codename}) {arch} {serial}'),
+  /** Name given to the newest image of each release/arch (the previous one gets its template name back). */
+  stableName: glanceNameTemplate.optional(),
+  tags: z.array(z.string().min(1)).default([]),
+  keepTags: z.array(z.string().min(1)).default(['cloudimg-sync-keep']),
+  properties: z
+    .record(z.string(), z.string())
+    .default({})
+    .refine((p) => Object.keys(p).every((k) => !GLANCE_RESERVED_PROPERTY.test(k)), 'a reserved key (a Glance image field, os_glance_*, os_distro, os_version, architecture, ubuntu_*, cloudimg_sync_*) cannot be set as a property'),
   hideGraceHours: z.number().nonnegative().default(72),
+  /** How long an import (web-download, glance-direct) may take before it counts as failed. */
+  importTimeoutMinutes: z.number().positive().default(30),
   auth: z.record(z.string(), z.string()).optional(),
 });
 
@@ -56,6 +78,30 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   log: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info') }).prefault({}),
+  // ---- daemon (`cloudimg-sync daemon`)
+  /** node-cron expression (5 fields, or 6 with seconds first): when the daemon runs a cycle. */
+  schedule: z.string().refine((s) => cronExpressionValid(s), 'not a valid cron expression (e.g. "17 */6 * * *")').default('17 */6 * * *'),
+  /** Run a cycle as soon as the daemon starts, not only on the schedule. */
+  runOnStart: z.boolean().default(true),
+  /** On SIGTERM/SIGINT, how long the cycle in flight may take to stop before the daemon exits anyway. */
+  shutdownGraceMs: z.number().int().nonnegative().default(30_000),
+  /** After a failed cycle, an extra earlier retry after min(baseDelayMs * 2^(failures-1), maxDelayMs). */
+  failureRetry: z
+    .strictObject({
+      baseDelayMs: z.number().int().positive().default(60_000),
+      maxDelayMs: z.number().int().positive().default(3_600_000),
+    })
+    .prefault({}),
+  /** HTTP listener for /healthz and /metrics. */
+  health: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      listen: z.string().min(1).default('127.0.0.1'),
+      port: z.number().int().min(0).max(65_535).default(9465),
+      /** /healthz answers 503 when the last successful cycle is older than this. */
+      maxAgeHours: z.number().positive().default(24),
+    })
+    .prefault({}),
   targets: z
     .array(z.discriminatedUnion('type', [directoryTarget, glanceTarget]))
     .min(1)

@@ -1,0 +1,158 @@
+import { constants, existsSync, readFileSync } from 'node:fs';
+import { access, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { loadConfig, type LoadedConfig } from '../config/load.js';
+import { describeError } from '../errors.js';
+import { createHttpClient, getFollowingRedirects } from '../fetch/http-client.js';
+import { createLogger, type Logger } from '../log.js';
+import { loadKeyring } from '../source/signature.js';
+import { createTargets } from '../targets/create.js';
+import type { Target } from '../targets/target.js';
+import type { GlobalOptions } from './context.js';
+
+export interface CheckResult {
+  /** `config`, `stateDir`, `cacheDir`, `source`, `keyring`, `target:<name>` */
+  name: string;
+  ok: boolean;
+  detail: string;
+}
+
+export interface CheckReport {
+  ok: boolean;
+  checks: CheckResult[];
+}
+
+/**
+ * What `check` calls on a target that offers it (authenticate, find the endpoint, ...). Not part of the
+ * Target interface: a target without it gets the generic check of its type, if any.
+ */
+type CheckableTarget = Target & {
+  check?: (ctx: { log: Logger; signal?: AbortSignal }) => Promise<string | void>;
+  close?: () => Promise<void>;
+};
+
+const CHECK_TIMEOUT_MS = 30_000;
+
+/**
+ * `check`: validates config (a ConfigError propagates: exit 2), then probes what a cycle needs without
+ * changing state: state and cache directories writable, the source reachable, the keyring readable, and
+ * every target usable. Takes no lock: safe next to a running daemon.
+ */
+export async function checkCommand(options: GlobalOptions): Promise<CheckReport> {
+  const config = loadConfig(options.config);
+  const log = createLogger({ level: options.logLevel ?? 'warn', destination: process.stderr });
+  const checks: CheckResult[] = [{
+    name: 'config', ok: true,
+    detail: `${config.origin}: ${config.releaseNames.map((r) => r.codename).join(', ')} (${config.source.arches.join(', ')}), ${config.targets.length} target(s), schedule "${config.schedule}"`,
+  }];
+  checks.push(await directoryCheck('stateDir', config.stateDir, lockHolder(config)));
+  checks.push(await directoryCheck('cacheDir', config.cacheDir));
+  checks.push(await sourceCheck(config));
+  if (config.source.verifySignature) checks.push(await keyringCheck(config));
+  checks.push(...(await targetChecks(config, log)));
+  return { ok: checks.every((c) => c.ok), checks };
+}
+
+export function formatCheck(report: CheckReport): string {
+  const width = Math.max(...report.checks.map((c) => c.name.length));
+  return report.checks.map((c) => `${c.ok ? 'ok  ' : 'FAIL'}  ${c.name.padEnd(width)}  ${c.detail}`).join('\n');
+}
+
+async function guarded(name: string, probe: () => Promise<string>): Promise<CheckResult> {
+  try {
+    return { name, ok: true, detail: await probe() };
+  } catch (err) {
+    return { name, ok: false, detail: describeError(err) };
+  }
+}
+
+/** Writable: an existing directory takes a probe file; a missing one needs a writable nearest ancestor. */
+function directoryCheck(name: string, dir: string, note = ''): Promise<CheckResult> {
+  return guarded(name, async () => {
+    const abs = path.resolve(dir);
+    if (existsSync(abs)) {
+      const probe = path.join(abs, `.cloudimg-sync-check-${process.pid}`);
+      await writeFile(probe, '');
+      await rm(probe, { force: true });
+      return `${abs} writable${note}`;
+    }
+    let ancestor = path.dirname(abs);
+    while (!existsSync(ancestor)) ancestor = path.dirname(ancestor);
+    if (!(await stat(ancestor)).isDirectory()) throw new Error(`${ancestor} is not a directory, so ${abs} cannot be created`);
+    await access(ancestor, constants.W_OK);
+    return `${abs} does not exist yet; it will be created under ${ancestor}${note}`;
+  });
+}
+
+function lockHolder(config: LoadedConfig): string {
+  try {
+    return `; lock held by ${readFileSync(path.join(config.stateDir, 'cloudimg-sync.lock'), 'utf8').trim()} (a running instance)`;
+  } catch {
+    return '';
+  }
+}
+
+function sourceCheck(config: LoadedConfig): Promise<CheckResult> {
+  return guarded('source', async () => {
+    const client = createHttpClient({ connectTimeoutMs: config.http.connectTimeoutMs, bodyTimeoutMs: config.http.idleTimeoutMs });
+    const started = Date.now();
+    try {
+      const url = `${config.source.url.replace(/\/+$/, '')}/`;
+      const { response } = await getFollowingRedirects(url, { client, signal: AbortSignal.timeout(CHECK_TIMEOUT_MS) }).catch((err: unknown) => {
+        if ((err as Error).name === 'TimeoutError') throw new Error(`GET ${url}: no answer within ${CHECK_TIMEOUT_MS / 1000} s; check source.url and network access`);
+        throw err;
+      });
+      await response.body.dump();
+      if (response.statusCode >= 400) throw new Error(`GET ${url} answered ${response.statusCode}; check source.url`);
+      return `${url} reachable (HTTP ${response.statusCode} in ${Date.now() - started} ms)`;
+    } finally {
+      await client.close();
+    }
+  });
+}
+
+function keyringCheck(config: LoadedConfig): Promise<CheckResult> {
+  return guarded('keyring', async () => {
+    const keys = await loadKeyring(config.keyringPath);
+    return `${config.keyringPath}: ${keys.map((k) => k.getFingerprint().toUpperCase()).join(', ')}`;
+  });
+}
+
+async function targetChecks(config: LoadedConfig, log: Logger): Promise<CheckResult[]> {
+  let targets: CheckableTarget[];
+  try {
+    targets = createTargets(config);
+  } catch (err) {
+    return [{ name: 'targets', ok: false, detail: describeError(err) }];
+  }
+  try {
+    return await checkEach(config, targets, log);
+  } finally {
+    for (const target of targets) await target.close?.().catch(() => undefined);
+  }
+}
+
+async function checkEach(config: LoadedConfig, targets: CheckableTarget[], log: Logger): Promise<CheckResult[]> {
+  const results: CheckResult[] = [];
+  for (const [i, target] of targets.entries()) {
+    const name = `target:${target.name}`;
+    const settings = config.targets[i];
+    if (target.check) {
+      const check = target.check.bind(target);
+      results.push(await guarded(name, async () => {
+        const signal = AbortSignal.timeout(CHECK_TIMEOUT_MS);
+        const detail = await Promise.race([
+          check({ log: log.child({ target: target.name }), signal }),
+          new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(new Error(`no answer within ${CHECK_TIMEOUT_MS / 1000} s`)))),
+        ]);
+        return `${target.type}: ${detail || 'ok'}`;
+      }));
+    } else if (settings?.type === 'directory') {
+      const dir = await directoryCheck(name, settings.path);
+      results.push({ ...dir, detail: `directory ${dir.detail}` });
+    } else {
+      results.push({ name, ok: true, detail: `${target.type}: no check available for this target type` });
+    }
+  }
+  return results;
+}

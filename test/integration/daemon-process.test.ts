@@ -1,0 +1,417 @@
+/**
+ * The daemon and the operator commands as child processes (`node --import tsx src/cli.ts ...`) against
+ * the fixture mirror, with a directory target: what an operator sees is exit codes, JSON log lines on
+ * stdout, /healthz and /metrics.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, test } from 'node:test';
+import { startMirror, type Mirror, type MirrorOptions } from '../fixtures/mirror/index.js';
+
+const REPO = fileURLToPath(new URL('../..', import.meta.url));
+const CLI = path.join(REPO, 'src', 'cli.ts');
+const YEARLY = '0 0 1 1 *';
+
+interface LogLine {
+  event?: string;
+  level: string;
+  msg: string;
+  time: string;
+  [key: string]: unknown;
+}
+
+/** A CLI child process: JSON log lines parsed as they arrive, stderr kept, exit awaited. */
+class CliProcess {
+  readonly lines: LogLine[] = [];
+  stdout = '';
+  stderr = '';
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  private readonly waiters = new Set<() => void>();
+
+  constructor(readonly child: ChildProcess) {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      this.stdout += `${line}\n`;
+      try {
+        this.lines.push(JSON.parse(line) as LogLine);
+      } catch {
+        // not a log line (a command's own output)
+      }
+      for (const wake of this.waiters) wake();
+    });
+    child.stderr!.on('data', (chunk: Buffer) => { this.stderr += chunk.toString(); });
+    this.exited = new Promise((resolve) => child.on('exit', (code, signal) => {
+      resolve({ code, signal });
+      for (const wake of this.waiters) wake();
+    }));
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  events(name: string): LogLine[] {
+    return this.lines.filter((l) => l.event === name);
+  }
+
+  /** Resolves with the `count`-th line matching, failing with the log so far on timeout or exit. */
+  async waitFor(match: (l: LogLine) => boolean, { count = 1, timeoutMs = 20_000 } = {}): Promise<LogLine> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = this.lines.filter(match);
+      if (found.length >= count) return found[count - 1]!;
+      if (this.child.exitCode !== null || this.child.signalCode !== null) {
+        assert.fail(`process exited (${this.child.exitCode ?? this.child.signalCode}) before the awaited line\n${this.transcript()}`);
+      }
+      if (Date.now() > deadline) assert.fail(`timed out waiting for a log line\n${this.transcript()}`);
+      await new Promise<void>((resolve) => {
+        const wake = () => { this.waiters.delete(wake); clearTimeout(timer); resolve(); };
+        const timer = setTimeout(wake, 200);
+        this.waiters.add(wake);
+      });
+    }
+  }
+
+  waitForEvent(event: string, options: { count?: number; timeoutMs?: number; where?: (l: LogLine) => boolean } = {}): Promise<LogLine> {
+    return this.waitFor((l) => l.event === event && (options.where?.(l) ?? true), options);
+  }
+
+  transcript(): string {
+    return `${this.lines.map((l) => `${l.time} ${l.level} ${l.event ?? ''} ${l.msg}`).join('\n')}\nstderr: ${this.stderr}`;
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
+    return this.exited;
+  }
+}
+
+interface World {
+  mirror: Mirror;
+  dir: string;
+  configPath: string;
+  writeConfig(overrides?: Record<string, unknown>): void;
+  cli(...args: string[]): CliProcess;
+  daemon(): CliProcess;
+  close(): Promise<void>;
+}
+
+const processes: CliProcess[] = [];
+let world: World | undefined;
+
+afterEach(async () => {
+  for (const p of processes.splice(0)) await p.stop('SIGKILL');
+  await world?.close();
+  world = undefined;
+});
+
+async function createWorld(mirrorOptions: MirrorOptions = {}, overrides: Record<string, unknown> = {}): Promise<World> {
+  const mirror = await startMirror(mirrorOptions);
+  const dir = mkdtempSync(path.join(tmpdir(), 'cloudimg-sync-daemon-'));
+  const configPath = path.join(dir, 'config.yaml');
+  const w: World = {
+    mirror, dir, configPath,
+    writeConfig(more = {}) {
+      const config = {
+        source: { url: mirror.url, keyring: mirror.keyringPath, releases: ['noble'], arches: ['amd64'] },
+        stateDir: path.join(dir, 'state'),
+        cacheDir: path.join(dir, 'cache'),
+        http: { retries: 2, retryBaseDelayMs: 10, retryMaxDelayMs: 50, idleTimeoutMs: 5_000 },
+        targets: [{ name: 'local', type: 'directory', path: path.join(dir, 'images') }],
+        schedule: YEARLY,
+        runOnStart: true,
+        shutdownGraceMs: 5_000,
+        health: { port: 0 },
+        ...overrides,
+        ...more,
+      };
+      writeFileSync(configPath, JSON.stringify(config, null, 2)); // JSON is YAML
+    },
+    cli(...args) {
+      const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args, '--config', configPath], {
+        cwd: REPO, env: { ...process.env, CLOUDIMG_SYNC_CONFIG: '' }, stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      const p = new CliProcess(child);
+      processes.push(p);
+      return p;
+    },
+    daemon() {
+      return w.cli('daemon');
+    },
+    async close() {
+      await mirror.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  w.writeConfig();
+  world = w;
+  return w;
+}
+
+async function healthPort(daemon: CliProcess): Promise<number> {
+  return Number((await daemon.waitForEvent('daemon.health.listening')).port);
+}
+
+async function getJson(url: string): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(url);
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+/** `name{labels} value` lines of a Prometheus exposition, as `name{labels}` -> value. */
+async function scrape(port: number): Promise<Map<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const samples = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const m = /^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
+    if (m) samples.set(m[1]!, Number(m[2]));
+  }
+  return samples;
+}
+
+function imageRequests(mirror: Mirror) {
+  return mirror.requests.filter((r) => r.path.endsWith('.img'));
+}
+
+function filesUnder(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { recursive: true, withFileTypes: true }).filter((d) => d.isFile()).map((d) => path.join(d.parentPath, d.name));
+}
+
+function sha256Of(file: string): string {
+  return createHash('sha256').update(readFileSync(file)).digest('hex');
+}
+
+async function until(condition: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting until ${what}`);
+    await sleep(50);
+  }
+}
+
+describe('daemon as a child process against the fixture mirror', () => {
+  test('a schedule of seconds runs cycles one at a time, skipping ticks while a cycle runs', async () => {
+    const w = await createWorld({}, { schedule: '* * * * * *' });
+    w.mirror.inject({ path: /\.img$/, fault: 'slow', bytesPerSecond: 200_000, times: 1 }); // ~2.6 s: spans ticks
+    const daemon = w.daemon();
+    await daemon.waitForEvent('sync.run.finished', { count: 3 });
+    assert.equal((await daemon.stop()).code, 0);
+
+    assert.ok(daemon.events('daemon.cycle.skipped').length >= 1, 'a tick during the slow cycle is skipped');
+    let running = 0;
+    for (const line of daemon.lines) {
+      if (line.event === 'sync.run.started') running++;
+      if (line.event === 'sync.run.finished') running--;
+      assert.ok(running <= 1, 'never two cycles at once');
+    }
+    const results = daemon.events('sync.run.finished').map((l) => l.result);
+    assert.deepEqual(results.slice(0, 3), ['ok', 'ok', 'ok']);
+    assert.equal(daemon.events('sync.run.finished')[0]!.downloaded, 1);
+    assert.equal(imageRequests(w.mirror).length, 1, 'later cycles find everything published');
+  });
+
+  test('SIGTERM mid-download exits 0 within the grace time and the next start resumes from the same byte', async () => {
+    const size = 1024 * 1024;
+    const w = await createWorld({ imageSizeBytes: size });
+    w.mirror.inject({ path: /\.img$/, fault: 'slow', bytesPerSecond: 100_000 });
+    const first = w.daemon();
+    await until(() => (imageRequests(w.mirror)[0]?.bytesSent ?? 0) >= 200_000, 'the download is under way');
+    const stopAt = Date.now();
+    const exit = await first.stop('SIGTERM');
+    const stopMs = Date.now() - stopAt;
+    assert.equal(exit.code, 0, first.transcript());
+    assert.ok(stopMs < 5_000, `stopped in ${stopMs} ms, within shutdownGraceMs`);
+    assert.equal(first.events('sync.run.finished')[0]?.result, 'aborted');
+    assert.equal(first.events('image.download.aborted').length, 1);
+    assert.ok(first.events('daemon.stopped').length === 1);
+    assert.equal(existsSync(path.join(w.dir, 'state', 'cloudimg-sync.lock')), false, 'the lock is released');
+
+    const part = filesUnder(path.join(w.dir, 'cache')).find((f) => f.endsWith('.img.part'));
+    assert.ok(part, 'a resumable .part is left');
+    const partBytes = statSync(part).size;
+    assert.ok(partBytes > 0 && partBytes < size);
+
+    w.mirror.clearFaults();
+    const second = w.daemon();
+    const port = await healthPort(second);
+    const finished = await second.waitForEvent('sync.run.finished');
+    assert.equal(finished.result, 'ok', second.transcript());
+    const resumed = imageRequests(w.mirror)[1]!;
+    assert.equal(resumed.headers.range, `bytes=${partBytes}-`);
+    assert.equal(resumed.status, 206);
+    const image = w.mirror.published({ channel: 'release' })[0]!;
+    assert.equal(sha256Of(path.join(w.dir, 'images', 'noble', image.serial, image.fileName)), image.sha256);
+
+    const metrics = await scrape(port);
+    assert.equal(metrics.get('cloudimg_sync_download_bytes_total'), size - partBytes, 'only the bytes of the resumed range moved');
+    assert.equal(metrics.get('cloudimg_sync_download_bytes_total'), resumed.bytesSent);
+    assert.equal(metrics.get('cloudimg_sync_upload_bytes_total{target="local"}'), size);
+    assert.equal((await second.stop()).code, 0);
+  });
+
+  test('a second instance on the same state is refused with exit code 3; a lock left by kill -9 does not block', async () => {
+    const w = await createWorld({}, { runOnStart: false });
+    const first = w.daemon();
+    await first.waitForEvent('daemon.started');
+
+    const second = w.daemon();
+    assert.equal((await second.exited).code, 3);
+    assert.match(second.stderr, /^cloudimg-sync: ALREADY_RUNNING: another cloudimg-sync \(\d+@[^)]+\) holds .*cloudimg-sync\.lock \(fix: .*\)\n$/);
+    const once = w.cli('sync', '--once');
+    assert.equal((await once.exited).code, 3, once.stderr);
+
+    assert.equal((await first.stop('SIGKILL')).signal, 'SIGKILL');
+    assert.ok(existsSync(path.join(w.dir, 'state', 'cloudimg-sync.lock')), 'kill -9 leaves the lock file');
+    const third = w.daemon();
+    await third.waitForEvent('daemon.started');
+    assert.equal((await third.stop()).code, 0);
+  });
+
+  test('/healthz answers 200 after a successful cycle, 503 with the reason once cycles fail, 200 again after recovery', async () => {
+    const w = await createWorld({}, { schedule: '* * * * * *' });
+    const daemon = w.daemon();
+    const port = await healthPort(daemon);
+    await daemon.waitForEvent('sync.run.finished', { where: (l) => l.result === 'ok' });
+    const healthy = await getJson(`http://127.0.0.1:${port}/healthz`);
+    assert.equal(healthy.status, 200);
+    assert.equal(healthy.body.status, 'ok');
+
+    w.mirror.inject({ path: '/releases/noble/', fault: 'status', status: 500 });
+    const failed = await daemon.waitForEvent('sync.run.finished', { where: (l) => l.result === 'failed' });
+    const sick = await getJson(`http://127.0.0.1:${port}/healthz`);
+    assert.equal(sick.status, 503);
+    assert.equal(sick.body.status, 'failing');
+    assert.match(String(sick.body.reason), new RegExp(`last cycle \\(run ${String(failed.runId)}\\) failed at .*HTTP_500`));
+    assert.ok(daemon.events('daemon.retry.scheduled').length >= 1);
+
+    w.mirror.clearFaults();
+    await daemon.waitForEvent('sync.run.finished', { where: (l) => l.result === 'ok' && (l.runId as number) > (failed.runId as number) });
+    assert.equal((await getJson(`http://127.0.0.1:${port}/healthz`)).status, 200);
+    assert.equal((await daemon.stop()).code, 0, 'failed cycles never made the daemon exit');
+  });
+
+  test('/metrics counts each image byte once across a connection reset, and reports runs and state', async () => {
+    const size = 512 * 1024;
+    const w = await createWorld({ imageSizeBytes: size });
+    w.mirror.inject({ path: /\.img$/, fault: 'reset', afterBytes: 200_000, times: 1 });
+    const daemon = w.daemon();
+    const port = await healthPort(daemon);
+    assert.equal((await daemon.waitForEvent('sync.run.finished')).result, 'ok', daemon.transcript());
+    const requests = imageRequests(w.mirror);
+    assert.equal(requests.length, 2);
+    assert.equal(requests[1]!.status, 206);
+
+    const m = await scrape(port);
+    assert.equal(m.get('cloudimg_sync_download_bytes_total'), size, 'the reset prefix and the resumed rest, each once');
+    assert.equal(m.get('cloudimg_sync_upload_bytes_total{target="local"}'), size);
+    assert.equal(m.get('cloudimg_sync_runs_total{result="ok"}'), 1);
+    assert.equal(m.get('cloudimg_sync_runs_total{result="failed"}'), 0);
+    assert.ok(Math.abs(m.get('cloudimg_sync_last_success_timestamp_seconds')! - Date.now() / 1000) < 60);
+    assert.equal(m.get('cloudimg_sync_images{state="verified"}'), 1);
+    assert.equal(m.get('cloudimg_sync_publications{target="local",state="published"}'), 1);
+    assert.equal(m.get('cloudimg_sync_download_duration_seconds_count'), 1);
+    assert.equal(m.get('cloudimg_sync_upload_duration_seconds_count{target="local"}'), 1);
+    const serial = w.mirror.published()[0]!.serial;
+    const serialMs = Date.UTC(Number(serial.slice(0, 4)), Number(serial.slice(4, 6)) - 1, Number(serial.slice(6, 8)));
+    const age = m.get('cloudimg_sync_newest_serial_age_seconds{release="noble",arch="amd64",target="local"}');
+    assert.ok(age !== undefined && Math.abs(age - Math.max(0, (Date.now() - serialMs) / 1000)) < 60, `serial age ${age}`);
+    assert.equal((await daemon.stop()).code, 0);
+  });
+
+  test('SIGHUP reloads a valid config, and keeps the running one when the new one is invalid', async () => {
+    const w = await createWorld({}, { runOnStart: false });
+    const daemon = w.daemon();
+    await daemon.waitForEvent('daemon.started');
+
+    w.writeConfig({ runOnStart: false, schedule: '* * * * * *' });
+    daemon.child.kill('SIGHUP');
+    const reloaded = await daemon.waitForEvent('daemon.reloaded');
+    assert.deepEqual(reloaded.changed, ['schedule']);
+    await daemon.waitForEvent('sync.run.finished', { where: (l) => l.result === 'ok' });
+
+    w.writeConfig({ runOnStart: false, schedule: 'every now and then' });
+    daemon.child.kill('SIGHUP');
+    const refused = await daemon.waitForEvent('daemon.reload.failed');
+    assert.match(String(refused.err), /CONFIG_INVALID: .*schedule/);
+    const cyclesBefore = daemon.events('sync.run.finished').length;
+    await daemon.waitForEvent('sync.run.finished', { count: cyclesBefore + 1 });
+    assert.equal((await daemon.stop()).code, 0, 'the old schedule keeps running');
+  });
+
+  test('idle RSS stays small after a cycle', async (t) => {
+    const w = await createWorld({}, { runOnStart: true });
+    const daemon = w.daemon();
+    const port = await healthPort(daemon);
+    assert.equal((await daemon.waitForEvent('sync.run.finished')).result, 'ok');
+    await scrape(port);
+    await sleep(3_000);
+    const rssKiB = Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${daemon.pid}/status`, 'utf8'))?.[1]);
+    t.diagnostic(`idle RSS under tsx after one cycle: ${(rssKiB / 1024).toFixed(1)} MiB`);
+    // tsx (esbuild) adds ~40 MiB over the built dist/; the container test measures dist/ alone.
+    assert.ok(rssKiB < 200 * 1024, `idle RSS ${rssKiB} KiB`);
+    assert.equal((await daemon.stop()).code, 0);
+  });
+});
+
+describe('operator commands: history and check', () => {
+  test('history lists runs newest first with results and counts, as a table and as JSON', async () => {
+    const w = await createWorld();
+    const once = w.cli('sync', '--once');
+    assert.equal((await once.exited).code, 0, once.stderr);
+    w.mirror.inject({ path: '/releases/noble/', fault: 'status', status: 500 });
+    assert.equal((await w.cli('sync', '--once').exited).code, 1);
+
+    const json = w.cli('history', '--json', '--limit', '5');
+    assert.equal((await json.exited).code, 0, json.stderr);
+    const runs = (JSON.parse(json.stdout) as { runs: Array<Record<string, unknown>> }).runs;
+    assert.deepEqual(runs.map((r) => [r.id, r.result, r.downloaded]), [[2, 'failed', 0], [1, 'ok', 1]]);
+    assert.match(String(runs[0]!.error), /HTTP_500/);
+
+    const table = w.cli('history', '--limit', '1');
+    assert.equal((await table.exited).code, 0);
+    const lines = table.stdout.trim().split('\n');
+    assert.equal(lines.length, 2);
+    assert.match(lines[0]!, /^RUN\s+STARTED\s+DURATION\s+RESULT\s+NEW\s+DOWN\s+PUB\s+RETIRED\s+FAILED\s+BYTES\s+ERROR$/);
+    assert.match(lines[1]!, /^2\s+\S+Z\s+\d+s\s+failed\s+0\s+0\s+0\s+0\s+1\s+.*HTTP_500/);
+  });
+
+  test('check passes (exit 0) when config, directories, source, keyring and targets are usable', async () => {
+    const w = await createWorld();
+    const check = w.cli('check', '--json');
+    assert.equal((await check.exited).code, 0, check.stdout + check.stderr);
+    const report = JSON.parse(check.stdout) as { ok: boolean; checks: Array<{ name: string; ok: boolean; detail: string }> };
+    assert.deepEqual(report.checks.map((c) => [c.name, c.ok]), [
+      ['config', true], ['stateDir', true], ['cacheDir', true], ['source', true], ['keyring', true], ['target:local', true],
+    ]);
+    assert.match(report.checks.find((c) => c.name === 'source')!.detail, /reachable \(HTTP 200/);
+  });
+
+  test('check fails (exit 1) naming what is wrong: an unreachable source, a target that is not writable', async () => {
+    const w = await createWorld();
+    const blocked = path.join(w.dir, 'not-a-dir');
+    writeFileSync(blocked, 'a file where the target directory should be');
+    w.writeConfig({
+      source: { url: 'http://127.0.0.1:9/', keyring: w.mirror.keyringPath },
+      targets: [{ name: 'local', type: 'directory', path: path.join(blocked, 'images') }],
+    });
+    const check = w.cli('check');
+    assert.equal((await check.exited).code, 1);
+    assert.match(check.stdout, /^FAIL\s+source\s+.*ECONNREFUSED/m);
+    assert.match(check.stdout, /^FAIL\s+target:local\s+/m);
+    assert.match(check.stdout, /^ok\s+stateDir\s+/m);
+  });
+
+  test('check rejects an invalid config with exit code 2 and the key at fault', async () => {
+    const w = await createWorld();
+    w.writeConfig({ health: { port: 'ninety' } });
+    const check = w.cli('check');
+    assert.equal((await check.exited).code, 2);
+    assert.match(check.stderr, /CONFIG_INVALID: .*health\.port/);
+  });
+});
