@@ -1,0 +1,176 @@
+/**
+ * Benchmark E (runs only when the Glance target exists, src/targets/glance.ts): one image end to end into
+ * the real Glance of test/openstack/up.sh, per upload method, against the manual pipeline in the same run:
+ * `curl -o`, `sha256sum -c`, `curl -T` PUT to Glance. Every image it creates is deleted afterwards.
+ */
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { validateConfig } from '../src/config/load.js';
+import { loadAuthSettings } from '../src/openstack/auth-config.js';
+import { GlanceClient } from '../src/openstack/glance.js';
+import { KeystoneSession } from '../src/openstack/keystone.js';
+import { startMirror, type Mirror, type PublishedImage } from '../test/fixtures/mirror/index.js';
+import { loadOpenStackEnv } from '../test/integration/openstack-env.js';
+import { flushDisks, formatSize, formatTable, mibOfKiB, ratio, runChecked, seconds, throughput, verdict } from './measure.js';
+
+export interface GlanceBenchOptions {
+  sizeBytes: number;
+  /** `node cli.mjs` */
+  cli: string[];
+  workDir: string;
+  repoRoot: string;
+  log: (line: string) => void;
+}
+
+export const GLANCE_METHODS = ['put', 'stream'] as const;
+
+export function glanceTargetAvailable(repoRoot: string): boolean {
+  return existsSync(path.join(repoRoot, 'src/targets/glance.ts'));
+}
+
+interface Phases {
+  downloadMs?: number;
+  publishMs?: number;
+  /** Upload + Glance's answer, from glance.image.verified. */
+  transferMs?: number;
+  bytes?: number;
+  /** The method the target actually used (it may fall back). */
+  method?: string;
+}
+
+/** Phase durations from the CLI's own JSON log (image.download.done, glance.image.verified, image.publish.done). */
+function phasesFromLog(stdout: string): Phases {
+  const phases: Phases = {};
+  for (const line of stdout.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    let r: Record<string, unknown>;
+    try {
+      r = JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      continue;
+    }
+    const ms = typeof r.durationMs === 'number' ? r.durationMs : undefined;
+    if (r.event === 'image.download.done') phases.downloadMs = ms;
+    if (r.event === 'image.publish.done') phases.publishMs = ms;
+    if (r.event === 'glance.image.verified') {
+      phases.transferMs = ms;
+      phases.bytes = typeof r.bytes === 'number' ? r.bytes : undefined;
+    }
+    if (r.event === 'glance.image.created' && typeof r.method === 'string') phases.method = r.method;
+  }
+  return phases;
+}
+
+export async function benchGlance(o: GlanceBenchOptions): Promise<void> {
+  const title = `\n== E. End to end into the real Glance (${formatSize(o.sizeBytes)} image, 1 run each)\n`;
+  if (!glanceTargetAvailable(o.repoRoot)) {
+    console.log(`${title}\n  skipped: src/targets/glance.ts does not exist yet (the Glance target is not in this build)`);
+    return;
+  }
+  const openstack = await loadOpenStackEnv();
+  if (!openstack.available) {
+    console.log(`${title}\n  skipped: ${openstack.reason}`);
+    return;
+  }
+  const env = { ...process.env, ...openstack.env };
+  const session = new KeystoneSession(await loadAuthSettings({}, { env }));
+  const glance = new GlanceClient(session);
+  const mirror = await startMirror({
+    releases: [{ codename: 'noble', serials: ['20261101'], arches: ['amd64'], channels: ['release'], variants: ['server'] }],
+    imageSizeBytes: o.sizeBytes,
+  });
+  const dir = await mkdtemp(path.join(o.workDir, 'glance-'));
+  const created: string[] = [];
+  try {
+    const [image] = mirror.published();
+    if (!image) throw new Error('the fixture mirror published no image');
+    const phaseNotes: string[] = [];
+    const rows: string[][] = [['pipeline', 'wall s', 'vs manual', 'upload MiB/s', 'peak RSS MiB', 'goal']];
+    const manual = await manualPipeline(o, image, glance, session, dir, created);
+    rows.push(['manual: curl -o; sha256sum -c; curl -T PUT', seconds(manual.totalMs), '1.00x', throughput(image.sizeBytes, manual.putMs), mibOfKiB(manual.rssKiB), '']);
+    for (const method of GLANCE_METHODS) {
+      rows.push(await ourPipeline(o, mirror, image, method, env, dir, created, manual, phaseNotes));
+      // Gone before the next method runs, or it would adopt this verified copy instead of uploading.
+      for (const id of created.splice(0)) await glance.deleteImage(id).catch(() => undefined);
+    }
+    console.log(title);
+    console.log(formatTable(rows));
+    for (const note of phaseNotes) console.log(`  ${note}`);
+    console.log(`\n  manual steps: curl -o ${seconds(manual.getMs)} s, sha256sum -c ${seconds(manual.checkMs)} s, curl -T PUT ${seconds(manual.putMs)} s`);
+  } catch (err) {
+    console.log(`${title}\n  failed: ${err instanceof Error ? err.message : String(err)}`);
+  } finally {
+    for (const id of created) await glance.deleteImage(id).catch(() => undefined);
+    await session.close();
+    await mirror.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+interface Manual {
+  totalMs: number;
+  getMs: number;
+  checkMs: number;
+  putMs: number;
+  rssKiB: number;
+}
+
+async function manualPipeline(o: GlanceBenchOptions, image: PublishedImage, glance: GlanceClient, session: KeystoneSession,
+  dir: string, created: string[]): Promise<Manual> {
+  const file = path.join(dir, 'manual.img');
+  const headers = path.join(dir, 'headers');
+  flushDisks();
+  o.log('  glance: manual pipeline');
+  const get = await runChecked('curl', ['-s', '-f', '-o', file, image.url]);
+  const check = await runChecked('sh', ['-c', 'echo "$1  $2" | sha256sum -c --quiet -', 'sh', image.sha256, file]);
+  const glanceImage = await glance.createImage({ name: 'cloudimg-sync-bench-manual', disk_format: 'qcow2', container_format: 'bare' });
+  created.push(glanceImage.id);
+  // The token goes in a file, not on a command line other users can read.
+  await writeFile(headers, `X-Auth-Token: ${await session.getToken()}\nContent-Type: application/octet-stream\n`, { mode: 0o600 });
+  const put = await runChecked('curl', ['-s', '-f', '-H', `@${headers}`, '-T', file, `${await session.imageEndpoint()}/v2/images/${glanceImage.id}/file`]);
+  await rm(file, { force: true });
+  return {
+    totalMs: get.wallMs + check.wallMs + put.wallMs, getMs: get.wallMs, checkMs: check.wallMs, putMs: put.wallMs,
+    rssKiB: Math.max(get.maxRssKiB, check.maxRssKiB, put.maxRssKiB),
+  };
+}
+
+async function ourPipeline(o: GlanceBenchOptions, mirror: Mirror, image: PublishedImage, method: string, env: NodeJS.ProcessEnv,
+  dir: string, created: string[], manual: Manual, phaseNotes: string[]): Promise<string[]> {
+  const name = `cloudimg-sync sync --once, method ${method}`;
+  const raw = {
+    source: { url: mirror.url, keyring: mirror.keyringPath, channel: 'release', releases: ['noble'], arches: ['amd64'] },
+    stateDir: path.join(dir, method, 'state'),
+    cacheDir: path.join(dir, method, 'cache'),
+    targets: [{ name: 'glance', type: 'glance', method, nameTemplate: `cloudimg-sync-bench ${method} {serial}` }],
+  };
+  try {
+    validateConfig(raw, 'bench');
+  } catch (err) {
+    return [name, '-', '-', '-', '-', `skipped: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`];
+  }
+  const configPath = path.join(dir, `${method}.yaml`);
+  await writeFile(configPath, JSON.stringify(raw));
+  flushDisks();
+  o.log(`  glance: sync --once, method ${method}`);
+  const [file, ...args] = o.cli as [string, ...string[]];
+  try {
+    const run = await runChecked(file, [...args, '-c', configPath, 'sync', '--once'], { env, cwd: o.repoRoot });
+    const status = await runChecked(file, [...args, '-c', configPath, 'status', '--json'], { env, cwd: o.repoRoot });
+    const images = (JSON.parse(status.stdout) as { images: { targets: Record<string, { imageId?: string }> }[] }).images;
+    for (const i of images) if (i.targets.glance?.imageId) created.push(i.targets.glance.imageId);
+    const p = phasesFromLog(run.stdout);
+    const uploadMiBs = p.transferMs && p.bytes ? throughput(p.bytes, p.transferMs) : '-';
+    const putGoal = method === 'put' && p.transferMs
+      ? `upload ${ratio(manual.putMs, p.transferMs)} of curl PUT speed, goal >= 0.95x: ${manual.putMs / p.transferMs >= 0.95 ? 'met' : 'MISSED'}`
+      : method === 'stream' ? `<= 0.5x manual: ${verdict(run.wallMs / manual.totalMs, 0.5)}` : '';
+    const opt = (ms?: number) => (ms === undefined ? '-' : seconds(ms));
+    o.log(`  glance ${method}: used ${p.method ?? '?'}; download ${opt(p.downloadMs)} s, publish ${opt(p.publishMs)} s, upload+check ${opt(p.transferMs)} s`);
+    phaseNotes.push(`${method}: target used method ${p.method ?? '?'}; download ${opt(p.downloadMs)} s, publish ${opt(p.publishMs)} s (of which upload + Glance's answer ${opt(p.transferMs)} s)`);
+    return [name, seconds(run.wallMs), ratio(run.wallMs, manual.totalMs), uploadMiBs, mibOfKiB(run.maxRssKiB),
+      `${putGoal}${putGoal ? '; ' : ''}RSS <= 120 MiB: ${verdict(run.maxRssKiB, 120 * 1024)}`];
+  } catch (err) {
+    return [name, '-', '-', '-', '-', `failed: ${(err instanceof Error ? err.message : String(err)).split('\n').slice(-1)[0]?.slice(0, 160)}`];
+  }
+}
