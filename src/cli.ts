@@ -1,15 +1,12 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
-import { checkCommand, formatCheck } from './commands/check.js';
-import { daemonCommand } from './commands/daemon.js';
-import { formatHistory, historyCommand } from './commands/history.js';
-import { formatPlan, planCommand } from './commands/plan.js';
-import { formatStatus, statusCommand } from './commands/status.js';
-import { syncOnce } from './commands/sync.js';
+import { readFileSync } from 'node:fs';
 import { ConfigError, SyncError, describeError } from './errors.js';
-import { ProgressBars } from './daemon/progress-bars.js';
-import { USER_AGENT } from './fetch/http-client.js';
 import { setLogDefaults } from './log.js';
+
+// Each command loads its own modules when it runs (dynamic imports below): start-up stays small, which
+// matters for `sync --once` from cron or a timer, and `--help` loads almost nothing.
+const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 /** Exit codes: documented in README and `--help`. */
 export const EXIT = { ok: 0, failed: 1, config: 2, alreadyRunning: 3 } as const;
@@ -22,7 +19,7 @@ function exitCodeFor(err: unknown): number {
 
 const program = new Command('cloudimg-sync')
   .description('Keep Glance (or a local directory) stocked with fresh, signature-verified Ubuntu cloud images.')
-  .version(USER_AGENT.split(' ')[0]!.split('/')[1]!)
+  .version(VERSION)
   .option('-c, --config <file>', 'YAML config (default: $CLOUDIMG_SYNC_CONFIG, else /etc/cloudimg-sync/config.yaml if present, else built-in defaults)')
   .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error']))
   .option('--pretty', 'human-readable log lines (default when stdout is a terminal)')
@@ -33,9 +30,10 @@ Exit codes: 0 success, 1 a cycle step (or a check) failed (see the log), 2 bad c
 Logs: one JSON object per line on stdout (pino); event names in docs/events.md.`);
 
 // Output is chosen once per process: pretty on a terminal (or --pretty), progress bars for `sync` on a terminal.
-program.hook('preAction', (_program, action) => {
+program.hook('preAction', async (_program, action) => {
   const pretty = (program.opts() as { pretty?: boolean }).pretty ?? process.stdout.isTTY === true;
   if (action.name() === 'sync' && process.stderr.isTTY) {
+    const { ProgressBars } = await import('./daemon/progress-bars.js');
     const bars = new ProgressBars(process.stderr);
     setLogDefaults({ pretty, taps: [bars.observe], liveLine: bars });
   } else {
@@ -48,6 +46,7 @@ program
   .description('run one sync cycle: discover, download, verify, publish, retire')
   .option('--once', 'run a single cycle and exit (the only mode of `sync`; use `daemon` to run on a schedule)')
   .action(async () => {
+    const { syncOnce } = await import('./commands/sync.js');
     const summary = await syncOnce(program.opts());
     if (summary.result !== 'ok') {
       process.stderr.write(`cloudimg-sync: sync ${summary.result}: ${summary.errors[0] ?? 'stopped'}${summary.errors.length > 1 ? ` (+${summary.errors.length - 1} more, see log)` : ''}\n`);
@@ -60,6 +59,7 @@ program
   .description('show what a cycle would download, publish and retire, without doing it')
   .option('--json', 'print JSON')
   .action(async (opts: { json?: boolean }) => {
+    const { formatPlan, planCommand } = await import('./commands/plan.js');
     const report = await planCommand(program.opts());
     process.stdout.write(`${opts.json ? JSON.stringify(report, null, 2) : formatPlan(report)}\n`);
     if (report.sourceErrors.length > 0) process.exitCode = EXIT.failed;
@@ -69,7 +69,8 @@ program
   .command('status')
   .description('list recorded images and their state per target')
   .option('--json', 'print {"images":[...]} as JSON')
-  .action((opts: { json?: boolean }) => {
+  .action(async (opts: { json?: boolean }) => {
+    const { formatStatus, statusCommand } = await import('./commands/status.js');
     const status = statusCommand(program.opts());
     process.stdout.write(`${opts.json ? JSON.stringify(status) : formatStatus(status)}\n`);
   });
@@ -81,6 +82,7 @@ program
 Serves /healthz and /metrics on health.listen:health.port (default 127.0.0.1:9465).
 Exits 0 after a clean stop, 2 on bad configuration, 3 when another instance holds the state lock.`)
   .action(async () => {
+    const { daemonCommand } = await import('./commands/daemon.js');
     await daemonCommand(program.opts());
     // Everything is closed; exit even if a cycle ignored the abort past shutdownGraceMs.
     process.exit(EXIT.ok);
@@ -95,7 +97,8 @@ program
     if (!Number.isInteger(n) || n < 1) throw new ConfigError(`--limit ${v} is not a positive whole number`, 'pass e.g. --limit 50');
     return n;
   }, 20)
-  .action((opts: { json?: boolean; limit: number }) => {
+  .action(async (opts: { json?: boolean; limit: number }) => {
+    const { formatHistory, historyCommand } = await import('./commands/history.js');
     const history = historyCommand(program.opts(), { limit: opts.limit });
     process.stdout.write(`${opts.json ? JSON.stringify(history) : formatHistory(history)}\n`);
   });
@@ -107,6 +110,7 @@ program
   .addHelpText('after', `
 Exits 0 when every check passes, 1 when one fails, 2 when the configuration is invalid.`)
   .action(async (opts: { json?: boolean }) => {
+    const { checkCommand, formatCheck } = await import('./commands/check.js');
     const report = await checkCommand(program.opts());
     process.stdout.write(`${opts.json ? JSON.stringify(report) : formatCheck(report)}\n`);
     if (!report.ok) process.exitCode = EXIT.failed;

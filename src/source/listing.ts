@@ -1,4 +1,5 @@
-import * as cheerio from 'cheerio';
+// The slim build parses with htmlparser2 only: enough for autoindex pages, and a third of the load time.
+import * as cheerio from 'cheerio/slim';
 
 /** One row of an Apache autoindex listing. */
 export interface ListingEntry {
