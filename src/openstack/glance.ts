@@ -260,7 +260,7 @@ export class GlanceClient {
     const durationMs = Math.round(performance.now() - startedAt);
     this.log.info(
       { event: kind === 'file' ? 'glance.upload.done' : 'glance.stage.done', imageId: id, bytes: sizeBytes, durationMs },
-      `${kind === 'file' ? 'uploaded' : 'staged'} ${sizeBytes} bytes in ${durationMs} ms`,
+      `${kind === 'file' ? 'uploaded' : 'staged'} ${sizeBytes === undefined ? 'a stream' : `${sizeBytes} bytes`} in ${durationMs} ms`,
     );
   }
 

@@ -63,3 +63,13 @@ describe('configuration', () => {
     assert.throws(() => loadConfig('/nonexistent/c.yaml', {}), /cannot read config file \/nonexistent\/c\.yaml/);
   });
 });
+
+describe('the shipped config examples', () => {
+  for (const name of ['config.example.yaml', 'glance.example.yaml']) {
+    test(`config/${name} is valid as shipped`, () => {
+      const file = new URL(`../../config/${name}`, import.meta.url).pathname;
+      const config = loadConfig(file, {});
+      assert.ok(config.targets.length >= 1);
+    });
+  }
+});
