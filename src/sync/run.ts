@@ -78,7 +78,14 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
   const startedMs = Date.now();
   const counts: RunCounts = { discovered: 0, downloaded: 0, published: 0, retired: 0, failed: 0, bytesDown: 0 };
   const errors: string[] = [];
-  const fail = (message: string) => { counts.failed++; errors.push(message); };
+  // Targets that failed a publish this run are left out of retention: nothing is retired on a target
+  // that did not get the new image (and a broken login is reported once, not again by retention).
+  const failedTargets = new Set<string>();
+  const fail: Fail = (message, target) => {
+    counts.failed++;
+    errors.push(message);
+    if (target) failedTargets.add(target);
+  };
   log.info({ event: 'sync.run.started', runId, source: deps.config.source.url, targets: deps.targets.map((t) => t.name) }, 'sync run started');
 
   let result: RunSummary['result'] = 'ok';
@@ -96,7 +103,13 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
       await runAction(deps, action, counts, fail);
     }
     if (!deps.signal?.aborted) {
-      for (const target of deps.targets) await retire(deps, target, counts, fail);
+      for (const target of deps.targets) {
+        if (failedTargets.has(target.name)) {
+          log.warn({ event: 'image.retire.skipped', target: target.name }, `retention skipped on ${target.name}: a publish to it failed this run`);
+          continue;
+        }
+        await retire(deps, target, counts, fail);
+      }
     }
   } catch (err) {
     fail(describeError(err));
@@ -111,11 +124,13 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
   return { runId, result, errors, ...counts };
 }
 
+type Fail = (message: string, target?: string) => void;
+
 function imageFields(image: UpstreamImage) {
   return { release: image.release, version: image.version, arch: image.arch, serial: image.serial, channel: image.channel, variant: image.variant };
 }
 
-async function runAction(deps: SyncDeps, action: SyncAction, counts: RunCounts, fail: (m: string) => void): Promise<void> {
+async function runAction(deps: SyncDeps, action: SyncAction, counts: RunCounts, fail: Fail): Promise<void> {
   const { store, config } = deps;
   const log = deps.log.child(imageFields(action.image));
   let file: VerifiedFile;
@@ -179,11 +194,11 @@ function publishDone(deps: SyncDeps, action: SyncAction, target: Target, res: Pu
     `${res.adopted ? 'adopted' : 'published'} ${action.image.fileName} on ${target.name} as ${res.ref}`);
 }
 
-function publishFailed(deps: SyncDeps, action: SyncAction, target: Target, err: unknown, started: number, tlog: Logger, fail: (m: string) => void): void {
+function publishFailed(deps: SyncDeps, action: SyncAction, target: Target, err: unknown, started: number, tlog: Logger, fail: Fail): void {
   const message = describeError(err);
   deps.store.setPublication(action.key, target.name, 'failed', { error: { code: errorCode(err) ?? 'PUBLISH_FAILED', message } });
   tlog.error({ event: 'image.publish.failed', err: message, errCode: errorCode(err), durationMs: Date.now() - started }, message);
-  fail(`${action.key} -> ${target.name}: ${message}`);
+  fail(`${action.key} -> ${target.name}: ${message}`, target.name);
 }
 
 /**
@@ -191,7 +206,7 @@ function publishFailed(deps: SyncDeps, action: SyncAction, target: Target, err: 
  * that failed while the download itself verified falls back to publishing the verified file (returns false).
  */
 function recordStreamOutcome(
-  deps: SyncDeps, action: SyncAction, outcome: StreamOutcome, log: Logger, counts: RunCounts, fail: (m: string) => void, downloadOk: boolean,
+  deps: SyncDeps, action: SyncAction, outcome: StreamOutcome, log: Logger, counts: RunCounts, fail: Fail, downloadOk: boolean,
 ): boolean {
   const tlog = log.child({ target: outcome.target.name });
   if (outcome.result) {
@@ -250,7 +265,7 @@ async function fetchAndVerify(deps: SyncDeps, action: SyncAction, log: Logger, c
   }
 }
 
-async function retire(deps: SyncDeps, target: Target, counts: RunCounts, fail: (m: string) => void): Promise<void> {
+async function retire(deps: SyncDeps, target: Target, counts: RunCounts, fail: Fail): Promise<void> {
   const log = deps.log.child({ target: target.name });
   let published: PublishedImage[];
   try {

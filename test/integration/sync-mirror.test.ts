@@ -255,3 +255,21 @@ describe('channels and variants', () => {
     assert.deepEqual(world.store().listImages().map((r) => [r.release, r.version]), [['zebu', '27.04']]);
   });
 });
+
+describe('retention safety', () => {
+  test('a target that failed to publish the new serial retires nothing this run', async () => {
+    world = await createSyncWorld({ mirror: { releases: [{ codename: 'noble', serials: ['20261101'] }] }, config: { keep: 1 } });
+    assert.equal((await world.sync()).result, 'ok');
+    await world.mirror.addSerial({ codename: 'noble', serial: '20261120' });
+    const { DirectoryTarget } = await import('../../src/targets/directory.js');
+    class FailingTarget extends DirectoryTarget {
+      override async publish(): Promise<never> { throw new Error('disk on fire'); }
+    }
+    const target = new FailingTarget('local', path.join(world.dir, 'images'));
+    const summary = await world.sync({ targets: [target] });
+    assert.equal(summary.result, 'failed');
+    assert.equal(summary.retired, 0);
+    assert.equal(world.events('image.retire.skipped').length, 1);
+    assert.ok(existsSync(path.join(world.dir, 'images', 'noble', '20261101')), 'the old serial is still there');
+  });
+});
