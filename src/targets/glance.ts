@@ -101,11 +101,7 @@ export class GlanceTarget implements Target {
       }
       throw new SyncError('GLANCE_COPY_MISMATCH', `image ${copy.id} claims sha256 ${image.sha256} but holds ${copy.size} bytes, not ${file.sizeBytes}`, 'it is deleted as a leftover and uploaded again next cycle', { retryable: true });
     }
-    for (const leftover of same) {
-      await glance.deleteImage(leftover.id, ctx.signal);
-      series = series.filter((i) => i.id !== leftover.id);
-      log.warn({ event: 'glance.image.leftover_deleted', imageId: leftover.id, status: leftover.status }, `deleted leftover image ${leftover.id} (${leftover.status}, never verified) of an earlier attempt`);
-    }
+    series = await this.deleteLeftovers(glance, series, same, log, ctx.signal);
     // The disk format and min_disk come from the verified file, set in the reveal step.
     const request = createImageRequest(this.config, image, { sha256: image.sha256 }, { format: 'qcow2', minDiskGiB: 0 });
     const created = await glance.createImage(request, ctx.signal);
@@ -136,12 +132,7 @@ export class GlanceTarget implements Target {
       await this.discard(glance, created.id, log, err);
       throw err;
     }
-    try {
-      await this.revealAndPoint(glance, held, [...series, held], image, log, ctx.signal);
-    } catch (err) {
-      if (!(await this.isRevealed(glance, held.id))) await this.discard(glance, held.id, log, err);
-      throw err;
-    }
+    await this.revealNew(glance, held, series, image, log, ctx.signal);
     return { ref: held.id, adopted: false };
   }
 
@@ -152,12 +143,7 @@ export class GlanceTarget implements Target {
     let series = await this.findOurs(glance, projectId, seriesFilter(image), ctx.signal);
     const same = series.filter((i) => propertyOf(i, PROP.sha256) === file.sha256);
     const copies = same.filter((i) => isVerifiedCopy(i, file)).sort((a, b) => (a.created_at ?? '').localeCompare(b.created_at ?? ''));
-    for (const leftover of same.filter((i) => !copies.includes(i))) {
-      await glance.deleteImage(leftover.id, ctx.signal);
-      series = series.filter((i) => i.id !== leftover.id);
-      log.warn({ event: 'glance.image.leftover_deleted', imageId: leftover.id, status: leftover.status },
-        `deleted leftover image ${leftover.id} (${leftover.status}, never verified) of an earlier attempt`);
-    }
+    series = await this.deleteLeftovers(glance, series, same.filter((i) => !copies.includes(i)), log, ctx.signal);
     const adopted = copies[0];
     if (adopted) {
       if (copies.length > 1) log.warn({ event: 'glance.image.duplicates', imageId: adopted.id, duplicates: copies.slice(1).map((i) => i.id) }, 'several verified copies of this image; adopting the oldest');
@@ -184,14 +170,7 @@ export class GlanceTarget implements Target {
       await this.discard(glance, created.id, log, err);
       throw err;
     }
-    try {
-      await this.revealAndPoint(glance, held, [...series, held], image, log, ctx.signal);
-    } catch (err) {
-      // Not revealed (the PATCH failed): still a half-made image. Revealed but the pointer failed to move:
-      // a complete image, adopted by the next run, which moves the pointer again.
-      if (!(await this.isRevealed(glance, held.id))) await this.discard(glance, held.id, log, err);
-      throw err;
-    }
+    await this.revealNew(glance, held, series, image, log, ctx.signal);
     return { ref: held.id, adopted: false };
   }
 
@@ -382,6 +361,28 @@ export class GlanceTarget implements Target {
     }
     if (newest && (previous.length > 0 || ops.get(newest.id)?.some((o) => o.path === `/${PROP.latest}`))) {
       log.info({ event: 'glance.latest.moved', imageId: newest.id, previous, ...(stableName ? { stableName } : {}) }, `latest pointer now on ${newest.id}`);
+    }
+  }
+
+  /** Delete images of ours left by an earlier attempt (never verified); returns the series without them. */
+  private async deleteLeftovers(glance: GlanceClient, series: GlanceImage[], leftovers: readonly GlanceImage[], log: Logger, signal?: AbortSignal): Promise<GlanceImage[]> {
+    for (const leftover of leftovers) {
+      await glance.deleteImage(leftover.id, signal);
+      log.warn({ event: 'glance.image.leftover_deleted', imageId: leftover.id, status: leftover.status },
+        `deleted leftover image ${leftover.id} (${leftover.status}, never verified) of an earlier attempt`);
+    }
+    return series.filter((i) => !leftovers.includes(i));
+  }
+
+  /** Reveal a freshly verified image; if the reveal itself fails, the image is still half-made and is deleted. */
+  private async revealNew(glance: GlanceClient, held: GlanceImage, series: readonly GlanceImage[], image: UpstreamImage, log: Logger, signal?: AbortSignal): Promise<void> {
+    try {
+      await this.revealAndPoint(glance, held, [...series, held], image, log, signal);
+    } catch (err) {
+      // Not revealed (the PATCH failed): still a half-made image. Revealed but the pointer failed to move:
+      // a complete image, adopted by the next run, which moves the pointer again.
+      if (!(await this.isRevealed(glance, held.id))) await this.discard(glance, held.id, log, err);
+      throw err;
     }
   }
 

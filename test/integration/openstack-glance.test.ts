@@ -13,6 +13,7 @@ import { OpenStackError } from '../../src/openstack/errors.js';
 import { GlanceClient } from '../../src/openstack/glance.js';
 import { KeystoneSession } from '../../src/openstack/keystone.js';
 import { describeWithOpenStack, loadOpenStackEnv, startExtraOpenStack, type ExtraOpenStack } from './openstack-env.js';
+import { isOpenStackError } from '../support/openstack-errors.js';
 
 const openstack = await loadOpenStackEnv();
 
@@ -20,14 +21,6 @@ function sessionFor(env: Readonly<Record<string, string>>): KeystoneSession {
   return new KeystoneSession(resolveAuthSettings({ env, files: new Map(), cwd: '/', homeDir: '/nonexistent' }));
 }
 
-function isError(code: string, mentions?: RegExp) {
-  return (err: unknown) => {
-    assert.ok(err instanceof OpenStackError, `expected an OpenStackError, got ${String(err)}`);
-    assert.equal(err.code, code, err.oneLine());
-    if (mentions) assert.match(err.oneLine(), mentions);
-    return true;
-  };
-}
 
 /** Bytes whose digests we know, served as a stream in 64 KiB pieces. */
 function payload(sizeBytes: number) {
@@ -97,14 +90,14 @@ describeWithOpenStack('GlanceClient against the real Keystone+Glance', openstack
     assert.deepEqual(found.map((i) => i.id), [image.id]);
 
     await glance.deleteImage(image.id);
-    await assert.rejects(glance.getImage(image.id), isError('GLANCE_NOT_FOUND'));
+    await assert.rejects(glance.getImage(image.id), isOpenStackError('GLANCE_NOT_FOUND'));
   });
 
   test('a second upload to an active image is GLANCE_CONFLICT', async () => {
     const p = payload(1024);
     const image = await newImage('conflict-test');
     await glance.uploadImageData(image.id, p.stream(), p.data.length);
-    await assert.rejects(glance.uploadImageData(image.id, p.stream(), p.data.length), isError('GLANCE_CONFLICT'));
+    await assert.rejects(glance.uploadImageData(image.id, p.stream(), p.data.length), isOpenStackError('GLANCE_CONFLICT'));
   });
 
   test('findImages pages through `next` links and finds hidden images when asked', async () => {
@@ -186,7 +179,7 @@ describeWithOpenStack('GlanceClient against the real Keystone+Glance', openstack
     test('a missing URL is GLANCE_IMPORT_FAILED with the task message', async () => {
       const image = await newImage('web-download-404-test');
       await glance.importImage(image.id, { name: 'web-download', uri: `${base}/missing.img` });
-      await assert.rejects(glance.waitForImport(image.id, { intervalMs: 200, timeoutMs: 60_000 }), isError('GLANCE_IMPORT_FAILED'));
+      await assert.rejects(glance.waitForImport(image.id, { intervalMs: 200, timeoutMs: 60_000 }), isOpenStackError('GLANCE_IMPORT_FAILED'));
     });
   });
 });
@@ -211,7 +204,7 @@ describeWithOpenStack('image_size_cap on a second real Keystone+Glance', opensta
     const image = await glance.createImage({ name: 'too-big', disk_format: 'raw', container_format: 'bare' });
     const p = payload(CAP + 4096);
     await assert.rejects(glance.uploadImageData(image.id, p.stream(), p.data.length), (err: unknown) => {
-      isError('IMAGE_TOO_LARGE', /image_size_cap/)(err);
+      isOpenStackError('IMAGE_TOO_LARGE', /image_size_cap/)(err);
       assert.doesNotMatch((err as Error).message, /<br|<\/?h1>/);
       return true;
     });

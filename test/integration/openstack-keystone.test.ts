@@ -3,20 +3,12 @@ import { randomUUID } from 'node:crypto';
 import { test } from 'node:test';
 import { request } from 'undici';
 import { resolveAuthSettings, type AuthSettings } from '../../src/openstack/auth-config.js';
-import { OpenStackError } from '../../src/openstack/errors.js';
 import { KeystoneSession } from '../../src/openstack/keystone.js';
 import { describeWithOpenStack, loadOpenStackEnv } from './openstack-env.js';
+import { isOpenStackError } from '../support/openstack-errors.js';
 
 const openstack = await loadOpenStackEnv();
 
-function isError(code: string, mentions?: RegExp) {
-  return (err: unknown) => {
-    assert.ok(err instanceof OpenStackError, `expected an OpenStackError, got ${String(err)}`);
-    assert.equal(err.code, code, err.oneLine());
-    if (mentions) assert.match(err.oneLine(), mentions);
-    return true;
-  };
-}
 
 describeWithOpenStack('KeystoneSession against the real Keystone+Glance', openstack, (os) => {
   const settings = (env: Record<string, string> = {}): AuthSettings =>
@@ -50,26 +42,26 @@ describeWithOpenStack('KeystoneSession against the real Keystone+Glance', openst
 
   test('a wrong password is KEYSTONE_AUTH_FAILED', async () => {
     const session = new KeystoneSession(settings({ OS_PASSWORD: 'definitely-wrong' }));
-    await assert.rejects(session.getToken(), isError('KEYSTONE_AUTH_FAILED', /refused user "admin".*OS_PASSWORD/));
+    await assert.rejects(session.getToken(), isOpenStackError('KEYSTONE_AUTH_FAILED', /refused user "admin".*OS_PASSWORD/));
     await session.close();
   });
 
   test('an unknown project is KEYSTONE_SCOPE_FAILED naming the projects the user can use', async () => {
     const session = new KeystoneSession(settings({ OS_PROJECT_NAME: 'no-such-project' }));
-    await assert.rejects(session.getToken(), isError('KEYSTONE_SCOPE_FAILED', /"no-such-project".*admin/));
+    await assert.rejects(session.getToken(), isOpenStackError('KEYSTONE_SCOPE_FAILED', /"no-such-project".*admin/));
     await session.close();
   });
 
   test('an unknown region is KEYSTONE_UNKNOWN_REGION naming the real one', async () => {
     const session = new KeystoneSession(settings({ OS_REGION_NAME: 'Atlantis' }));
-    await assert.rejects(session.imageEndpoint(), isError('KEYSTONE_UNKNOWN_REGION', new RegExp(`Atlantis.*${os.env.OS_REGION_NAME}`)));
+    await assert.rejects(session.imageEndpoint(), isOpenStackError('KEYSTONE_UNKNOWN_REGION', new RegExp(`Atlantis.*${os.env.OS_REGION_NAME}`)));
     await session.close();
   });
 
   test('a /v2.0 auth URL on this v3-only Keystone is KEYSTONE_NOT_FOUND', async () => {
     const v2 = (os.env.OS_AUTH_URL ?? '').replace(/\/v3$/, '/v2.0');
     const session = new KeystoneSession(settings({ OS_AUTH_URL: v2, OS_TENANT_NAME: 'admin' }));
-    await assert.rejects(session.getToken(), isError('KEYSTONE_NOT_FOUND', /OS_AUTH_URL/));
+    await assert.rejects(session.getToken(), isOpenStackError('KEYSTONE_NOT_FOUND', /OS_AUTH_URL/));
     await session.close();
   });
 
@@ -96,7 +88,7 @@ describeWithOpenStack('KeystoneSession against the real Keystone+Glance', openst
         await session.close();
       }
       const wrong = new KeystoneSession(resolveAuthSettings({ env: { ...env, OS_APPLICATION_CREDENTIAL_SECRET: 'nope' }, files: new Map(), cwd: '/', homeDir: '/nonexistent' }));
-      await assert.rejects(wrong.getToken(), isError('KEYSTONE_AUTH_FAILED', /application credential/));
+      await assert.rejects(wrong.getToken(), isOpenStackError('KEYSTONE_AUTH_FAILED', /application credential/));
       await wrong.close();
     } finally {
       const del = await request(`${authUrl}/users/${userId}/application_credentials/${cred.id}`, { method: 'DELETE', headers: { 'x-auth-token': token } });

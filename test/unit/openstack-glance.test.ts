@@ -7,6 +7,7 @@ import type { AuthSettings } from '../../src/openstack/auth-config.js';
 import { OpenStackError, cleanErrorMessage } from '../../src/openstack/errors.js';
 import { GlanceClient } from '../../src/openstack/glance.js';
 import { KeystoneSession } from '../../src/openstack/keystone.js';
+import { isOpenStackError } from '../support/openstack-errors.js';
 
 interface Seen {
   method: string;
@@ -85,14 +86,6 @@ function image(id: string, extra: Record<string, unknown> = {}) {
   return { id, name: id, status: 'queued', visibility: 'private', tags: [], size: null, checksum: null, ...extra };
 }
 
-function isError(code: string, mentions?: RegExp) {
-  return (err: unknown) => {
-    assert.ok(err instanceof OpenStackError, `expected an OpenStackError, got ${String(err)}`);
-    assert.equal(err.code, code, err.oneLine());
-    if (mentions) assert.match(err.oneLine(), mentions);
-    return true;
-  };
-}
 
 describe('GlanceClient against a Keystone+Glance stand-in', () => {
   let cloud: FakeCloud;
@@ -142,7 +135,7 @@ describe('GlanceClient against a Keystone+Glance stand-in', () => {
 
   test('a second 401 with a fresh token is GLANCE_UNAUTHORIZED, after exactly two tries', async () => {
     cloud.routes.set('GET /v2/images/a', (_req, res) => json(res, 401, { message: 'nope' }));
-    await assert.rejects(glance.getImage('a'), isError('GLANCE_UNAUTHORIZED', /keystone_authtoken/));
+    await assert.rejects(glance.getImage('a'), isOpenStackError('GLANCE_UNAUTHORIZED', /keystone_authtoken/));
     assert.equal(cloud.seen.length, 2);
   });
 
@@ -166,7 +159,7 @@ describe('GlanceClient against a Keystone+Glance stand-in', () => {
   test('an upload refused with 401 from a one-shot stream is GLANCE_TOKEN_REFUSED, retryable', async () => {
     cloud.revoked.add(await session.getToken());
     await assert.rejects(glance.uploadImageData('a', Readable.from([Buffer.alloc(10)]), 10), (err: unknown) => {
-      isError('GLANCE_TOKEN_REFUSED')(err);
+      isOpenStackError('GLANCE_TOKEN_REFUSED')(err);
       assert.equal((err as OpenStackError).retryable, true);
       return true;
     });
@@ -180,7 +173,7 @@ describe('GlanceClient against a Keystone+Glance stand-in', () => {
       res.end('<html>\n <head>\n  <title>413 Request Entity Too Large</title>\n </head>\n <body>\n  <h1>413 Request Entity Too Large</h1>\n  Image exceeds the storage quota: The size of the data 2048 will exceed the limit. 1024 bytes remaining.<br /><br />\n\n\n\n </body>\n</html>');
     });
     await assert.rejects(glance.uploadImageData('a', Readable.from([Buffer.alloc(2048)]), 2048), (err: unknown) => {
-      isError('IMAGE_TOO_LARGE', /image_size_cap/)(err);
+      isOpenStackError('IMAGE_TOO_LARGE', /image_size_cap/)(err);
       const msg = (err as Error).message;
       assert.match(msg, /413 Request Entity Too Large Image exceeds the storage quota: .* 1024 bytes remaining\.\)$/);
       assert.doesNotMatch(msg, /<|>|\n/);
@@ -192,13 +185,13 @@ describe('GlanceClient against a Keystone+Glance stand-in', () => {
     cloud.routes.set('GET /v2/images/a', (_req, res) => json(res, 503, { message: 'busy' }));
     cloud.routes.set('PUT /v2/images/a/tags/t', (_req, res) => json(res, 409, { message: 'Image status transition from active to active is not allowed<br />' }));
     cloud.routes.set('PATCH /v2/images/a', (_req, res) => json(res, 403, { message: 'Attribute publicize_image is forbidden' }));
-    await assert.rejects(glance.getImage('a'), (err: unknown) => isError('GLANCE_HTTP_503')(err) && (err as OpenStackError).retryable);
-    await assert.rejects(glance.addTag('a', 't'), (err: unknown) => isError('GLANCE_CONFLICT', /not allowed$|not allowed \(/)(err) && !(err as OpenStackError).retryable);
-    await assert.rejects(glance.patchImage('a', [{ op: 'replace', path: '/visibility', value: 'public' }]), isError('GLANCE_FORBIDDEN', /publicize_image/));
+    await assert.rejects(glance.getImage('a'), (err: unknown) => isOpenStackError('GLANCE_HTTP_503')(err) && (err as OpenStackError).retryable);
+    await assert.rejects(glance.addTag('a', 't'), (err: unknown) => isOpenStackError('GLANCE_CONFLICT', /not allowed$|not allowed \(/)(err) && !(err as OpenStackError).retryable);
+    await assert.rejects(glance.patchImage('a', [{ op: 'replace', path: '/visibility', value: 'public' }]), isOpenStackError('GLANCE_FORBIDDEN', /publicize_image/));
   });
 
   test('getImage of a missing image is GLANCE_NOT_FOUND; deleteImage of one is fine', async () => {
-    await assert.rejects(glance.getImage('gone'), isError('GLANCE_NOT_FOUND', /No image found with ID x/));
+    await assert.rejects(glance.getImage('gone'), isOpenStackError('GLANCE_NOT_FOUND', /No image found with ID x/));
     await glance.deleteImage('gone');
   });
 
@@ -239,7 +232,7 @@ describe('GlanceClient against a Keystone+Glance stand-in', () => {
         ],
       }),
     );
-    await assert.rejects(glance.waitForImport('a', { intervalMs: 10 }), isError('GLANCE_IMPORT_FAILED', /Connection refused/));
+    await assert.rejects(glance.waitForImport('a', { intervalMs: 10 }), isOpenStackError('GLANCE_IMPORT_FAILED', /Connection refused/));
   });
 
   test('getImportInfo lists the import methods', async () => {

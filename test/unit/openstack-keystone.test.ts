@@ -13,6 +13,7 @@ import { createLogger } from '../../src/log.js';
 import type { AuthSettings } from '../../src/openstack/auth-config.js';
 import { OpenStackError } from '../../src/openstack/errors.js';
 import { KeystoneSession, findImageEndpoint, glanceRoot, type CatalogEndpoint } from '../../src/openstack/keystone.js';
+import { isOpenStackError } from '../support/openstack-errors.js';
 
 const PASSWORD = 'correct-horse';
 
@@ -132,14 +133,6 @@ function capturingLogger() {
   return { log: createLogger({ level: 'debug', destination }), lines };
 }
 
-function isError(code: string, mentions?: RegExp) {
-  return (err: unknown) => {
-    assert.ok(err instanceof OpenStackError, `expected an OpenStackError, got ${String(err)}`);
-    assert.equal(err.code, code, err.oneLine());
-    if (mentions) assert.match(err.oneLine(), mentions);
-    return true;
-  };
-}
 
 describe('KeystoneSession against a Keystone stand-in', () => {
   let ks: FakeKeystone;
@@ -214,7 +207,7 @@ describe('KeystoneSession against a Keystone stand-in', () => {
 
   test('an unknown region is a clear error listing the regions that exist', async () => {
     const session = new KeystoneSession(settingsFor(ks, { regionName: 'Atlantis' }));
-    await assert.rejects(session.imageEndpoint(), isError('KEYSTONE_UNKNOWN_REGION', /Atlantis.*RegionOne, RegionTwo.*OS_REGION_NAME/));
+    await assert.rejects(session.imageEndpoint(), isOpenStackError('KEYSTONE_UNKNOWN_REGION', /Atlantis.*RegionOne, RegionTwo.*OS_REGION_NAME/));
     await session.close();
   });
 
@@ -223,7 +216,7 @@ describe('KeystoneSession against a Keystone stand-in', () => {
       settingsFor(ks, { method: { type: 'password', username: 'sync', userDomainName: 'Default', password: 'wrong-pw' } }),
     );
     await assert.rejects(session.getToken(), (err: unknown) => {
-      isError('KEYSTONE_AUTH_FAILED', /user "sync" in domain Default.*OS_PASSWORD/)(err);
+      isOpenStackError('KEYSTONE_AUTH_FAILED', /user "sync" in domain Default.*OS_PASSWORD/)(err);
       assert.doesNotMatch((err as Error).message, /wrong-pw/);
       return true;
     });
@@ -232,7 +225,7 @@ describe('KeystoneSession against a Keystone stand-in', () => {
 
   test('valid credentials with an unknown project are KEYSTONE_SCOPE_FAILED listing usable projects', async () => {
     const session = new KeystoneSession(settingsFor(ks, { scope: { projectName: 'nope', projectDomainName: 'Default' } }));
-    await assert.rejects(session.getToken(), isError('KEYSTONE_SCOPE_FAILED', /"nope".*images, other/));
+    await assert.rejects(session.getToken(), isOpenStackError('KEYSTONE_SCOPE_FAILED', /"nope".*images, other/));
     await session.close();
   });
 
@@ -286,7 +279,7 @@ describe('KeystoneSession against a Keystone stand-in', () => {
     const session = new KeystoneSession(
       settingsFor(ks, { authUrl: `${ks.url}/v2.0`, identityVersion: 'v2.0', method: { type: 'password', username: 'x', password: 'no' }, scope: { projectName: 't' } }),
     );
-    await assert.rejects(session.getToken(), isError('KEYSTONE_AUTH_FAILED', /OS_PROJECT_NAME/));
+    await assert.rejects(session.getToken(), isOpenStackError('KEYSTONE_AUTH_FAILED', /OS_PROJECT_NAME/));
     await session.close();
   });
 
@@ -294,7 +287,7 @@ describe('KeystoneSession against a Keystone stand-in', () => {
     const session = new KeystoneSession(
       settingsFor(ks, { authUrl: `${ks.url}/nothing/v2.0`, identityVersion: 'v2.0', method: { type: 'password', username: 'x', password: PASSWORD }, scope: { projectName: 't' } }),
     );
-    await assert.rejects(session.getToken(), isError('KEYSTONE_NOT_FOUND', /OS_AUTH_URL/));
+    await assert.rejects(session.getToken(), isOpenStackError('KEYSTONE_NOT_FOUND', /OS_AUTH_URL/));
     await session.close();
   });
 });
@@ -306,7 +299,7 @@ describe('KeystoneSession transport failures', () => {
     await ks.stop();
     const session = new KeystoneSession(settings);
     await assert.rejects(session.getToken(), (err: unknown) => {
-      isError('KEYSTONE_UNREACHABLE', /ECONNREFUSED.*OS_AUTH_URL/)(err);
+      isOpenStackError('KEYSTONE_UNREACHABLE', /ECONNREFUSED.*OS_AUTH_URL/)(err);
       assert.equal((err as OpenStackError).retryable, true);
       return true;
     });
@@ -331,7 +324,7 @@ describe('KeystoneSession transport failures', () => {
     t.after(() => ks.stop());
 
     const untrusted = new KeystoneSession(settingsFor(ks));
-    await assert.rejects(untrusted.getToken(), isError('KEYSTONE_TLS_FAILED', /OS_CACERT/));
+    await assert.rejects(untrusted.getToken(), isOpenStackError('KEYSTONE_TLS_FAILED', /OS_CACERT/));
     await untrusted.close();
 
     const trusted = new KeystoneSession(settingsFor(ks, { cacertPath: cert }));
@@ -354,9 +347,9 @@ describe('findImageEndpoint', () => {
     assert.equal(glanceRoot('http://g:9292/v2.1'), 'http://g:9292');
   });
   test('no image service is KEYSTONE_NO_IMAGE_ENDPOINT naming what the catalog has', () => {
-    assert.throws(() => findImageEndpoint(catalog.slice(0, 1), base), isError('KEYSTONE_NO_IMAGE_ENDPOINT', /lists: identity/));
+    assert.throws(() => findImageEndpoint(catalog.slice(0, 1), base), isOpenStackError('KEYSTONE_NO_IMAGE_ENDPOINT', /lists: identity/));
   });
   test('a missing interface is KEYSTONE_NO_IMAGE_ENDPOINT naming the interfaces there are', () => {
-    assert.throws(() => findImageEndpoint(catalog, { ...base, interface: 'admin' }), isError('KEYSTONE_NO_IMAGE_ENDPOINT', /no admin endpoint.*has: public/));
+    assert.throws(() => findImageEndpoint(catalog, { ...base, interface: 'admin' }), isOpenStackError('KEYSTONE_NO_IMAGE_ENDPOINT', /no admin endpoint.*has: public/));
   });
 });
