@@ -97,12 +97,12 @@ export function median(values: readonly number[]): number {
  */
 export async function bundle(entry: string, outDir: string, name: string): Promise<string> {
   const { build } = await import('esbuild');
-  const outfile = path.join(outDir, `${name}.mjs`);
+  // Code splitting keeps the CLI's dynamic imports lazy, as in the tsc build (dist/) that gets installed.
   await build({
-    entryPoints: [entry], outfile, bundle: true, platform: 'node', format: 'esm', target: 'node20',
-    packages: 'external', logLevel: 'silent', sourcemap: false,
+    entryPoints: [entry], outdir: outDir, entryNames: name, outExtension: { '.js': '.mjs' }, splitting: true,
+    bundle: true, platform: 'node', format: 'esm', target: 'node20', packages: 'external', logLevel: 'silent', sourcemap: false,
   });
-  return outfile;
+  return path.join(outDir, `${name}.mjs`);
 }
 
 /** A TCP relay in front of a server that counts every byte each way: the exact cost on the wire. */

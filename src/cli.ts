@@ -1,12 +1,11 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
-import { readFileSync } from 'node:fs';
 import { ConfigError, SyncError, describeError } from './errors.js';
 import { setLogDefaults } from './log.js';
+import { VERSION } from './version.js';
 
 // Each command loads its own modules when it runs (dynamic imports below): start-up stays small, which
 // matters for `sync --once` from cron or a timer, and `--help` loads almost nothing.
-const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 /** Exit codes: documented in README and `--help`. */
 export const EXIT = { ok: 0, failed: 1, config: 2, alreadyRunning: 3 } as const;

@@ -3,25 +3,14 @@
  * following, and retry with capped exponential backoff. Whether an error is worth retrying is decided
  * by `isRetryable()` in src/errors.ts, not here.
  */
-import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { setFlagsFromString } from 'node:v8';
 import { Agent, request, type Dispatcher } from 'undici';
 import { SyncError, describeError, errorCode, isRetryable } from '../errors.js';
 import type { Logger } from '../log.js';
+import { VERSION } from '../version.js';
 
-function readPackageVersion(): string {
-  // src/fetch/ in development, dist/fetch/ once built: package.json is two levels up in both.
-  try {
-    const raw = readFileSync(new URL('../../package.json', import.meta.url), 'utf8');
-    const version = (JSON.parse(raw) as { version?: unknown }).version;
-    return typeof version === 'string' ? version : '0.0.0';
-  } catch {
-    return '0.0.0';
-  }
-}
-
-export const USER_AGENT = `cloudimg-sync/${readPackageVersion()} (+https://github.com/cloudimg-sync/cloudimg-sync)`;
+export const USER_AGENT = `cloudimg-sync/${VERSION} (+https://github.com/cloudimg-sync/cloudimg-sync)`;
 
 export interface HttpClientOptions {
   /** TCP + TLS handshake. */

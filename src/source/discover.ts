@@ -6,6 +6,17 @@ import type { ReleaseName } from './releases.js';
 import { parseSha256Sums } from './sha256sums.js';
 import { verifyDetachedSignature, type Keyring } from './signature.js';
 
+/**
+ * The keyring, loaded when first needed, with an id that changes when its file does. `verifiedSums`
+ * remembers which SHA256SUMS verified with which keyring id, so a list and signature that are both
+ * unchanged (304) since they verified are not verified again.
+ */
+export interface KeyringSource {
+  id: string;
+  load(): Promise<Keyring>;
+  verifiedSums?: { get(url: string): string | undefined; set(url: string, verifiedWith: string): void };
+}
+
 /** GET a small text resource, answering from a cache when the server says it is unchanged. */
 export type CachedGet = (url: string) => Promise<{ body: Buffer; changed: boolean }>;
 
@@ -15,8 +26,8 @@ export interface DiscoverOptions {
   variant: Variant;
   releases: readonly ReleaseName[];
   arches: readonly Arch[];
-  /** Verify SHA256SUMS.gpg with this keyring; undefined means signature checking is off. */
-  keyring: Keyring | undefined;
+  /** Verify SHA256SUMS.gpg with this keyring (loaded on first need); undefined means signature checking is off. */
+  keyring: KeyringSource | undefined;
   get: CachedGet;
   log: Logger;
 }
@@ -86,10 +97,16 @@ async function discoverRelease(options: DiscoverOptions, release: ReleaseName, l
 async function readSerial(options: DiscoverOptions, release: ReleaseName, serial: string, dirUrl: string, log: Logger): Promise<UpstreamImage[]> {
   const sumsUrl = new URL('SHA256SUMS', dirUrl).href;
   const sums = await options.get(sumsUrl);
-  if (options.keyring) {
+  const keyring = options.keyring;
+  if (keyring) {
     const signature = await options.get(`${sumsUrl}.gpg`);
-    const fingerprint = await verifyDetachedSignature(sums.body, signature.body, options.keyring, `${sumsUrl}.gpg`);
-    if (sums.changed || signature.changed) log.info({ event: 'source.sums.verified', serial, url: sumsUrl, fingerprint }, `SHA256SUMS of ${serial} signed by ${fingerprint}`);
+    const unchanged = !sums.changed && !signature.changed;
+    const earlier = unchanged ? keyring.verifiedSums?.get(sumsUrl) : undefined;
+    if (!earlier?.startsWith(`${keyring.id}:`)) {
+      const fingerprint = await verifyDetachedSignature(sums.body, signature.body, await keyring.load(), `${sumsUrl}.gpg`);
+      keyring.verifiedSums?.set(sumsUrl, `${keyring.id}:${fingerprint}`);
+      log.info({ event: 'source.sums.verified', serial, url: sumsUrl, fingerprint }, `SHA256SUMS of ${serial} signed by ${fingerprint}`);
+    }
   }
   const checksums = parseSha256Sums(sums.body.toString('utf8'), sumsUrl);
   const images: UpstreamImage[] = [];

@@ -1,11 +1,15 @@
 import { readFileSync } from 'node:fs';
-import * as openpgp from 'openpgp';
+import type * as OpenPgp from 'openpgp';
 import { SignatureError, SyncError } from '../errors.js';
 
-export type Keyring = openpgp.PublicKey[];
+export type Keyring = OpenPgp.PublicKey[];
+
+/** openpgp is large: loaded on first use, so a cycle whose signed lists are unchanged never loads it. */
+const loadOpenPgp = (): Promise<typeof OpenPgp> => import('openpgp');
 
 /** Read an armored (or binary) OpenPGP public keyring file. */
 export async function loadKeyring(path: string): Promise<Keyring> {
+  const openpgp = await loadOpenPgp();
   let data: Buffer;
   try {
     data = readFileSync(path);
@@ -33,7 +37,8 @@ export async function verifyDetachedSignature(
   keyring: Keyring,
   url: string,
 ): Promise<string> {
-  let signature: openpgp.Signature;
+  const openpgp = await loadOpenPgp();
+  let signature: OpenPgp.Signature;
   try {
     const text = Buffer.from(signatureData).toString('utf8');
     signature = text.includes('-----BEGIN PGP SIGNATURE-----')

@@ -56,4 +56,7 @@ export const MIGRATIONS: readonly string[] = [
     updated_at    TEXT NOT NULL
   );
   `,
+  // 2: remember that a cached SHA256SUMS verified, and against which keyring, so an unchanged list is not
+  // verified again every cycle. Replacing the body (a 200) clears it.
+  `ALTER TABLE http_cache ADD COLUMN verified_with TEXT;`,
 ];

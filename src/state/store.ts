@@ -281,8 +281,20 @@ export class StateStore {
       this.db.prepare(
         `INSERT INTO http_cache (url, etag, last_modified, body, updated_at) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (url) DO UPDATE SET etag = excluded.etag, last_modified = excluded.last_modified,
-           body = excluded.body, updated_at = excluded.updated_at`,
+           body = excluded.body, updated_at = excluded.updated_at, verified_with = NULL`,
       ).run(url, response.etag, response.lastModified, response.body, now.toISOString());
+    });
+  }
+
+  /** What a cached response was verified with (see discover.ts), while its body is unchanged. */
+  getCachedVerification(url: string): string | undefined {
+    const row = this.db.prepare(`SELECT verified_with FROM http_cache WHERE url = ?`).get(url) as { verified_with: string | null } | undefined;
+    return row?.verified_with ?? undefined;
+  }
+
+  setCachedVerification(url: string, verifiedWith: string): void {
+    this.write(() => {
+      this.db.prepare(`UPDATE http_cache SET verified_with = ? WHERE url = ?`).run(verifiedWith, url);
     });
   }
 

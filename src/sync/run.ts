@@ -1,4 +1,5 @@
-import { existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Dispatcher } from 'undici';
@@ -7,7 +8,7 @@ import { ChecksumMismatchError, describeError, errorCode } from '../errors.js';
 import { downloadFile, type DownloadSink } from '../fetch/download.js';
 import type { Logger } from '../log.js';
 import { cachedGetter } from '../source/cached-get.js';
-import { discoverImages, type DiscoveryResult } from '../source/discover.js';
+import { discoverImages, type DiscoveryResult, type KeyringSource } from '../source/discover.js';
 import { imageKey, type UpstreamImage } from '../source/image.js';
 import { loadKeyring, type Keyring } from '../source/signature.js';
 import type { RunCounts, StateStore } from '../state/store.js';
@@ -38,9 +39,15 @@ export interface RunSummary extends RunCounts {
 /** Discover what upstream has now: signed checksums of the newest serial of each wanted release. */
 export async function discover(deps: SyncDeps, onBytes?: (n: number) => void): Promise<DiscoveryResult> {
   const { config, log } = deps;
-  let keyring: Keyring | undefined;
+  let keyring: KeyringSource | undefined;
   if (config.source.verifySignature) {
-    keyring = await loadKeyring(config.keyringPath);
+    let loaded: Promise<Keyring> | undefined;
+    keyring = {
+      // The keyring file's digest: a cached verification counts only for the keyring it was made with.
+      id: keyringId(config.keyringPath),
+      load: () => (loaded ??= loadKeyring(config.keyringPath)),
+      verifiedSums: { get: (url) => deps.store.getCachedVerification(url), set: (url, v) => deps.store.setCachedVerification(url, v) },
+    };
   } else {
     log.warn({ event: 'source.signature.disabled' }, 'source.verifySignature is false: SHA256SUMS are NOT signature-checked; images are only as trustworthy as the connection');
   }
@@ -57,6 +64,15 @@ export async function discover(deps: SyncDeps, onBytes?: (n: number) => void): P
     }),
     log,
   });
+}
+
+/** The keyring file's digest; an unreadable file gets an id that matches no cached verification (load() then says why). */
+function keyringId(keyringPath: string): string {
+  try {
+    return createHash('sha256').update(readFileSync(keyringPath)).digest('hex').slice(0, 16);
+  } catch {
+    return 'unreadable';
+  }
 }
 
 /** Where the verified copy of an image is kept until every target has it. */

@@ -65,6 +65,16 @@ describe('sync cycle against the fixture mirror (directory target)', () => {
     assert.equal(imageRequests(world).length, 0);
     assert.ok(world.mirror.requests.length > 0 && world.mirror.requests.every((r) => r.status === 304), 'every request revalidated with 304');
     assert.ok(world.mirror.requests.every((r) => r.headers['if-none-match'] || r.headers['if-modified-since']));
+    assert.equal(world.events('source.sums.verified').length, 1, 'an unchanged signed list is not verified again');
+  });
+
+  test('a changed SHA256SUMS.gpg upstream is verified again, and a bad one is caught even though the list is unchanged', async () => {
+    world = await createSyncWorld();
+    assert.equal((await world.sync()).result, 'ok');
+    world.mirror.inject({ path: /SHA256SUMS\.gpg$/, fault: 'bad-signature', how: 'foreign-key' });
+    const summary = await world.sync();
+    assert.equal(summary.result, 'failed');
+    assert.match(summary.errors[0]!, /SIGNATURE_INVALID/);
   });
 
   test('a new serial upstream is fetched and the oldest beyond keep is removed from the directory', async () => {
