@@ -1,7 +1,8 @@
 /**
  * Progress bars on a terminal for `sync --once`, drawn from the log events alone: image.download.* for
- * downloads (bytes, rate, ETA), image.publish.* for publications (elapsed time only: targets log no
- * byte progress while uploading). One line on stderr, redrawn in place between log lines.
+ * downloads (bytes, rate, ETA), image.publish.* for publications (bytes, rate, ETA from
+ * image.publish.progress where the target reports it, else elapsed time). One line on stderr, redrawn in
+ * place between log lines.
  */
 import type { LiveLine, LogRecord } from '../log.js';
 
@@ -46,8 +47,9 @@ export class ProgressBars implements LiveLine {
         }
         break;
       }
-      case 'image.download.progress': {
-        const t = this.transfers.get(`d:${key}`);
+      case 'image.download.progress':
+      case 'image.publish.progress': {
+        const t = this.transfers.get(record.event === 'image.download.progress' ? `d:${key}` : `p:${key}:${String(record.target)}`);
         if (t && typeof record.bytes === 'number') {
           if (record.bytes < t.baseBytes) { t.baseBytes = 0; t.startedMs = this.now(); }
           t.bytes = record.bytes;
@@ -81,7 +83,7 @@ export class ProgressBars implements LiveLine {
   };
 
   shows(record: LogRecord): boolean {
-    return record.event === 'image.download.progress';
+    return record.event === 'image.download.progress' || record.event === 'image.publish.progress';
   }
 
   clear(): void {
@@ -103,11 +105,12 @@ export class ProgressBars implements LiveLine {
     const t = [...this.transfers.values()].at(-1);
     if (!t) return '';
     const elapsedMs = Math.max(1, this.now() - t.startedMs);
-    if (t.kind === 'publish') {
+    if (t.kind === 'publish' && t.rate === undefined) {
       return `${t.label}  publishing${t.totalBytes !== undefined ? ` ${formatBytes(t.totalBytes)}` : ''}  ${formatDuration(elapsedMs)}`;
     }
     const parts = [t.label];
     if (t.rate === undefined) return `${t.label}  downloading${t.bytes > 0 ? ` from ${formatBytes(t.bytes)}` : ''}  ${formatDuration(elapsedMs)}`;
+    if (t.kind === 'publish') parts.push('uploading');
     const rate = t.rate;
     if (t.totalBytes) {
       const fraction = Math.min(1, t.bytes / t.totalBytes);

@@ -174,7 +174,7 @@ async function runAction(deps: SyncDeps, action: SyncAction, counts: RunCounts, 
     const started = Date.now();
     const tlog = publishStarted(deps, action, target, log, file.sizeBytes);
     try {
-      const res = await target.publish(action.image, file, publishContext(deps, action, log)(target));
+      const res = await target.publish(action.image, file, publishContext(deps, action, log, file.sizeBytes)(target));
       publishDone(deps, action, target, res, file.sizeBytes, started, tlog, counts);
     } catch (err) {
       allPublished = false;
@@ -188,12 +188,23 @@ async function runAction(deps: SyncDeps, action: SyncAction, counts: RunCounts, 
   }
 }
 
-function publishContext(deps: SyncDeps, action: SyncAction, log: Logger) {
-  return (target: Target) => ({
-    log: log.child({ target: target.name }),
-    signal: deps.signal,
-    onRef: (ref: string) => deps.store.setPublication(action.key, target.name, 'publishing', { ref }),
-  });
+function publishContext(deps: SyncDeps, action: SyncAction, log: Logger, totalBytes?: number) {
+  return (target: Target) => {
+    const tlog = log.child({ target: target.name });
+    const started = Date.now();
+    let last = started;
+    return {
+      log: tlog,
+      signal: deps.signal,
+      onRef: (ref: string) => deps.store.setPublication(action.key, target.name, 'publishing', { ref }),
+      onProgress: (bytes: number) => {
+        const now = Date.now();
+        if (now - last < (deps.progressIntervalMs ?? 5_000)) return;
+        last = now;
+        tlog.info({ event: 'image.publish.progress', bytes, totalBytes, durationMs: now - started }, `${action.image.fileName} -> ${target.name}: ${bytes}/${totalBytes ?? '?'} bytes`);
+      },
+    };
+  };
 }
 
 function publishStarted(deps: SyncDeps, action: SyncAction, target: Target, log: Logger, bytes?: number): Logger {

@@ -111,6 +111,7 @@ export class GlanceTarget implements Target {
       ctx.onRef?.(created.id);
       const started = performance.now();
       const digesting = new DigestingStream({ highWaterMark: 1024 * 1024 });
+      digesting.onBytes = ctx.onProgress;
       // pipeline, not pipe: a body already destroyed (the download failed early) errors the upload at once.
       pipeline(body, digesting).catch(() => undefined);
       await glance.uploadImageData(created.id, this.uploadStream(digesting), undefined, ctx.signal);
@@ -161,7 +162,7 @@ export class GlanceTarget implements Target {
     try {
       ctx.onRef?.(created.id);
       const started = performance.now();
-      const local = await this.transfer(glance, created.id, method, image, file, ctx.signal);
+      const local = await this.transfer(glance, created.id, method, image, file, ctx.signal, ctx.onProgress);
       held = await glance.getImage(created.id, ctx.signal);
       checkHeldBytes(held, local, file);
       log.info({ event: 'glance.image.verified', imageId: created.id, method, bytes: local.sizeBytes, md5: local.md5, durationMs: Math.round(performance.now() - started) },
@@ -293,7 +294,7 @@ export class GlanceTarget implements Target {
 
   /** Move the bytes with `method`; returns the digests of what we sent (or, for web-download, of the verified file). */
   private async transfer(
-    glance: GlanceClient, id: string, method: 'put' | 'web-download' | 'glance-direct', image: UpstreamImage, file: VerifiedFile, signal?: AbortSignal,
+    glance: GlanceClient, id: string, method: 'put' | 'web-download' | 'glance-direct', image: UpstreamImage, file: VerifiedFile, signal?: AbortSignal, onProgress?: (bytes: number) => void,
   ): Promise<ImageDigests> {
     const importOptions = { timeoutMs: this.config.importTimeoutMinutes * 60_000, intervalMs: this.options.importPollIntervalMs ?? 1_000, signal };
     if (method === 'web-download') {
@@ -307,6 +308,7 @@ export class GlanceTarget implements Target {
     let digesting: DigestingStream | undefined;
     const open = () => {
       digesting = openDigested(file.path);
+      digesting.onBytes = onProgress;
       return this.uploadStream(digesting);
     };
     if (method === 'put') {

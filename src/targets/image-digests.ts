@@ -23,9 +23,12 @@ export class DigestingStream extends Transform {
   };
   private bytes = 0;
   private result: ImageDigests | undefined;
+  /** Told the running byte count after every chunk (upload progress). */
+  onBytes: ((bytes: number) => void) | undefined;
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.bytes += chunk.length;
+    this.onBytes?.(this.bytes);
     for (const hash of Object.values(this.hashes)) hash.update(chunk);
     callback(null, chunk);
   }

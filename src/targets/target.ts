@@ -36,6 +36,8 @@ export interface PublishContext {
   signal?: AbortSignal;
   /** Called as soon as the target knows the reference it will use, before bytes move (crash safety). */
   onRef?: (ref: string) => void;
+  /** Bytes handed to the target so far (uploads); the loop throttles and logs it as image.publish.progress. */
+  onProgress?: (bytesDone: number) => void;
 }
 
 export interface StreamPublishContext extends PublishContext {

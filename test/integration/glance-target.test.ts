@@ -126,6 +126,9 @@ describeWithOpenStack('Glance target against the real Keystone+Glance', openstac
     const record = w.store().getImage(`release/server/noble/amd64/${source.serial}`)!;
     assert.deepEqual([record.publications[String(cfg.name)]?.state, record.publications[String(cfg.name)]?.ref], ['published', image.id]);
     assert.equal(w.events('glance.image.verified').length, 1);
+    const progress = w.events('image.publish.progress');
+    assert.ok(progress.length > 0, 'upload progress is reported');
+    assert.equal(progress.at(-1)!.bytes, bytes.length);
 
     // State lost (a new machine, a deleted state dir): the run downloads again but adopts the image in Glance.
     await rm(w.config.stateDir, { recursive: true, force: true });

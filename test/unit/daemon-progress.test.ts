@@ -45,6 +45,15 @@ describe('terminal progress bars drawn from log events', () => {
     assert.equal(bars.render(), '');
   });
 
+  test('an upload that reports progress shows bytes, rate and ETA', () => {
+    const { bars, tick } = world();
+    bars.observe(ev('image.publish.started', { target: 'glance', bytes: 100 * 1024 * 1024 }));
+    tick(2_000);
+    bars.observe(ev('image.publish.progress', { target: 'glance', bytes: 50 * 1024 * 1024, totalBytes: 100 * 1024 * 1024 }));
+    assert.match(bars.render(), /^noble amd64 20261120 -> glance  uploading  \[.*\]  50%  50\.0 MiB\/100\.0 MiB  25\.0 MiB\/s  ETA 0:02$/);
+    assert.equal(bars.shows(ev('image.publish.progress', { target: 'glance', bytes: 1 })), true);
+  });
+
   test('redraw rewrites one line in place; clear erases it; progress events are not printed as log lines', () => {
     const { bars, written } = world();
     bars.observe(ev('image.download.started'));
