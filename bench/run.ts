@@ -11,6 +11,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -103,10 +104,12 @@ async function main(): Promise<void> {
   let noop: NoopGoals | undefined;
   try {
     progress('bench: bundling bench/download-child.ts and src/cli.ts with esbuild (plain node, like the built CLI)');
-    const child = [process.execPath, await bundle(path.join(REPO_ROOT, 'bench/download-child.ts'), buildDir, 'download-child')];
+    // Node flags as the installed CLI runs with them (its shebang), for our download child as well.
+    const nodeFlags = (/^#!\/usr\/bin\/env -S node(.*)$/m.exec(readFileSync(path.join(REPO_ROOT, 'src/cli.ts'), 'utf8'))?.[1] ?? '').trim().split(/\s+/).filter(Boolean);
+    const child = [process.execPath, ...nodeFlags, await bundle(path.join(REPO_ROOT, 'bench/download-child.ts'), buildDir, 'download-child')];
     let cli: string[] | undefined;
     try {
-      cli = [process.execPath, await bundle(path.join(REPO_ROOT, 'src/cli.ts'), buildDir, 'cli')];
+      cli = [process.execPath, ...nodeFlags, await bundle(path.join(REPO_ROOT, 'src/cli.ts'), buildDir, 'cli')];
     } catch (err) {
       console.log(`  (the CLI could not be bundled, so only the tsx CLI is measured: ${err instanceof Error ? err.message.split('\n')[0] : String(err)})`);
     }
