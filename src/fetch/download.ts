@@ -48,6 +48,8 @@ export interface DownloadOptions {
 }
 
 export interface DownloadSink {
+  /** The file's total size (undefined when the server does not say), once, before the first write. */
+  size?(totalBytes: number | undefined): void;
   write(chunk: Buffer): void | Promise<void>;
   abort(reason: Error): void;
 }
@@ -56,8 +58,22 @@ export interface DownloadSink {
 class SinkFeeder {
   private fedBytes = 0;
   private aborted = false;
+  private announced = false;
+  private announcedBytes: number | undefined;
 
   constructor(private readonly sink: DownloadSink | undefined) {}
+
+  /** The total size as an attempt learns it; a later attempt that sees another size voids the stream. */
+  announce(totalBytes: number | undefined): void {
+    if (!this.sink || this.aborted) return;
+    if (!this.announced) {
+      this.announced = true;
+      this.announcedBytes = totalBytes;
+      this.sink.size?.(totalBytes);
+    } else if (totalBytes !== undefined && this.announcedBytes !== undefined && totalBytes !== this.announcedBytes) {
+      this.abort(new Error(`the file's size changed from ${this.announcedBytes} to ${totalBytes} bytes mid-download`));
+    }
+  }
 
   /** `chunk` holds the file's bytes from `position`. */
   async feed(chunk: Buffer, position: number): Promise<void> {
@@ -329,6 +345,8 @@ async function transferOnce(ctx: TransferContext): Promise<Transfer> {
   try {
     if (offset > 0) await fh.truncate(offset);
     let hashers = ctx.algorithms.map((a) => createHash(a));
+    // A resumed file's size is known from the earlier attempt: say it before streaming the bytes on disk.
+    if (offset > 0) ctx.feeder.announce(validator?.totalBytes);
     if (offset > 0) await hashPrefix(url, fh, offset, hashers, ctx.buffers[0], ctx.feeder);
 
     const headers: Record<string, string> = { 'accept-encoding': 'identity' };
@@ -372,6 +390,7 @@ async function transferOnce(ctx: TransferContext): Promise<Transfer> {
       throw new HttpStatusError(finalUrl, statusCode);
     }
 
+    ctx.feeder.announce(totalBytes);
     const etag = header(response, 'etag') ?? (statusCode === 206 ? validator?.etag : undefined);
     const lastModified = header(response, 'last-modified') ?? (statusCode === 206 ? validator?.lastModified : undefined);
     try {

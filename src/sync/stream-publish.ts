@@ -28,24 +28,30 @@ export function startStreamPublications(
   let rejectVerified!: (err: Error) => void;
   const verified = new Promise<VerifiedFile>((resolve, reject) => { resolveVerified = resolve; rejectVerified = reject; });
   verified.catch(() => undefined); // each target handles it; an unobserved rejection must not crash the process
+  let resolveSize!: (bytes: number | undefined) => void;
+  const sizeBytes = new Promise<number | undefined>((resolve) => { resolveSize = resolve; });
   let streamedBytes = 0;
   const branches = targets.map((target) => {
     const body = new PassThrough({ highWaterMark: BRANCH_HIGH_WATER_BYTES });
     // The target sees a destroyed branch through its own reading; this only keeps the error from being unhandled.
     body.on('error', () => undefined);
     const startedMs = Date.now();
-    const outcome: Promise<StreamOutcome> = target.publishStream!(image, body, { ...contextFor(target), verified })
+    const outcome: Promise<StreamOutcome> = target.publishStream!(image, body, { ...contextFor(target), verified, sizeBytes })
       .then((result) => ({ target, result, bytes: streamedBytes, startedMs }), (error: unknown) => ({ target, error, startedMs }))
       .finally(() => { if (!body.writableEnded) body.destroy(); });
     return { body, outcome };
   });
 
   const sink: DownloadSink = {
+    size(totalBytes) {
+      resolveSize(totalBytes);
+    },
     async write(chunk) {
       streamedBytes += chunk.length;
       await Promise.all(branches.map(({ body }) => writeOrWait(body, chunk)));
     },
     abort(reason) {
+      resolveSize(undefined);
       for (const { body } of branches) body.destroy(reason);
     },
   };
@@ -53,6 +59,7 @@ export function startStreamPublications(
   return {
     sink,
     async settle(file) {
+      resolveSize(undefined); // a download that failed before its headers: nobody waits for a size any more
       if (file) {
         for (const { body } of branches) if (!body.destroyed) body.end();
         resolveVerified(file);

@@ -114,7 +114,9 @@ export class GlanceTarget implements Target {
       digesting.onBytes = ctx.onProgress;
       // pipeline, not pipe: a body already destroyed (the download failed early) errors the upload at once.
       pipeline(body, digesting).catch(() => undefined);
-      await glance.uploadImageData(created.id, this.uploadStream(digesting), undefined, ctx.signal);
+      // With the size known (the download's Content-Length) Glance gets a plain body, much faster for it
+      // to read than a chunked one; without it, chunked.
+      await glance.uploadImageData(created.id, this.uploadStream(digesting), await ctx.sizeBytes, ctx.signal);
       const file = await ctx.verified;
       const local = digesting.digests();
       if (!local) throw new SyncError('GLANCE_UPLOAD_INCOMPLETE', `the stream to image ${created.id} ended early`, 'retried with the verified file', { retryable: true });

@@ -46,6 +46,8 @@ export interface StreamPublishContext extends PublishContext {
    * list, rejects otherwise. Until it resolves, what was streamed is unverified and must stay invisible.
    */
   verified: Promise<VerifiedFile>;
+  /** The image's size once the download knows it (before its first byte); undefined when the server does not say. */
+  sizeBytes: Promise<number | undefined>;
 }
 
 /**

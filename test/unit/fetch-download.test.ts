@@ -476,9 +476,13 @@ describe('downloadFile with a sink (stream-through)', () => {
 
   function collectingSink() {
     const chunks: Buffer[] = [];
-    const state: { aborted?: Error } = {};
+    const state: { aborted?: Error; sizes: Array<number | undefined>; sizeBeforeFirstWrite?: boolean } = { sizes: [] };
     return {
-      sink: { write: (c: Buffer) => { chunks.push(Buffer.from(c)); }, abort: (e: Error) => { state.aborted = e; } },
+      sink: {
+        size: (n: number | undefined) => { state.sizes.push(n); },
+        write: (c: Buffer) => { state.sizeBeforeFirstWrite ??= state.sizes.length > 0; chunks.push(Buffer.from(c)); },
+        abort: (e: Error) => { state.aborted = e; },
+      },
       bytes: () => Buffer.concat(chunks),
       state,
     };
@@ -503,6 +507,8 @@ describe('downloadFile with a sink (stream-through)', () => {
     });
     assert.equal(c.state.aborted, undefined);
     assert.equal(sha256(c.bytes()), CONTENT_SHA256);
+    assert.deepEqual(c.state.sizes, [CONTENT.length], 'the size is told once, though two requests were made');
+    assert.equal(c.state.sizeBeforeFirstWrite, true);
   });
 
   test('feeds the bytes of an earlier .part from disk first, then the rest', async () => {
@@ -515,6 +521,8 @@ describe('downloadFile with a sink (stream-through)', () => {
     const res = await downloadFile(server.url, dest, { client, writeBufferBytes: SMALL_BUFFER, expectedSha256: CONTENT_SHA256, sink: c.sink });
     assert.equal(res.resumedFromBytes, 400_000);
     assert.equal(sha256(c.bytes()), CONTENT_SHA256);
+    assert.deepEqual(c.state.sizes, [CONTENT.length]);
+    assert.equal(c.state.sizeBeforeFirstWrite, true, 'the size from the earlier attempt comes before the bytes on disk');
   });
 
   test('aborts the sink when the download must start over after bytes were streamed', async () => {
