@@ -105,10 +105,16 @@ export class GlanceTarget implements Target {
     // The disk format and min_disk come from the verified file, set in the reveal step.
     const request = createImageRequest(this.config, image, { sha256: image.sha256 }, { format: 'qcow2', minDiskGiB: 0 });
     const created = await glance.createImage(request, ctx.signal);
+    // Recorded in state before anything else: a crash from here on leaves an id the next run can clean up.
+    try {
+      ctx.onRef?.(created.id);
+    } catch (err) {
+      await this.discard(glance, created.id, ctx.log, err);
+      throw err;
+    }
     log.info({ event: 'glance.image.created', imageId: created.id, method: 'stream' }, `created hidden image ${created.id}`);
     let held: GlanceImage;
     try {
-      ctx.onRef?.(created.id);
       const started = performance.now();
       const digesting = new DigestingStream({ highWaterMark: 1024 * 1024 });
       digesting.onBytes = ctx.onProgress;
@@ -159,10 +165,16 @@ export class GlanceTarget implements Target {
     if (disk.format !== 'qcow2') log.warn({ event: 'glance.image.not_qcow2', path: file.path }, `${image.fileName} is not qcow2; publishing it as raw`);
     const request = createImageRequest(this.config, image, file, { format: disk.format, minDiskGiB: minDiskGiB(disk.virtualSizeBytes) });
     const created = await glance.createImage(request, ctx.signal);
+    // Recorded in state before anything else: a crash from here on leaves an id the next run can clean up.
+    try {
+      ctx.onRef?.(created.id);
+    } catch (err) {
+      await this.discard(glance, created.id, ctx.log, err);
+      throw err;
+    }
     log.info({ event: 'glance.image.created', imageId: created.id, method, minDisk: request.min_disk }, `created hidden image ${created.id}`);
     let held: GlanceImage;
     try {
-      ctx.onRef?.(created.id);
       const started = performance.now();
       const local = await this.transfer(glance, created.id, method, image, file, ctx.signal, ctx.onProgress);
       held = await glance.getImage(created.id, ctx.signal);

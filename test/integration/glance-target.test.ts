@@ -3,11 +3,12 @@
  * from the fixture mirror. Every test uses target names of its own and deletes the images they made.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Transform, type Readable } from 'node:stream';
 import { after, afterEach, before, test } from 'node:test';
 import { resolveAuthSettings } from '../../src/openstack/auth-config.js';
@@ -25,6 +26,7 @@ import { createSyncWorld, type SyncWorld, type SyncWorldOptions } from '../suppo
 import { describeWithOpenStack, loadOpenStackEnv, startExtraOpenStack, type ExtraOpenStack } from './openstack-env.js';
 
 const openstack = await loadOpenStackEnv();
+const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
 const run = randomUUID().slice(0, 8);
 
 function sessionFor(env: Readonly<Record<string, string>>): KeystoneSession {
@@ -184,6 +186,45 @@ describeWithOpenStack('Glance target against the real Keystone+Glance', openstac
     assert.deepEqual(await imagesOf(String(cfg.name)), [], 'nothing of ours is left in Glance');
     const record = w.store().listImages()[0]!;
     assert.equal(record.publications[String(cfg.name)]?.state, 'failed');
+  });
+
+  test('kill -9 mid-upload leaves nothing visible in Glance, and the next run cleans up and completes', async () => {
+    const cfg = glanceTargetConfig({ method: 'put' });
+    const w = await glanceWorld([cfg], { mirror: { imageSizeBytes: 48 * 1024 * 1024 } });
+    const config = path.join(w.dir, 'config.json'); // JSON is YAML
+    await writeFile(config, JSON.stringify({
+      source: { url: w.mirror.url, keyring: w.mirror.keyringPath, releases: ['noble'], arches: ['amd64'] },
+      stateDir: w.config.stateDir, cacheDir: w.config.cacheDir, targets: [cfg],
+    }));
+    const child = spawn(process.execPath, ['--import', 'tsx', CLI, '--config', config, 'sync', '--once'], {
+      env: { ...process.env, ...os.env }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let killedAt: string | undefined;
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
+    let buffered = '';
+    child.stdout.on('data', (d: Buffer) => {
+      buffered += d.toString();
+      const created = /"event":"glance\.image\.created","imageId":"([0-9a-f-]+)"/.exec(buffered);
+      if (created && !killedAt) {
+        killedAt = created[1];
+        child.kill('SIGKILL'); // the image exists and the upload is starting or under way
+      }
+    });
+    assert.equal(await exited, 'SIGKILL');
+    assert.ok(killedAt, 'killed after the image was created');
+    const left = await imagesOf(String(cfg.name));
+    assert.ok(left.every((i) => i.os_hidden === true && (i as Record<string, unknown>)[PROP.verified] === undefined), 'nothing half-made is visible');
+    assert.ok(left.some((i) => i.id === killedAt), 'the half-made image is still there, hidden');
+    const record = w.store().listImages()[0]!;
+    assert.equal(record.publications[String(cfg.name)]?.ref, killedAt, 'its id was recorded before the upload');
+
+    const next = await w.sync();
+    assert.equal(next.result, 'ok', next.errors.join('\n'));
+    const after = await imagesOf(String(cfg.name));
+    assert.equal(after.length, 1);
+    assert.notEqual(after[0]!.id, killedAt);
+    assert.equal(after[0]!.os_hidden, false);
+    assert.equal(w.events('glance.image.leftover_deleted')[0]?.imageId, killedAt);
   });
 
   test('Glance holding other bytes than the verified ones: the image is deleted, never revealed, the run fails', async () => {
