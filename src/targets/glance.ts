@@ -16,7 +16,7 @@ import { SyncError, describeError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { loadAuthSettings } from '../openstack/auth-config.js';
 import { OpenStackError } from '../openstack/errors.js';
-import { GlanceClient, type GlanceImage, type JsonPatchOp } from '../openstack/glance.js';
+import { GlanceClient, type CreateImageRequest, type GlanceImage, type JsonPatchOp } from '../openstack/glance.js';
 import { KeystoneSession } from '../openstack/keystone.js';
 import { tokenProjectId } from '../openstack/token-project.js';
 import type { UpstreamImage } from '../source/image.js';
@@ -104,15 +104,7 @@ export class GlanceTarget implements Target {
     series = await this.deleteLeftovers(glance, series, same, log, ctx.signal);
     // The disk format and min_disk come from the verified file, set in the reveal step.
     const request = createImageRequest(this.config, image, { sha256: image.sha256 }, { format: 'qcow2', minDiskGiB: 0 });
-    const created = await glance.createImage(request, ctx.signal);
-    // Recorded in state before anything else: a crash from here on leaves an id the next run can clean up.
-    try {
-      ctx.onRef?.(created.id);
-    } catch (err) {
-      await this.discard(glance, created.id, ctx.log, err);
-      throw err;
-    }
-    log.info({ event: 'glance.image.created', imageId: created.id, method: 'stream' }, `created hidden image ${created.id}`);
+    const created = await this.createRecorded(glance, request, 'stream', ctx);
     let held: GlanceImage;
     try {
       const started = performance.now();
@@ -164,15 +156,7 @@ export class GlanceTarget implements Target {
     const disk = await readDiskImageInfo(file.path);
     if (disk.format !== 'qcow2') log.warn({ event: 'glance.image.not_qcow2', path: file.path }, `${image.fileName} is not qcow2; publishing it as raw`);
     const request = createImageRequest(this.config, image, file, { format: disk.format, minDiskGiB: minDiskGiB(disk.virtualSizeBytes) });
-    const created = await glance.createImage(request, ctx.signal);
-    // Recorded in state before anything else: a crash from here on leaves an id the next run can clean up.
-    try {
-      ctx.onRef?.(created.id);
-    } catch (err) {
-      await this.discard(glance, created.id, ctx.log, err);
-      throw err;
-    }
-    log.info({ event: 'glance.image.created', imageId: created.id, method, minDisk: request.min_disk }, `created hidden image ${created.id}`);
+    const created = await this.createRecorded(glance, request, method, ctx);
     let held: GlanceImage;
     try {
       const started = performance.now();
@@ -378,6 +362,22 @@ export class GlanceTarget implements Target {
     if (newest && (previous.length > 0 || ops.get(newest.id)?.some((o) => o.path === `/${PROP.latest}`))) {
       log.info({ event: 'glance.latest.moved', imageId: newest.id, previous, ...(stableName ? { stableName } : {}) }, `latest pointer now on ${newest.id}`);
     }
+  }
+
+  /**
+   * Create the hidden image and record its id in state before anything else, so a crash from here on leaves
+   * an id the next run cleans up; if recording fails, the image is deleted at once.
+   */
+  private async createRecorded(glance: GlanceClient, request: CreateImageRequest, method: string, ctx: PublishContext): Promise<GlanceImage> {
+    const created = await glance.createImage(request, ctx.signal);
+    try {
+      ctx.onRef?.(created.id);
+    } catch (err) {
+      await this.discard(glance, created.id, ctx.log, err);
+      throw err;
+    }
+    ctx.log.info({ event: 'glance.image.created', imageId: created.id, method, minDisk: request.min_disk }, `created hidden image ${created.id}`);
+    return created;
   }
 
   /** Delete images of ours left by an earlier attempt (never verified); returns the series without them. */
