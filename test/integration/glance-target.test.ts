@@ -425,11 +425,14 @@ describeWithOpenStack('Glance target against the real Keystone+Glance', openstac
   });
 });
 
-describeWithOpenStack('Glance target on a second Keystone+Glance with a small image_size_cap', openstack, () => {
+describeWithOpenStack('Glance target on a second Keystone+Glance with a small image_size_cap and glance-direct only', openstack, () => {
   let extra: ExtraOpenStack;
   let world: SyncWorld | undefined;
   before(async () => {
-    extra = await startExtraOpenStack(await mkdtemp(path.join(tmpdir(), 'cloudimg-sync-openstack-glance-cap-')), { OPENSTACK_GLANCE_IMAGE_SIZE_CAP: String(256 * 1024) });
+    extra = await startExtraOpenStack(await mkdtemp(path.join(tmpdir(), 'cloudimg-sync-openstack-glance-cap-')), {
+      OPENSTACK_GLANCE_IMAGE_SIZE_CAP: String(256 * 1024),
+      OPENSTACK_GLANCE_IMPORT_METHODS: 'glance-direct',
+    });
   });
   after(async () => {
     await world?.close();
@@ -445,6 +448,27 @@ describeWithOpenStack('Glance target on a second Keystone+Glance with a small im
     const session = sessionFor(extra.env);
     try {
       assert.deepEqual(await new GlanceClient(session).findImages({ [PROP.target]: name }, { includeHidden: true }), []);
+    } finally {
+      await session.close();
+    }
+  });
+
+  test('method web-download where Glance does not offer it falls back to put, saying why', async () => {
+    await world?.close();
+    const name = `fallback-${run}`;
+    world = await createSyncWorld({ mirror: { imageSizeBytes: 128 * 1024 }, config: { targets: [{ name, type: 'glance', method: 'web-download' }] }, targetEnv: extra.env });
+    const summary = await world.sync();
+    assert.equal(summary.result, 'ok', summary.errors.join('\n'));
+    const fallback = world.events('image.publish.fallback')[0];
+    assert.equal(fallback?.used, 'put');
+    assert.match(String(fallback?.reason), /offers only: glance-direct/);
+    assert.equal(world.events('glance.image.created')[0]?.method, 'put');
+    const session = sessionFor(extra.env);
+    try {
+      const images = await new GlanceClient(session).findImages({ [PROP.target]: name }, { includeHidden: true });
+      assert.equal(images.length, 1);
+      assert.equal(images[0]!.os_hidden, false);
+      await deleteImagesOf(new GlanceClient(session), name);
     } finally {
       await session.close();
     }

@@ -23,6 +23,7 @@
 #   OPENSTACK_GLANCE_WORKERS          glance-api workers; 0 = single process (default 0)
 #   OPENSTACK_TOKEN_EXPIRATION        keystone token lifetime in s (default 3600)
 #   OPENSTACK_GLANCE_IMAGE_SIZE_CAP   bytes (default 1099511627776 = 1 TiB)
+#   OPENSTACK_GLANCE_IMPORT_METHODS   enabled import methods (default glance-direct,web-download)
 #   OPENSTACK_GLANCE_TOKEN_CACHE_TIME seconds glance caches a validated token; -1 (the
 #                                     default here) = never, so a revoked token gets
 #                                     401 at once (production default is 300)
@@ -41,6 +42,7 @@ KS_WORKERS=${OPENSTACK_KEYSTONE_WORKERS:-2}
 GL_WORKERS=${OPENSTACK_GLANCE_WORKERS:-0}
 TOKEN_EXPIRATION=${OPENSTACK_TOKEN_EXPIRATION:-3600}
 IMAGE_SIZE_CAP=${OPENSTACK_GLANCE_IMAGE_SIZE_CAP:-1099511627776}
+IMPORT_METHODS=${OPENSTACK_GLANCE_IMPORT_METHODS:-glance-direct,web-download}
 TOKEN_CACHE_TIME=${OPENSTACK_GLANCE_TOKEN_CACHE_TIME:--1}
 WEB_DL_HOSTS=${OPENSTACK_WEB_DOWNLOAD_HOSTS:-127.0.0.1,localhost}
 HOST=127.0.0.1
@@ -292,7 +294,7 @@ bind_port = $GL_PORT
 workers = $GL_WORKERS
 log_file = $LOGS/glance-api.log
 image_size_cap = $IMAGE_SIZE_CAP
-enabled_import_methods = [glance-direct,web-download]
+enabled_import_methods = [$IMPORT_METHODS]
 node_staging_uri = file://$D/glance/staging
 [database]
 connection = sqlite:///$DB/glance.sqlite
