@@ -13,7 +13,7 @@ import { dirname } from 'node:path';
 import type { Dispatcher } from 'undici';
 import { ChecksumMismatchError, HttpStatusError, SyncError, errorCode } from '../errors.js';
 import type { Logger } from '../log.js';
-import { DEFAULT_RETRY_OPTIONS, abandonBody, getFollowingRedirects, withRetries } from './http-client.js';
+import { abandonBody, getFollowingRedirects, retryOptionsFor, withRetries } from './http-client.js';
 
 export interface FreeSpace {
   bavail: number | bigint;
@@ -446,14 +446,7 @@ export async function downloadFile(url: string, destPath: string, options: Downl
       attempts++;
       return transferOnce({ url, paths, algorithms, buffers, options, feeder, log });
     },
-    {
-      retries: options.retries ?? DEFAULT_RETRY_OPTIONS.retries,
-      baseDelayMs: options.baseDelayMs ?? DEFAULT_RETRY_OPTIONS.baseDelayMs,
-      maxDelayMs: options.maxDelayMs ?? DEFAULT_RETRY_OPTIONS.maxDelayMs,
-      signal: options.signal,
-      log: options.log,
-      url,
-    },
+    retryOptionsFor(url, options),
   );
 
   const hashes: Record<string, string> = {};

@@ -5,7 +5,7 @@
 import type { Dispatcher } from 'undici';
 import { HttpStatusError, SyncError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { DEFAULT_RETRY_OPTIONS, abandonBody, getFollowingRedirects, withRetries } from './http-client.js';
+import { abandonBody, getFollowingRedirects, retryOptionsFor, withRetries } from './http-client.js';
 
 export const DEFAULT_TEXT_MAX_BYTES = 4 * 1024 * 1024;
 
@@ -91,13 +91,6 @@ export async function getText(url: string, options: GetTextOptions = {}): Promis
         url: finalUrl,
       } as const;
     },
-    {
-      retries: options.retries ?? DEFAULT_RETRY_OPTIONS.retries,
-      baseDelayMs: options.baseDelayMs ?? DEFAULT_RETRY_OPTIONS.baseDelayMs,
-      maxDelayMs: options.maxDelayMs ?? DEFAULT_RETRY_OPTIONS.maxDelayMs,
-      signal: options.signal,
-      log: options.log,
-      url,
-    },
+    retryOptionsFor(url, options),
   );
 }

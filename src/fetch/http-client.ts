@@ -171,6 +171,21 @@ export interface RetryOptions {
 
 export const DEFAULT_RETRY_OPTIONS = { retries: 5, baseDelayMs: 500, maxDelayMs: 30_000 } as const;
 
+/** A caller's optional retry settings completed with the defaults, for `withRetries` on `url`. */
+export function retryOptionsFor(
+  url: string,
+  options: { retries?: number; baseDelayMs?: number; maxDelayMs?: number; signal?: AbortSignal; log?: Logger },
+): RetryOptions {
+  return {
+    retries: options.retries ?? DEFAULT_RETRY_OPTIONS.retries,
+    baseDelayMs: options.baseDelayMs ?? DEFAULT_RETRY_OPTIONS.baseDelayMs,
+    maxDelayMs: options.maxDelayMs ?? DEFAULT_RETRY_OPTIONS.maxDelayMs,
+    signal: options.signal,
+    log: options.log,
+    url,
+  };
+}
+
 /**
  * Runs `fn(attempt)` (attempt counts from 1) until it succeeds, fails with an error `isRetryable()` rejects,
  * or runs out of retries. The wait between attempts stops at once when `signal` aborts.
