@@ -13,6 +13,7 @@ import { dirname } from 'node:path';
 import type { Dispatcher } from 'undici';
 import { ChecksumMismatchError, HttpStatusError, SyncError, errorCode } from '../errors.js';
 import type { Logger } from '../log.js';
+import { fsyncPath } from '../fsync.js';
 import { abandonBody, getFollowingRedirects, retryOptionsFor, withRetries } from './http-client.js';
 
 export interface FreeSpace {
@@ -420,14 +421,6 @@ async function transferOnce(ctx: TransferContext): Promise<Transfer> {
   }
 }
 
-async function fsyncPath(path: string): Promise<void> {
-  const fh = await open(path, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
 
 /** Download `url` to `destPath`, resuming any `.part` left by an earlier attempt. */
 export async function downloadFile(url: string, destPath: string, options: DownloadOptions = {}): Promise<DownloadResult> {

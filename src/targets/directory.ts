@@ -1,9 +1,10 @@
 import { constants } from 'node:fs';
-import { copyFile, link, mkdir, open, readdir, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises';
+import { copyFile, link, mkdir, readdir, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { SyncError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { fsyncPath } from '../fsync.js';
 import type { UpstreamImage } from '../source/image.js';
 import type { PublishContext, PublishedImage, PublishResult, Target, VerifiedFile } from './target.js';
 
@@ -127,14 +128,6 @@ async function readManifest(file: string): Promise<DirectoryManifest | undefined
   }
 }
 
-async function fsyncPath(p: string): Promise<void> {
-  const handle = await open(p, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
 
 function directoryError(err: unknown, root: string): SyncError {
   if (err instanceof SyncError) return err;
