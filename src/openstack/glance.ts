@@ -1,5 +1,3 @@
-import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request, type Dispatcher } from 'undici';
@@ -66,8 +64,14 @@ export type JsonPatchOp =
 
 export type ImportMethod = { name: 'web-download'; uri: string } | { name: 'glance-direct' };
 
-/** Image bytes: a stream, or a function that opens a fresh one so a refused token can be retried. */
-export type ImageData = Readable | (() => Readable);
+/**
+ * Upload bytes as undici sends them: a stream, or an async iterable (undici pulls the next chunk only
+ * once the socket has drained, which lets a reader reuse its buffers: see DigestedFileReader).
+ */
+export type UploadBody = Readable | AsyncIterable<Uint8Array>;
+
+/** Image bytes: a body, or a function that opens a fresh one so a refused token can be retried. */
+export type ImageData = UploadBody | (() => UploadBody);
 
 export interface GlanceClientOptions {
   log?: Logger;
@@ -157,16 +161,12 @@ export class GlanceClient {
     return this.readImage(res, 'PATCH', path);
   }
 
-  /** PUT the image bytes (Content-Length `sizeBytes`), streamed; Glance computes checksum and os_hash_value. */
-  /** PUT the image data; without `sizeBytes` the body is sent chunked (stream-through uploads). */
+  /**
+   * PUT the image bytes, streamed (Content-Length `sizeBytes`; without it, chunked); Glance computes
+   * checksum and os_hash_value.
+   */
   async uploadImageData(id: string, data: ImageData, sizeBytes: number | undefined, signal?: AbortSignal): Promise<void> {
     await this.putData(id, 'file', data, sizeBytes, signal);
-  }
-
-  /** Upload a file from disk (1 MiB reads; reopened if the token is refused mid-way). */
-  async uploadImageFile(id: string, filePath: string, signal?: AbortSignal): Promise<void> {
-    const { size } = await stat(filePath);
-    await this.uploadImageData(id, () => createReadStream(filePath, { highWaterMark: 1024 * 1024 }), size, signal);
   }
 
   /** PUT the bytes to the staging area, for a later `importImage(id, { name: 'glance-direct' })`. */
@@ -271,7 +271,7 @@ export class GlanceClient {
       const token = await this.session.getToken(options.signal);
       const url = `${await this.session.imageEndpoint(options.signal)}${path}`;
       const headers: Record<string, string> = { 'x-auth-token': token, accept: 'application/json', 'user-agent': USER_AGENT };
-      let body: string | Readable | undefined;
+      let body: string | UploadBody | undefined;
       if (options.json !== undefined) {
         body = JSON.stringify(options.json);
         headers['content-type'] = options.contentType ?? 'application/json';
@@ -287,7 +287,8 @@ export class GlanceClient {
           method: method as Dispatcher.HttpMethod,
           dispatcher: this.session.dispatcher,
           headers,
-          body,
+          // undici documents async iterable bodies (sent as pulled, after each drain); its types omit them.
+          body: body as Dispatcher.RequestOptions['body'],
           headersTimeout: isUpload ? this.uploadAnswerTimeoutMs : this.requestTimeoutMs,
           bodyTimeout: this.requestTimeoutMs,
           signal: options.signal,

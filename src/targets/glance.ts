@@ -16,14 +16,14 @@ import { SyncError, describeError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { loadAuthSettings } from '../openstack/auth-config.js';
 import { OpenStackError } from '../openstack/errors.js';
-import { GlanceClient, type CreateImageRequest, type GlanceImage, type JsonPatchOp } from '../openstack/glance.js';
+import { GlanceClient, type CreateImageRequest, type GlanceImage, type JsonPatchOp, type UploadBody } from '../openstack/glance.js';
 import { KeystoneSession } from '../openstack/keystone.js';
 import { tokenProjectId } from '../openstack/token-project.js';
 import type { UpstreamImage } from '../source/image.js';
 import {
   PROP, createImageRequest, isVerifiedCopy, newestVerified, propertyOf, renderImageName, seriesFilter, toPublishedImage,
 } from './glance-image-spec.js';
-import { DigestingStream, digestFile, openDigested, type ImageDigests } from './image-digests.js';
+import { DigestedFileReader, DigestingStream, digestFile, type ImageDigests } from './image-digests.js';
 import { minDiskGiB, readDiskImageInfo } from './qcow2-info.js';
 import type { PublishContext, PublishedImage, PublishResult, StreamPublishContext, Target, VerifiedFile } from './target.js';
 
@@ -114,7 +114,7 @@ export class GlanceTarget implements Target {
       pipeline(body, digesting).catch(() => undefined);
       // With the size known (the download's Content-Length) Glance gets a plain body, much faster for it
       // to read than a chunked one; without it, chunked.
-      await glance.uploadImageData(created.id, this.uploadStream(digesting), await ctx.sizeBytes, ctx.signal);
+      await glance.uploadImageData(created.id, this.uploadBody(digesting), await ctx.sizeBytes, ctx.signal);
       const file = await ctx.verified;
       const local = digesting.digests();
       if (!local) throw new SyncError('GLANCE_UPLOAD_INCOMPLETE', `the stream to image ${created.id} ended early`, 'retried with the verified file', { retryable: true });
@@ -237,7 +237,8 @@ export class GlanceTarget implements Target {
    * The stream Glance receives, made from the digested file stream. The identity here; a test overrides it
    * to make Glance hold other bytes than the verified ones.
    */
-  protected uploadStream(digested: Readable): Readable {
+  /** The bytes as they go to Glance, already digested; a test overrides this to alter them on the way. */
+  protected uploadBody(digested: UploadBody): UploadBody {
     return digested;
   }
 
@@ -302,13 +303,10 @@ export class GlanceTarget implements Target {
       ]);
       return local;
     }
-    // Reopened (and digested afresh) if Glance refuses the token and the client sends it again.
-    let digesting: DigestingStream | undefined;
-    const open = () => {
-      digesting = openDigested(file.path);
-      digesting.onBytes = onProgress;
-      return this.uploadStream(digesting);
-    };
+    // Read (and digested) afresh if Glance refuses the token and the client sends it again.
+    const reader = new DigestedFileReader(file.path, signal);
+    reader.onBytes = onProgress;
+    const open = () => this.uploadBody(reader);
     if (method === 'put') {
       await glance.uploadImageData(id, open, file.sizeBytes, signal);
     } else {
@@ -316,7 +314,7 @@ export class GlanceTarget implements Target {
       await glance.importImage(id, { name: 'glance-direct' }, signal);
       await glance.waitForImport(id, importOptions);
     }
-    const local = digesting?.digests();
+    const local = reader.digests();
     if (!local) throw new SyncError('GLANCE_UPLOAD_INCOMPLETE', `the upload of image ${id} ended before the whole file was read`, 'retried next cycle', { retryable: true });
     return local;
   }

@@ -9,11 +9,10 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Transform, type Readable } from 'node:stream';
 import { after, afterEach, before, test } from 'node:test';
 import { resolveAuthSettings } from '../../src/openstack/auth-config.js';
 import { OpenStackError } from '../../src/openstack/errors.js';
-import { GlanceClient, type GlanceImage } from '../../src/openstack/glance.js';
+import { GlanceClient, type GlanceImage, type UploadBody } from '../../src/openstack/glance.js';
 import { KeystoneSession } from '../../src/openstack/keystone.js';
 import { silentLogger } from '../../src/log.js';
 import type { UpstreamImage } from '../../src/source/image.js';
@@ -232,14 +231,15 @@ describeWithOpenStack('Glance target against the real Keystone+Glance', openstac
     const w = await glanceWorld([cfg]);
     /** Flips one byte after our digests were taken: Glance stores other bytes than we hashed. */
     class CorruptingGlanceTarget extends GlanceTarget {
-      protected override uploadStream(digested: Readable): Readable {
-        let flipped = false;
-        return digested.pipe(new Transform({
-          transform(chunk: Buffer, _enc, cb) {
-            if (!flipped && chunk.length > 100) { chunk = Buffer.from(chunk); chunk[100] = chunk[100]! ^ 0xff; flipped = true; }
-            cb(null, chunk);
-          },
-        }));
+      protected override uploadBody(digested: UploadBody): UploadBody {
+        return (async function* flipOneByte() {
+          let flipped = false;
+          for await (const piece of digested) {
+            let chunk = Buffer.from(piece);
+            if (!flipped && chunk.length > 100) { chunk[100] = chunk[100]! ^ 0xff; flipped = true; }
+            yield chunk;
+          }
+        })();
       }
     }
     const target = new CorruptingGlanceTarget(targetConfig(w, String(cfg.name)), { env: os.env });

@@ -17,7 +17,7 @@ import { GlanceTarget } from '../../src/targets/glance.js';
 import {
   PROP, createImageRequest, imageProperties, newestVerified, renderImageName, toPublishedImage,
 } from '../../src/targets/glance-image-spec.js';
-import { DigestingStream, digestFile } from '../../src/targets/image-digests.js';
+import { DigestedFileReader, DigestingStream, digestFile } from '../../src/targets/image-digests.js';
 import { minDiskGiB, readDiskImageInfo } from '../../src/targets/qcow2-info.js';
 import { writeQcow2Image } from '../fixtures/mirror/qcow2.js';
 
@@ -156,6 +156,47 @@ describe('image files', () => {
     const file = path.join(dir, 'data.bin');
     await writeFile(file, data);
     assert.deepEqual(await digestFile(file), digesting.digests());
+  });
+  test('the file reader yields the file in order, digested, through three reused buffers', async () => {
+    const data = randomBytes(5 * 1024 * 1024 + 7);
+    const file = path.join(dir, 'ring.bin');
+    await writeFile(file, data);
+    const reader = new DigestedFileReader(file);
+    const progress: number[] = [];
+    reader.onBytes = (bytes) => progress.push(bytes);
+    const copies: Buffer[] = [];
+    const backing: ArrayBuffer[] = [];
+    for await (const chunk of reader) {
+      copies.push(Buffer.from(chunk));
+      backing.push(chunk.buffer as ArrayBuffer);
+    }
+    assert.ok(Buffer.concat(copies).equals(data));
+    assert.equal(copies.length, 6);
+    assert.equal(new Set(backing).size, 3, 'six chunks, three buffers');
+    assert.equal(backing[3], backing[0]);
+    assert.deepEqual(progress, [1, 2, 3, 4, 5].map((n) => n * 1024 * 1024).concat(data.length));
+    const expected = (algo: string) => createHash(algo).update(data).digest('hex');
+    assert.deepEqual(reader.digests(), { sizeBytes: data.length, sha256: expected('sha256'), md5: expected('md5'), sha512: expected('sha512') });
+  });
+  test('the file reader reads afresh on each iteration (an upload sent again after a refused token)', async () => {
+    const file = path.join(dir, 'again.bin');
+    await writeFile(file, Buffer.from('first'));
+    const reader = new DigestedFileReader(file);
+    for await (const _ of reader) break;
+    assert.equal(reader.digests(), undefined, 'no digests for a read cut short');
+    await writeFile(file, Buffer.from('second'));
+    for await (const _ of reader) { /* whole file */ }
+    assert.equal(reader.digests()?.sha256, createHash('sha256').update('second').digest('hex'));
+  });
+  test('the file reader stops when its signal aborts', async () => {
+    const file = path.join(dir, 'abort.bin');
+    await writeFile(file, Buffer.alloc(3 * 1024 * 1024));
+    const controller = new AbortController();
+    const reader = new DigestedFileReader(file, controller.signal);
+    await assert.rejects(async () => {
+      for await (const _ of reader) controller.abort(new Error('stop'));
+    }, /stop/);
+    assert.equal(reader.digests(), undefined);
   });
 });
 
