@@ -2,6 +2,7 @@
  * Benchmark E (runs only when the Glance target exists, src/targets/glance.ts): one image end to end into
  * the real Glance of test/openstack/up.sh, per upload method, against the manual pipeline in the same run:
  * `curl -o`, `sha256sum -c`, `curl -T` PUT to Glance. Every image it creates is deleted afterwards.
+ * E2 repeats the round with the mirror capped at link speed.
  */
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -62,6 +63,9 @@ function phasesFromLog(stdout: string): Phases {
   return phases;
 }
 
+/** The mirror's image bytes at most this fast in round E2: 1 Gbit/s, a good uplink to cloud-images.ubuntu.com (as in A2). */
+const LINK_BYTES_PER_SECOND = 125_000_000;
+
 export async function benchGlance(o: GlanceBenchOptions): Promise<void> {
   const title = `\n== E. End to end into the real Glance (${formatSize(o.sizeBytes)} image, 1 run each)\n`;
   if (!glanceTargetAvailable(o.repoRoot)) {
@@ -85,19 +89,22 @@ export async function benchGlance(o: GlanceBenchOptions): Promise<void> {
   try {
     const [image] = mirror.published();
     if (!image) throw new Error('the fixture mirror published no image');
-    const phaseNotes: string[] = [];
-    const rows: string[][] = [['pipeline', 'wall s', 'vs manual', 'upload MiB/s', 'peak RSS MiB', 'goal']];
-    const manual = await manualPipeline(o, image, glance, session, dir, created);
-    rows.push(['manual: curl -o; sha256sum -c; curl -T PUT', seconds(manual.totalMs), '1.00x', throughput(image.sizeBytes, manual.putMs), mibOfKiB(manual.rssKiB), '']);
-    for (const method of GLANCE_METHODS) {
-      rows.push(await ourPipeline(o, mirror, image, method, env, dir, created, manual, phaseNotes));
-      // Gone before the next method runs, or it would adopt this verified copy instead of uploading.
-      for (const id of created.splice(0)) await glance.deleteImage(id).catch(() => undefined);
-    }
+    const round = { o, mirror, image, glance, session, env, dir, created };
+    const loopback = await glanceRound(round, 'loopback');
     console.log(title);
-    console.log(formatTable(rows));
-    for (const note of phaseNotes) console.log(`  ${note}`);
-    console.log(`\n  manual steps: curl -o ${seconds(manual.getMs)} s, sha256sum -c ${seconds(manual.checkMs)} s, curl -T PUT ${seconds(manual.putMs)} s`);
+    printRound(loopback, image.sizeBytes);
+
+    // On loopback the download is nearly free and Glance's own intake is most of the manual pipeline;
+    // at a real link speed the download costs what it does in production, which is what stream overlaps.
+    const throttle = mirror.inject({ path: /\.img$/, fault: 'slow', bytesPerSecond: LINK_BYTES_PER_SECOND });
+    let link: Round;
+    try {
+      link = await glanceRound(round, 'link');
+    } finally {
+      throttle.remove();
+    }
+    console.log(`\n== E2. The same with the mirror capped at 1 Gbit/s (${formatSize(LINK_BYTES_PER_SECOND)}/s, as in A2; 1 run each)\n`);
+    printRound(link, image.sizeBytes);
   } catch (err) {
     console.log(`${title}\n  failed: ${err instanceof Error ? err.message : String(err)}`);
   } finally {
@@ -106,6 +113,45 @@ export async function benchGlance(o: GlanceBenchOptions): Promise<void> {
     await mirror.close();
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+interface RoundContext {
+  o: GlanceBenchOptions;
+  mirror: Mirror;
+  image: PublishedImage;
+  glance: GlanceClient;
+  session: KeystoneSession;
+  env: NodeJS.ProcessEnv;
+  dir: string;
+  created: string[];
+}
+
+interface Round {
+  manual: Manual;
+  rows: string[][];
+  phaseNotes: string[];
+}
+
+/** The manual pipeline, then `sync --once` with each upload method, every image deleted before the next. */
+async function glanceRound(r: RoundContext, label: string): Promise<Round> {
+  const phaseNotes: string[] = [];
+  const rows: string[][] = [['pipeline', 'wall s', 'vs manual', 'upload MiB/s', 'peak RSS MiB', 'goal']];
+  const manual = await manualPipeline(r.o, r.image, r.glance, r.session, r.dir, r.created, label);
+  rows.push(['manual: curl -o; sha256sum -c; curl -T PUT', seconds(manual.totalMs), '1.00x', throughput(r.image.sizeBytes, manual.putMs), mibOfKiB(manual.rssKiB), '']);
+  for (const method of GLANCE_METHODS) {
+    rows.push(await ourPipeline(r.o, r.mirror, r.image, method, r.env, r.dir, r.created, manual, phaseNotes, label));
+    // Gone before the next method runs, or it would adopt this verified copy instead of uploading.
+    for (const id of r.created.splice(0)) await r.glance.deleteImage(id).catch(() => undefined);
+  }
+  return { manual, rows, phaseNotes };
+}
+
+function printRound({ manual, rows, phaseNotes }: Round, sizeBytes: number): void {
+  console.log(formatTable(rows));
+  for (const note of phaseNotes) console.log(`  ${note}`);
+  console.log(`\n  manual steps: curl -o ${seconds(manual.getMs)} s, sha256sum -c ${seconds(manual.checkMs)} s, curl -T PUT ${seconds(manual.putMs)} s`);
+  console.log(`  floor: Glance takes in ${formatSize(sizeBytes)} from curl -T, doing nothing else, in ${seconds(manual.putMs)} s = ${ratio(manual.putMs, manual.totalMs)} of the manual pipeline;` +
+    ' no upload method can end before Glance has taken the bytes in');
 }
 
 interface Manual {
@@ -117,11 +163,11 @@ interface Manual {
 }
 
 async function manualPipeline(o: GlanceBenchOptions, image: PublishedImage, glance: GlanceClient, session: KeystoneSession,
-  dir: string, created: string[]): Promise<Manual> {
+  dir: string, created: string[], label: string): Promise<Manual> {
   const file = path.join(dir, 'manual.img');
   const headers = path.join(dir, 'headers');
   flushDisks();
-  o.log('  glance: manual pipeline');
+  o.log(`  glance (${label}): manual pipeline`);
   const get = await runChecked('curl', ['-s', '-f', '-o', file, image.url]);
   const check = await runChecked('sh', ['-c', 'echo "$1  $2" | sha256sum -c --quiet -', 'sh', image.sha256, file]);
   const glanceImage = await glance.createImage({ name: 'cloudimg-sync-bench-manual', disk_format: 'qcow2', container_format: 'bare' });
@@ -137,12 +183,12 @@ async function manualPipeline(o: GlanceBenchOptions, image: PublishedImage, glan
 }
 
 async function ourPipeline(o: GlanceBenchOptions, mirror: Mirror, image: PublishedImage, method: string, env: NodeJS.ProcessEnv,
-  dir: string, created: string[], manual: Manual, phaseNotes: string[]): Promise<string[]> {
+  dir: string, created: string[], manual: Manual, phaseNotes: string[], label: string): Promise<string[]> {
   const name = `cloudimg-sync sync --once, method ${method}`;
   const raw = {
     source: { url: mirror.url, keyring: mirror.keyringPath, channel: 'release', releases: ['noble'], arches: ['amd64'] },
-    stateDir: path.join(dir, method, 'state'),
-    cacheDir: path.join(dir, method, 'cache'),
+    stateDir: path.join(dir, label, method, 'state'),
+    cacheDir: path.join(dir, label, method, 'cache'),
     targets: [{ name: 'glance', type: 'glance', method, nameTemplate: `cloudimg-sync-bench ${method} {serial}` }],
   };
   try {
@@ -150,10 +196,10 @@ async function ourPipeline(o: GlanceBenchOptions, mirror: Mirror, image: Publish
   } catch (err) {
     return [name, '-', '-', '-', '-', `skipped: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`];
   }
-  const configPath = path.join(dir, `${method}.yaml`);
+  const configPath = path.join(dir, `${label}-${method}.yaml`);
   await writeFile(configPath, JSON.stringify(raw));
   flushDisks();
-  o.log(`  glance: sync --once, method ${method}`);
+  o.log(`  glance (${label}): sync --once, method ${method}`);
   const [file, ...args] = o.cli as [string, ...string[]];
   try {
     const run = await runChecked(file, [...args, '-c', configPath, 'sync', '--once'], { env, cwd: o.repoRoot });
@@ -166,7 +212,7 @@ async function ourPipeline(o: GlanceBenchOptions, mirror: Mirror, image: Publish
       ? `upload ${ratio(manual.putMs, p.transferMs)} of curl PUT speed, goal >= 0.95x: ${manual.putMs / p.transferMs >= 0.95 ? 'met' : 'MISSED'}`
       : method === 'stream' ? `<= 0.5x manual: ${verdict(run.wallMs / manual.totalMs, 0.5)}` : '';
     const opt = (ms?: number) => (ms === undefined ? '-' : seconds(ms));
-    o.log(`  glance ${method}: used ${p.method ?? '?'}; download ${opt(p.downloadMs)} s, publish ${opt(p.publishMs)} s, upload+check ${opt(p.transferMs)} s`);
+    o.log(`  glance (${label}) ${method}: used ${p.method ?? '?'}; download ${opt(p.downloadMs)} s, publish ${opt(p.publishMs)} s, upload+check ${opt(p.transferMs)} s`);
     phaseNotes.push(`${method}: target used method ${p.method ?? '?'}; download ${opt(p.downloadMs)} s, publish ${opt(p.publishMs)} s (of which upload + Glance's answer ${opt(p.transferMs)} s)`);
     return [name, seconds(run.wallMs), ratio(run.wallMs, manual.totalMs), uploadMiBs, mibOfKiB(run.maxRssKiB),
       `${putGoal}${putGoal ? '; ' : ''}RSS <= 120 MiB: ${verdict(run.maxRssKiB, 120 * 1024)}`];

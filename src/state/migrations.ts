@@ -59,4 +59,8 @@ export const MIGRATIONS: readonly string[] = [
   // 2: remember that a cached SHA256SUMS verified, and against which keyring, so an unchanged list is not
   // verified again every cycle. Replacing the body (a 200) clears it.
   `ALTER TABLE http_cache ADD COLUMN verified_with TEXT;`,
+  // 3: md5 and sha512 of the verified file, computed in the download's pass for targets that compare them
+  // with what they hold afterwards (Glance's checksum and os_hash_value), so no upload has to hash again.
+  `ALTER TABLE images ADD COLUMN md5 TEXT;
+   ALTER TABLE images ADD COLUMN sha512 TEXT;`,
 ];

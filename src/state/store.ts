@@ -28,12 +28,20 @@ export interface ImageRecord extends Omit<UpstreamImage, 'signed'> {
   sizeBytes: number | null;
   state: ImageState;
   localPath: string | null;
+  /** Further digests of the verified file, when its download computed them (see FileDigests). */
+  digests: FileDigests | null;
   errorCode: string | null;
   error: string | null;
   attempts: number;
   discoveredAt: string;
   updatedAt: string;
   publications: Record<string, PublicationRecord>;
+}
+
+/** md5 and sha512 of a verified file: what Glance reports as checksum and os_hash_value. */
+export interface FileDigests {
+  md5: string;
+  sha512: string;
 }
 
 export type RunResult = 'running' | 'ok' | 'failed' | 'aborted' | 'interrupted';
@@ -65,6 +73,7 @@ interface ImageRow {
   id: number; key: string; channel: string; variant: string; release: string; version: string; arch: string;
   serial: string; file_name: string; url: string; sha256: string; size_bytes: number | null; state: string;
   local_path: string | null; error_code: string | null; error: string | null; attempts: number;
+  md5: string | null; sha512: string | null;
   discovered_at: string; updated_at: string;
 }
 interface PublicationRow {
@@ -183,7 +192,8 @@ export class StateStore {
       if (existing.sha256 !== image.sha256) {
         // Upstream re-signed a different file under the same serial: what we hold no longer counts.
         this.db.prepare(
-          `UPDATE images SET sha256 = ?, url = ?, file_name = ?, state = 'discovered', local_path = NULL, updated_at = ? WHERE key = ?`,
+          `UPDATE images SET sha256 = ?, url = ?, file_name = ?, state = 'discovered', local_path = NULL, md5 = NULL, sha512 = NULL,
+             updated_at = ? WHERE key = ?`,
         ).run(image.sha256, image.url, image.fileName, now.toISOString(), key);
       }
       return false;
@@ -203,7 +213,9 @@ export class StateStore {
   setImageState(
     key: string,
     to: ImageState,
-    patch: { localPath?: string | null; sizeBytes?: number; error?: { code: string; message: string } | null } = {},
+    patch: {
+      localPath?: string | null; sizeBytes?: number; digests?: FileDigests | null; error?: { code: string; message: string } | null;
+    } = {},
     now = new Date(),
   ): void {
     this.write(() => {
@@ -214,6 +226,7 @@ export class StateStore {
       const args: unknown[] = [to, now.toISOString()];
       if (patch.localPath !== undefined) { sets.push('local_path = ?'); args.push(patch.localPath); }
       if (patch.sizeBytes !== undefined) { sets.push('size_bytes = ?'); args.push(patch.sizeBytes); }
+      if (patch.digests !== undefined) { sets.push('md5 = ?', 'sha512 = ?'); args.push(patch.digests?.md5 ?? null, patch.digests?.sha512 ?? null); }
       if (to === 'downloading') sets.push('attempts = attempts + 1');
       if (patch.error !== undefined) {
         sets.push('error_code = ?', 'error = ?');
@@ -316,7 +329,7 @@ export class StateStore {
         id: r.id, key: r.key, channel: r.channel as ImageRecord['channel'], variant: r.variant as ImageRecord['variant'],
         release: r.release, version: r.version, arch: r.arch as ImageRecord['arch'], serial: r.serial, fileName: r.file_name,
         url: r.url, sha256: r.sha256, sizeBytes: r.size_bytes, state: r.state as ImageState,
-        localPath: r.local_path, errorCode: r.error_code, error: r.error, attempts: r.attempts,
+        localPath: r.local_path, digests: r.md5 && r.sha512 ? { md5: r.md5, sha512: r.sha512 } : null, errorCode: r.error_code, error: r.error, attempts: r.attempts,
         discoveredAt: r.discovered_at, updatedAt: r.updated_at, publications,
       };
     });

@@ -167,7 +167,7 @@ async function runAction(deps: SyncDeps, action: SyncAction, counts: RunCounts, 
     file = downloaded;
   } else {
     const record = store.getImage(action.key)!;
-    file = { path: record.localPath!, sizeBytes: record.sizeBytes ?? 0, sha256: record.sha256 };
+    file = { path: record.localPath!, sizeBytes: record.sizeBytes ?? 0, sha256: record.sha256, digests: record.digests ?? undefined };
   }
   for (const target of deps.targets.filter((t) => action.publishTo.includes(t.name) && !done.has(t.name))) {
     if (deps.signal?.aborted) { allPublished = false; break; }
@@ -261,8 +261,11 @@ async function fetchAndVerify(deps: SyncDeps, action: SyncAction, log: Logger, c
   log.info({ event: 'image.download.started', url: action.image.url }, `downloading ${action.image.url}`);
   try {
     await mkdir(path.dirname(dest), { recursive: true });
+    // md5 and sha512 in the same pass, for targets that compare them afterwards: no upload hashes again.
+    const wantsDigests = deps.targets.some((t) => t.wantsDigests && action.publishTo.includes(t.name));
     const res = await downloadFile(action.image.url, dest, {
       client: deps.client, expectedSha256: action.image.sha256, retries: config.http.retries,
+      extraHashAlgorithms: wantsDigests ? ['md5', 'sha512'] : [],
       baseDelayMs: config.http.retryBaseDelayMs, maxDelayMs: config.http.retryMaxDelayMs, signal: deps.signal, log, sink,
       onProgress: (bytes, total) => {
         const now = Date.now();
@@ -276,9 +279,11 @@ async function fetchAndVerify(deps: SyncDeps, action: SyncAction, log: Logger, c
     store.setImageState(action.key, 'downloaded', { sizeBytes: res.sizeBytes });
     log.info({ event: 'image.download.done', bytes: res.sizeBytes, resumedFromBytes: res.resumedFromBytes, attempts: res.attempts, durationMs: Date.now() - started },
       `downloaded ${action.image.fileName} (${res.sizeBytes} bytes)`);
-    store.setImageState(action.key, 'verified', { localPath: res.path });
+    const { md5, sha512 } = res.hashes;
+    const digests = md5 && sha512 ? { md5, sha512 } : undefined;
+    store.setImageState(action.key, 'verified', { localPath: res.path, digests: digests ?? null });
     log.info({ event: 'image.verify.ok', sha256: res.sha256, signed: action.image.signed }, `sha256 of ${action.image.fileName} matches the ${action.image.signed ? 'signed' : 'UNSIGNED'} SHA256SUMS`);
-    return { path: res.path, sizeBytes: res.sizeBytes, sha256: res.sha256 };
+    return { path: res.path, sizeBytes: res.sizeBytes, sha256: res.sha256, digests };
   } catch (err) {
     const message = describeError(err);
     if (deps.signal?.aborted) {

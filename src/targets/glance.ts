@@ -9,7 +9,7 @@
  * Any failure between create and reveal deletes the image; a crash leaves a hidden, unverified image
  * that the next publish of the same file deletes (or retention, once it is past `keep`).
  */
-import type { Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { GlanceTargetConfig } from '../config/schema.js';
 import { SyncError, describeError } from '../errors.js';
@@ -23,7 +23,7 @@ import type { UpstreamImage } from '../source/image.js';
 import {
   PROP, createImageRequest, isVerifiedCopy, newestVerified, propertyOf, renderImageName, seriesFilter, toPublishedImage,
 } from './glance-image-spec.js';
-import { DigestedFileReader, DigestingStream, digestFile, type ImageDigests } from './image-digests.js';
+import { FileUploadReader, digestFile, type ImageDigests } from './image-digests.js';
 import { minDiskGiB, readDiskImageInfo } from './qcow2-info.js';
 import type { PublishContext, PublishedImage, PublishResult, StreamPublishContext, Target, VerifiedFile } from './target.js';
 
@@ -65,6 +65,8 @@ interface Connection {
 export class GlanceTarget implements Target {
   readonly type = 'glance';
   readonly hidesBeforeDelete = true;
+  /** Glance's checksum and os_hash_value are compared with the verified file's md5 and sha512. */
+  readonly wantsDigests = true;
   readonly name: string;
   readonly hideGraceMs: number;
   private readonly options: GlanceTargetOptions;
@@ -82,9 +84,10 @@ export class GlanceTarget implements Target {
   }
 
   /**
-   * Stream-through: create the hidden image, upload the bytes as the download delivers them (chunked,
-   * digested on the way), then wait for the loop's verdict on the download. Only when the download verified
-   * and Glance's size, md5 and sha512 match what went through is the image revealed; otherwise it is deleted.
+   * Stream-through: create the hidden image, upload the bytes as the download delivers them, then wait for
+   * the loop's verdict on the download. Only when the download verified and Glance's size, md5 and sha512
+   * match the verified file's (digested in the download's own pass) is the image revealed; otherwise it is
+   * deleted.
    */
   private async publishWhileDownloading(image: UpstreamImage, body: Readable, ctx: StreamPublishContext): Promise<PublishResult> {
     const { glance, projectId } = await this.connect(ctx.signal);
@@ -108,16 +111,25 @@ export class GlanceTarget implements Target {
     let held: GlanceImage;
     try {
       const started = performance.now();
-      const digesting = new DigestingStream({ highWaterMark: 1024 * 1024 });
-      digesting.onBytes = ctx.onProgress;
+      let streamedBytes = 0;
+      const counted = new Transform({
+        highWaterMark: 1024 * 1024,
+        transform(chunk: Buffer, _encoding, callback) {
+          streamedBytes += chunk.length;
+          ctx.onProgress?.(streamedBytes);
+          callback(null, chunk);
+        },
+      });
       // pipeline, not pipe: a body already destroyed (the download failed early) errors the upload at once.
-      pipeline(body, digesting).catch(() => undefined);
+      pipeline(body, counted).catch(() => undefined);
       // With the size known (the download's Content-Length) Glance gets a plain body, much faster for it
       // to read than a chunked one; without it, chunked.
-      await glance.uploadImageData(created.id, this.uploadBody(digesting), await ctx.sizeBytes, ctx.signal);
+      await glance.uploadImageData(created.id, this.uploadBody(counted), await ctx.sizeBytes, ctx.signal);
       const file = await ctx.verified;
-      const local = digesting.digests();
-      if (!local) throw new SyncError('GLANCE_UPLOAD_INCOMPLETE', `the stream to image ${created.id} ended early`, 'retried with the verified file', { retryable: true });
+      if (streamedBytes !== file.sizeBytes) {
+        throw new SyncError('GLANCE_UPLOAD_INCOMPLETE', `the stream to image ${created.id} carried ${streamedBytes} of ${file.sizeBytes} bytes`, 'retried with the verified file', { retryable: true });
+      }
+      const local = await digestsOfVerified(file, streamedBytes, ctx.signal);
       held = await glance.getImage(created.id, ctx.signal);
       checkHeldBytes(held, local, file);
       const disk = await readDiskImageInfo(file.path);
@@ -167,7 +179,8 @@ export class GlanceTarget implements Target {
         `Glance holds the verified bytes of ${image.fileName} (size, md5, sha512 match)`);
     } catch (err) {
       await this.discard(glance, created.id, log, err);
-      throw err;
+      // The upload was not digested (the download's digests stood in): find out whether the cache file moved.
+      throw err instanceof GlanceHashMismatchError && file.digests ? await explainMismatch(err, file, ctx.signal) : err;
     }
     await this.revealNew(glance, held, series, image, log, ctx.signal);
     return { ref: held.id, adopted: false };
@@ -298,13 +311,14 @@ export class GlanceTarget implements Target {
     const importOptions = { timeoutMs: this.config.importTimeoutMinutes * 60_000, intervalMs: this.options.importPollIntervalMs ?? 1_000, signal };
     if (method === 'web-download') {
       const [local] = await Promise.all([
-        digestFile(file.path, signal),
+        digestsOfVerified(file, file.sizeBytes, signal),
         glance.importImage(id, { name: 'web-download', uri: image.url }, signal).then(() => glance.waitForImport(id, importOptions)),
       ]);
       return local;
     }
-    // Read (and digested) afresh if Glance refuses the token and the client sends it again.
-    const reader = new DigestedFileReader(file.path, signal);
+    // Read afresh if Glance refuses the token and the client sends it again. Digested on the way only when
+    // the download did not digest it already.
+    const reader = new FileUploadReader(file.path, { signal, digest: !file.digests });
     reader.onBytes = onProgress;
     const open = () => this.uploadBody(reader);
     if (method === 'put') {
@@ -314,9 +328,9 @@ export class GlanceTarget implements Target {
       await glance.importImage(id, { name: 'glance-direct' }, signal);
       await glance.waitForImport(id, importOptions);
     }
-    const local = reader.digests();
-    if (!local) throw new SyncError('GLANCE_UPLOAD_INCOMPLETE', `the upload of image ${id} ended before the whole file was read`, 'retried next cycle', { retryable: true });
-    return local;
+    const sentBytes = reader.bytesRead();
+    if (sentBytes === undefined) throw new SyncError('GLANCE_UPLOAD_INCOMPLETE', `the upload of image ${id} ended before the whole file was read`, 'retried next cycle', { retryable: true });
+    return reader.digests() ?? digestsOfVerified(file, sentBytes, signal);
   }
 
   /**
@@ -431,15 +445,36 @@ export class GlanceTarget implements Target {
   }
 }
 
+/**
+ * What Glance must hold after `sentBytes` went up: the verified file's digests from the download's own pass
+ * or, for a file downloaded before a Glance target wanted them, read from the file now.
+ */
+async function digestsOfVerified(file: VerifiedFile, sentBytes: number, signal?: AbortSignal): Promise<ImageDigests> {
+  if (file.digests) return { sizeBytes: sentBytes, sha256: file.sha256, ...file.digests };
+  return digestFile(file.path, signal);
+}
+
+/**
+ * Glance holds other bytes than the download digested. If the cached file itself no longer has the
+ * verified sha256, that is the cause to report; otherwise the mismatch stands.
+ */
+async function explainMismatch(err: GlanceHashMismatchError, file: VerifiedFile, signal?: AbortSignal): Promise<SyncError> {
+  const now = await digestFile(file.path, signal).catch(() => undefined);
+  if (!now || (now.sha256 === file.sha256 && now.sizeBytes === file.sizeBytes)) return err;
+  return cacheFileChanged(file, now);
+}
+
+function cacheFileChanged(file: VerifiedFile, now: ImageDigests): SyncError {
+  return new SyncError(
+    'CACHE_FILE_CHANGED',
+    `${file.path} changed since it was verified (sha256 now ${now.sha256}, ${now.sizeBytes} bytes; verified ${file.sha256}, ${file.sizeBytes} bytes)`,
+    'something else writes into the cache directory; delete the file so it is downloaded and verified again',
+  );
+}
+
 /** Compare what Glance says it holds with what we sent; throws unless every digest agrees. */
 function checkHeldBytes(held: GlanceImage, local: ImageDigests, file: VerifiedFile): void {
-  if (local.sha256 !== file.sha256 || local.sizeBytes !== file.sizeBytes) {
-    throw new SyncError(
-      'CACHE_FILE_CHANGED',
-      `${file.path} changed since it was verified (sha256 now ${local.sha256}, ${local.sizeBytes} bytes; verified ${file.sha256}, ${file.sizeBytes} bytes)`,
-      'something else writes into the cache directory; delete the file so it is downloaded and verified again',
-    );
-  }
+  if (local.sha256 !== file.sha256 || local.sizeBytes !== file.sizeBytes) throw cacheFileChanged(file, local);
   if (held.status !== 'active') {
     throw new SyncError('GLANCE_UPLOAD_INCOMPLETE', `image ${held.id} is ${held.status} after the upload, not active`, 'Glance did not finish storing the data; see its logs; retried next cycle', { retryable: true });
   }

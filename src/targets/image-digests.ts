@@ -1,6 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
-import { Transform, type TransformCallback } from 'node:stream';
 
 /**
  * What we know of the bytes handed to Glance: sha256 ties them to the signed SHA256SUMS, md5 and sha512
@@ -35,78 +34,70 @@ class ImageHasher {
   }
 }
 
-/** A pass-through stream that digests every byte going through it. */
-export class DigestingStream extends Transform {
-  private readonly hasher = new ImageHasher();
-  private result: ImageDigests | undefined;
-  /** Told the running byte count after every chunk (upload progress). */
-  onBytes: ((bytes: number) => void) | undefined;
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.hasher.update(chunk);
-    this.onBytes?.(this.hasher.bytes);
-    callback(null, chunk);
-  }
-
-  override _flush(callback: TransformCallback): void {
-    this.result = this.hasher.digest();
-    callback();
-  }
-
-  /** The digests once every byte went through; undefined before the end. */
-  digests(): ImageDigests | undefined {
-    return this.result;
-  }
-}
-
 const READ_CHUNK_BYTES = 1024 * 1024;
 /** Chunk n is read into buffer n % RING_BUFFERS: one being sent, one being read ahead, one to spare. */
 const RING_BUFFERS = 3;
 
+export interface FileUploadReaderOptions {
+  signal?: AbortSignal;
+  /** Digest the bytes as they are read, for a file whose md5 and sha512 are not known yet. Default true. */
+  digest?: boolean;
+}
+
 /**
- * A file's bytes for upload, digested as they are read, through a ring of three reused 1 MiB buffers.
- * A fresh buffer per read (what fs streams do) leaves tens of MiB of spent buffers waiting for the
- * garbage collector at upload speed; reusing them keeps the process's memory flat.
+ * A file's bytes for upload, through a ring of three reused 1 MiB buffers, digested as they are read
+ * unless told not to. A fresh buffer per read (what fs streams do) leaves tens of MiB of spent buffers
+ * waiting for the garbage collector at upload speed; reusing them keeps the process's memory flat.
  *
  * The contract that makes reuse safe: a chunk must be finished with (written out, copied) before the
  * consumer asks for the chunk after next. undici's iterable request body is such a consumer: it waits
  * for the socket to drain before pulling again. A consumer that buffers ahead would see later bytes in
- * earlier chunks; Glance's md5 and sha512 would then differ from `digests()`, and the image is deleted.
- * Each iteration reads the file afresh.
+ * earlier chunks; Glance's md5 and sha512 would then differ from the verified file's, and the image is
+ * deleted. Each iteration reads the file afresh.
  */
-export class DigestedFileReader implements AsyncIterable<Buffer> {
+export class FileUploadReader implements AsyncIterable<Buffer> {
   private result: ImageDigests | undefined;
+  private wholeFileBytes: number | undefined;
   /** Told the running byte count after every chunk (upload progress). */
   onBytes: ((bytes: number) => void) | undefined;
 
-  constructor(readonly filePath: string, private readonly signal?: AbortSignal) {}
+  constructor(readonly filePath: string, private readonly options: FileUploadReaderOptions = {}) {}
 
-  /** The digests once the whole file was read; undefined before the end. */
+  /** The size of the file as last read to its end; undefined before one whole read. */
+  bytesRead(): number | undefined {
+    return this.wholeFileBytes;
+  }
+
+  /** The digests once the whole file was read (when digesting); undefined before the end. */
   digests(): ImageDigests | undefined {
     return this.result;
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<Buffer> {
     this.result = undefined;
-    const hasher = new ImageHasher();
+    this.wholeFileBytes = undefined;
+    const hasher = this.options.digest === false ? undefined : new ImageHasher();
     const ring = Array.from({ length: RING_BUFFERS }, () => Buffer.allocUnsafe(READ_CHUNK_BYTES));
     const file = await open(this.filePath, 'r');
     let reading: Promise<number> | undefined;
     try {
       let slot = 0;
+      let position = 0;
       reading = readAt(file, ring[slot]!, 0);
       for (;;) {
         const bytesRead = await reading;
         if (bytesRead === 0) break;
-        this.signal?.throwIfAborted();
+        this.options.signal?.throwIfAborted();
         const chunk = ring[slot]!.subarray(0, bytesRead);
+        position += bytesRead;
         slot = (slot + 1) % RING_BUFFERS;
-        reading = readAt(file, ring[slot]!, hasher.bytes + bytesRead);
-        hasher.update(chunk);
-        this.onBytes?.(hasher.bytes);
+        reading = readAt(file, ring[slot]!, position);
+        hasher?.update(chunk);
+        this.onBytes?.(position);
         yield chunk;
       }
-      this.result = hasher.digest();
+      this.wholeFileBytes = position;
+      this.result = hasher?.digest();
     } finally {
       await reading?.catch(() => undefined);
       await file.close();
@@ -120,7 +111,7 @@ async function readAt(file: FileHandle, buffer: Buffer, position: number): Promi
 
 /** Digest a whole file (for imports, where Glance fetches the bytes itself). */
 export async function digestFile(filePath: string, signal?: AbortSignal): Promise<ImageDigests> {
-  const reader = new DigestedFileReader(filePath, signal);
+  const reader = new FileUploadReader(filePath, { signal });
   for await (const _ of reader) { /* digested while read */ }
   return reader.digests()!;
 }

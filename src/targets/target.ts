@@ -1,12 +1,18 @@
 import type { Readable } from 'node:stream';
 import type { Logger } from '../log.js';
 import type { UpstreamImage } from '../source/image.js';
+import type { FileDigests } from '../state/store.js';
 
 /** A downloaded file whose sha256 matched the signed SHA256SUMS. */
 export interface VerifiedFile {
   path: string;
   sizeBytes: number;
   sha256: string;
+  /**
+   * md5 and sha512 of the same bytes, computed in the download's pass when a target wants them
+   * (`wantsDigests`); absent for a file downloaded before any such target was configured.
+   */
+  digests?: FileDigests;
 }
 
 /** What a target holds of ours, for retention. */
@@ -79,4 +85,6 @@ export interface Target {
   readonly hidesBeforeDelete: boolean;
   /** How long a hidden image stays before retention deletes it. */
   readonly hideGraceMs: number;
+  /** The target compares md5 and sha512 with what it holds after a publish: the download computes them once. */
+  readonly wantsDigests?: boolean;
 }

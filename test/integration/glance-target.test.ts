@@ -17,6 +17,7 @@ import { KeystoneSession } from '../../src/openstack/keystone.js';
 import { silentLogger } from '../../src/log.js';
 import type { UpstreamImage } from '../../src/source/image.js';
 import { createTargets } from '../../src/targets/create.js';
+import { DirectoryTarget } from '../../src/targets/directory.js';
 import { GlanceTarget } from '../../src/targets/glance.js';
 import { PROP, createImageRequest } from '../../src/targets/glance-image-spec.js';
 import type { PublishContext, Target, VerifiedFile } from '../../src/targets/target.js';
@@ -346,6 +347,45 @@ describeWithOpenStack('Glance target against the real Keystone+Glance', openstac
     assert.equal(fixed.result, 'ok', fixed.errors.join('\n'));
     assert.equal(fixed.downloaded, 0, 'the verified copy in the cache is published, not downloaded again');
     assert.equal((await imagesOf(String(cfg.name))).length, 1);
+  });
+
+  test('a file cached before any Glance target wanted its md5 and sha512 is digested while it is uploaded', async () => {
+    const cfg = glanceTargetConfig();
+    const w = await glanceWorld([cfg], { config: { keepCache: true } });
+    const first = await w.sync({ targets: [new DirectoryTarget('dir', path.join(w.dir, 'dir'))] });
+    assert.equal(first.result, 'ok', first.errors.join('\n'));
+    const source = upstreamImage(w);
+    const key = `release/server/noble/amd64/${source.serial}`;
+    assert.equal(w.store().getImage(key)!.digests, null, 'a directory target does not ask for them');
+
+    const targets = createTargets(w.config, { env: os.env });
+    const second = await w.sync({ targets });
+    await (targets[0] as GlanceTarget).close();
+    assert.equal(second.result, 'ok', second.errors.join('\n'));
+    assert.equal(second.downloaded, 0);
+    const [held] = await imagesOf(String(cfg.name));
+    assert.equal(held?.checksum, md5Of(await readFile(source.path)));
+    assert.equal(held?.os_hidden, false);
+  });
+
+  test('a cached file altered after the download digested it: CACHE_FILE_CHANGED, and the image is deleted', async () => {
+    const cfg = glanceTargetConfig();
+    world = await createSyncWorld({ config: { targets: [cfg] }, targetEnv: { ...os.env, OS_PASSWORD: 'not-the-password' } });
+    const w = world;
+    assert.equal((await w.sync()).result, 'failed', 'nothing published: the digests and the cached file stay');
+    const key = `release/server/noble/amd64/${upstreamImage(w).serial}`;
+    const record = w.store().getImage(key)!;
+    assert.ok(record.digests && record.localPath);
+    const bytes = await readFile(record.localPath);
+    bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0xff;
+    await writeFile(record.localPath, bytes);
+
+    const targets = createTargets(w.config, { env: os.env });
+    const summary = await w.sync({ targets });
+    await (targets[0] as GlanceTarget).close();
+    assert.equal(summary.result, 'failed');
+    assert.match(summary.errors[0] ?? '', /CACHE_FILE_CHANGED: .*changed since it was verified.*\(fix: /);
+    assert.deepEqual(await imagesOf(String(cfg.name)), [], 'the upload of the altered bytes is gone');
   });
 
   test('check reports the Glance endpoint, project and method without changing anything; bad credentials fail it', async () => {

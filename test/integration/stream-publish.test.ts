@@ -8,7 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import { afterEach, describe, test } from 'node:test';
 import type { UpstreamImage } from '../../src/source/image.js';
 import { DirectoryTarget } from '../../src/targets/directory.js';
-import type { PublishResult, StreamPublishContext } from '../../src/targets/target.js';
+import type { PublishContext, PublishResult, StreamPublishContext, VerifiedFile } from '../../src/targets/target.js';
 import { createSyncWorld, type SyncWorld } from '../support/sync-world.js';
 
 /**
@@ -37,6 +37,17 @@ class StreamingDirectoryTarget extends DirectoryTarget {
       await rm(incoming, { force: true });
       throw err;
     }
+  }
+}
+
+/** Compares md5 and sha512 after publishing, as the Glance target does; remembers the file it was given. */
+class DigestComparingTarget extends DirectoryTarget {
+  readonly wantsDigests = true;
+  received: VerifiedFile | undefined;
+
+  override async publish(image: UpstreamImage, file: VerifiedFile, ctx: PublishContext): Promise<PublishResult> {
+    this.received = file;
+    return super.publish(image, file, ctx);
   }
 }
 
@@ -92,5 +103,24 @@ describe('stream-through publishing (upload while downloading)', () => {
     assert.equal(summary.result, 'ok', summary.errors.join());
     assert.equal(world.events('image.publish.fallback').length, 0);
     assert.equal(target.streamedSha256, world.mirror.published()[0]!.sha256);
+  });
+
+  test('a target that compares md5 and sha512 gets them with the verified file, digested in the download\'s pass, and kept in state', async () => {
+    world = await createSyncWorld();
+    const comparing = new DigestComparingTarget('comparing', path.join(world.dir, 'comparing'));
+    const summary = await world.sync({ targets: [comparing] });
+    assert.equal(summary.result, 'ok', summary.errors.join());
+    const image = world.mirror.published()[0]!;
+    const bytes = readFileSync(path.join(world.mirror.root, image.urlPath));
+    const expected = { md5: createHash('md5').update(bytes).digest('hex'), sha512: createHash('sha512').update(bytes).digest('hex') };
+    assert.deepEqual(comparing.received?.digests, expected);
+    assert.deepEqual(world.store().listImages()[0]!.digests, expected);
+  });
+
+  test('without such a target the download digests sha256 alone', async () => {
+    world = await createSyncWorld();
+    const summary = await world.sync({ targets: [new DirectoryTarget('plain', path.join(world.dir, 'plain'))] });
+    assert.equal(summary.result, 'ok', summary.errors.join());
+    assert.equal(world.store().listImages()[0]!.digests, null);
   });
 });

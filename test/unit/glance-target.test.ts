@@ -3,8 +3,6 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { after, before, describe, test } from 'node:test';
 import { validateConfig } from '../../src/config/load.js';
 import type { GlanceTargetConfig } from '../../src/config/schema.js';
@@ -17,7 +15,7 @@ import { GlanceTarget } from '../../src/targets/glance.js';
 import {
   PROP, createImageRequest, imageProperties, newestVerified, renderImageName, toPublishedImage,
 } from '../../src/targets/glance-image-spec.js';
-import { DigestedFileReader, DigestingStream, digestFile } from '../../src/targets/image-digests.js';
+import { FileUploadReader, digestFile } from '../../src/targets/image-digests.js';
 import { minDiskGiB, readDiskImageInfo } from '../../src/targets/qcow2-info.js';
 import { writeQcow2Image } from '../fixtures/mirror/qcow2.js';
 
@@ -143,25 +141,18 @@ describe('image files', () => {
     await writeFile(file, Buffer.alloc(5000, 1));
     assert.deepEqual(await readDiskImageInfo(file), { format: 'raw', virtualSizeBytes: 5000 });
   });
-  test('the digesting stream passes bytes through unchanged and digests them as Glance will', async () => {
+  test('a file is digested as Glance digests it: size, sha256, md5 (checksum) and sha512 (os_hash_value)', async () => {
     const data = randomBytes(3 * 1024 * 1024 + 5);
-    const digesting = new DigestingStream();
-    const out: Buffer[] = [];
-    await pipeline(Readable.from([data.subarray(0, 1000), data.subarray(1000)]), digesting, async (src: AsyncIterable<Buffer>) => {
-      for await (const chunk of src) out.push(chunk);
-    });
-    assert.ok(Buffer.concat(out).equals(data));
-    const expected = (algo: string) => createHash(algo).update(data).digest('hex');
-    assert.deepEqual(digesting.digests(), { sizeBytes: data.length, sha256: expected('sha256'), md5: expected('md5'), sha512: expected('sha512') });
     const file = path.join(dir, 'data.bin');
     await writeFile(file, data);
-    assert.deepEqual(await digestFile(file), digesting.digests());
+    const expected = (algo: string) => createHash(algo).update(data).digest('hex');
+    assert.deepEqual(await digestFile(file), { sizeBytes: data.length, sha256: expected('sha256'), md5: expected('md5'), sha512: expected('sha512') });
   });
   test('the file reader yields the file in order, digested, through three reused buffers', async () => {
     const data = randomBytes(5 * 1024 * 1024 + 7);
     const file = path.join(dir, 'ring.bin');
     await writeFile(file, data);
-    const reader = new DigestedFileReader(file);
+    const reader = new FileUploadReader(file);
     const progress: number[] = [];
     reader.onBytes = (bytes) => progress.push(bytes);
     const copies: Buffer[] = [];
@@ -181,18 +172,28 @@ describe('image files', () => {
   test('the file reader reads afresh on each iteration (an upload sent again after a refused token)', async () => {
     const file = path.join(dir, 'again.bin');
     await writeFile(file, Buffer.from('first'));
-    const reader = new DigestedFileReader(file);
+    const reader = new FileUploadReader(file);
     for await (const _ of reader) break;
     assert.equal(reader.digests(), undefined, 'no digests for a read cut short');
     await writeFile(file, Buffer.from('second'));
     for await (const _ of reader) { /* whole file */ }
     assert.equal(reader.digests()?.sha256, createHash('sha256').update('second').digest('hex'));
   });
+  test('told the file is digested already, the reader only counts what it read', async () => {
+    const file = path.join(dir, 'plain.bin');
+    await writeFile(file, Buffer.alloc(1024 * 1024 + 3, 9));
+    const reader = new FileUploadReader(file, { digest: false });
+    let chunks = 0;
+    for await (const _ of reader) chunks++;
+    assert.equal(chunks, 2);
+    assert.equal(reader.bytesRead(), 1024 * 1024 + 3);
+    assert.equal(reader.digests(), undefined);
+  });
   test('the file reader stops when its signal aborts', async () => {
     const file = path.join(dir, 'abort.bin');
     await writeFile(file, Buffer.alloc(3 * 1024 * 1024));
     const controller = new AbortController();
-    const reader = new DigestedFileReader(file, controller.signal);
+    const reader = new FileUploadReader(file, { signal: controller.signal });
     await assert.rejects(async () => {
       for await (const _ of reader) controller.abort(new Error('stop'));
     }, /stop/);

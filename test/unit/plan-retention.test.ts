@@ -18,7 +18,7 @@ function record(image: UpstreamImage, state: ImageRecord['state'], pubs: Record<
     target, state: s, ref: `ref-${target}`, errorCode: null, error: null, attempts: 1, hiddenAt: null, updatedAt: '',
   }]));
   const { signed: _signed, ...rest } = image;
-  return { ...rest, id: 1, key: imageKey(image), sizeBytes: 10, state, localPath: '/cache/x', errorCode: null, error: null,
+  return { ...rest, id: 1, key: imageKey(image), sizeBytes: 10, state, localPath: '/cache/x', digests: null, errorCode: null, error: null,
     attempts: 0, discoveredAt: '', updatedAt: '', publications };
 }
 

@@ -4,9 +4,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
+import Database from 'better-sqlite3';
 import type { UpstreamImage } from '../../src/source/image.js';
 import { acquireStateLock } from '../../src/state/lock.js';
-import { StateStore } from '../../src/state/store.js';
+import { STATE_FILE_NAME, StateStore } from '../../src/state/store.js';
 
 const image: UpstreamImage = {
   channel: 'release', variant: 'server', release: 'noble', version: '24.04', arch: 'amd64', serial: '20260926',
@@ -84,6 +85,37 @@ describe('StateStore', () => {
     const rec = store.getImage(key)!;
     assert.deepEqual([rec.state, rec.sha256, rec.localPath], ['discovered', 'b'.repeat(64), null]);
     store.close();
+  });
+
+  test('keeps the md5 and sha512 the download computed with the verified image, and forgets them with it', () => {
+    const store = StateStore.open(dir);
+    store.recordDiscovered(image);
+    store.setImageState(key, 'downloading');
+    store.setImageState(key, 'downloaded', { sizeBytes: 42 });
+    const digests = { md5: 'c'.repeat(32), sha512: 'd'.repeat(128) };
+    store.setImageState(key, 'verified', { localPath: '/c/a.img', digests });
+    store.close();
+    const reopened = StateStore.open(dir);
+    assert.deepEqual(reopened.getImage(key)!.digests, digests);
+    reopened.recordDiscovered({ ...image, sha256: 'b'.repeat(64) });
+    assert.equal(reopened.getImage(key)!.digests, null, 'other upstream bytes: the digests no longer hold');
+    reopened.close();
+  });
+
+  test('a state database from before the digests columns is migrated in place, its images without digests', () => {
+    const store = StateStore.open(dir);
+    store.recordDiscovered(image);
+    store.close();
+    // Roll the file back to schema 2, as an earlier release left it.
+    const db = new Database(path.join(dir, STATE_FILE_NAME));
+    db.exec('ALTER TABLE images DROP COLUMN md5; ALTER TABLE images DROP COLUMN sha512; PRAGMA user_version = 2;');
+    db.close();
+    const migrated = StateStore.open(dir);
+    assert.equal(migrated.getImage(key)!.digests, null);
+    migrated.close();
+    const check = new Database(path.join(dir, STATE_FILE_NAME), { readonly: true });
+    assert.equal(check.pragma('user_version', { simple: true }), 3);
+    check.close();
   });
 });
 
