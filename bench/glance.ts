@@ -5,15 +5,17 @@
  * E2 repeats the round with the mirror capped at link speed.
  */
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { validateConfig } from '../src/config/load.js';
 import { loadAuthSettings } from '../src/openstack/auth-config.js';
 import { GlanceClient } from '../src/openstack/glance.js';
 import { KeystoneSession } from '../src/openstack/keystone.js';
+import { FileUploadReader } from '../src/targets/image-digests.js';
 import { startMirror, type Mirror, type PublishedImage } from '../test/fixtures/mirror/index.js';
 import { loadOpenStackEnv } from '../test/integration/openstack-env.js';
-import { flushDisks, formatSize, formatTable, mibOfKiB, ratio, runChecked, seconds, throughput, verdict } from './measure.js';
+import { flushDisks, formatSize, formatTable, median, mibOfKiB, processCpuMs, ratio, runChecked, seconds, throughput, verdict } from './measure.js';
 
 export interface GlanceBenchOptions {
   sizeBytes: number;
@@ -89,7 +91,8 @@ export async function benchGlance(o: GlanceBenchOptions): Promise<void> {
   try {
     const [image] = mirror.published();
     if (!image) throw new Error('the fixture mirror published no image');
-    const round = { o, mirror, image, glance, session, env, dir, created };
+    const glancePid = Number(await readFile(path.join(openstack.dir, 'run', 'glance-api.pid'), 'utf8').catch(() => '')) || undefined;
+    const round = { o, mirror, image, glance, session, env, dir, created, glancePid };
     const loopback = await glanceRound(round, 'loopback');
     console.log(title);
     printRound(loopback, image.sizeBytes);
@@ -105,6 +108,7 @@ export async function benchGlance(o: GlanceBenchOptions): Promise<void> {
     }
     console.log(`\n== E2. The same with the mirror capped at 1 Gbit/s (${formatSize(LINK_BYTES_PER_SECOND)}/s, as in A2; 1 run each)\n`);
     printRound(link, image.sizeBytes);
+    await benchPutUpload(round);
   } catch (err) {
     console.log(`${title}\n  failed: ${err instanceof Error ? err.message : String(err)}`);
   } finally {
@@ -124,6 +128,8 @@ interface RoundContext {
   env: NodeJS.ProcessEnv;
   dir: string;
   created: string[];
+  /** glance-api's process, for the CPU it spends (undefined: not counted). */
+  glancePid?: number;
 }
 
 interface Round {
@@ -132,14 +138,43 @@ interface Round {
   phaseNotes: string[];
 }
 
+/** CPU spent by Glance and by this process (the fixture mirror) between `start` and `stop`, ms. */
+interface CpuMeter {
+  stop(): Promise<{ glanceMs?: number; mirrorMs: number }>;
+}
+
+async function startCpuMeter(glancePid: number | undefined): Promise<CpuMeter> {
+  const glanceStart = glancePid ? await processCpuMs(glancePid) : undefined;
+  const mirrorStart = process.cpuUsage();
+  return {
+    async stop() {
+      const mirror = process.cpuUsage(mirrorStart);
+      const glanceEnd = glancePid ? await processCpuMs(glancePid) : undefined;
+      return { glanceMs: glanceStart !== undefined && glanceEnd !== undefined ? glanceEnd - glanceStart : undefined, mirrorMs: (mirror.user + mirror.system) / 1000 };
+    },
+  };
+}
+
+/**
+ * CPU seconds of every party (the client side, Glance, the mirror) and the wall time they need at least on
+ * this machine's cores, as a ratio of the manual pipeline: no method can beat that floor here.
+ */
+function cpuColumns(clientMs: number | undefined, cpu: { glanceMs?: number; mirrorMs: number }, manualMs: number): [string, string] {
+  if (clientMs === undefined || cpu.glanceMs === undefined) return ['-', '-'];
+  const totalMs = clientMs + cpu.glanceMs + cpu.mirrorMs;
+  return [`${seconds(clientMs)}+${seconds(cpu.glanceMs)}+${seconds(cpu.mirrorMs)}=${seconds(totalMs)}`, ratio(totalMs / availableParallelism(), manualMs)];
+}
+
 /** The manual pipeline, then `sync --once` with each upload method, every image deleted before the next. */
 async function glanceRound(r: RoundContext, label: string): Promise<Round> {
   const phaseNotes: string[] = [];
-  const rows: string[][] = [['pipeline', 'wall s', 'vs manual', 'upload MiB/s', 'peak RSS MiB', 'goal']];
+  const rows: string[][] = [['pipeline', 'wall s', 'vs manual', 'upload MiB/s', 'peak RSS MiB', 'CPU s: client+Glance+mirror', 'CPU floor', 'goal']];
+  const meter = await startCpuMeter(r.glancePid);
   const manual = await manualPipeline(r.o, r.image, r.glance, r.session, r.dir, r.created, label);
-  rows.push(['manual: curl -o; sha256sum -c; curl -T PUT', seconds(manual.totalMs), '1.00x', throughput(r.image.sizeBytes, manual.putMs), mibOfKiB(manual.rssKiB), '']);
+  const manualCpu = cpuColumns(manual.cpuMs, await meter.stop(), manual.totalMs);
+  rows.push(['manual: curl -o; sha256sum -c; curl -T PUT', seconds(manual.totalMs), '1.00x', throughput(r.image.sizeBytes, manual.putMs), mibOfKiB(manual.rssKiB), ...manualCpu, '']);
   for (const method of GLANCE_METHODS) {
-    rows.push(await ourPipeline(r.o, r.mirror, r.image, method, r.env, r.dir, r.created, manual, phaseNotes, label));
+    rows.push(await ourPipeline(r.o, r.mirror, r.image, method, r.env, r.dir, r.created, manual, phaseNotes, label, r.glancePid));
     // Gone before the next method runs, or it would adopt this verified copy instead of uploading.
     for (const id of r.created.splice(0)) await r.glance.deleteImage(id).catch(() => undefined);
   }
@@ -150,12 +185,72 @@ function printRound({ manual, rows, phaseNotes }: Round, sizeBytes: number): voi
   console.log(formatTable(rows));
   for (const note of phaseNotes) console.log(`  ${note}`);
   console.log(`\n  manual steps: curl -o ${seconds(manual.getMs)} s, sha256sum -c ${seconds(manual.checkMs)} s, curl -T PUT ${seconds(manual.putMs)} s`);
-  console.log(`  floor: Glance takes in ${formatSize(sizeBytes)} from curl -T, doing nothing else, in ${seconds(manual.putMs)} s = ${ratio(manual.putMs, manual.totalMs)} of the manual pipeline;` +
-    ' no upload method can end before Glance has taken the bytes in');
+  console.log(`  floors: Glance takes in ${formatSize(sizeBytes)} from curl -T, doing nothing else, in ${seconds(manual.putMs)} s = ${ratio(manual.putMs, manual.totalMs)} of the manual pipeline;` +
+    ' no upload method can end before Glance has taken the bytes in.');
+  console.log(`  CPU floor: the CPU seconds every party spent (the client, Glance, the fixture mirror), spread over ${availableParallelism()} cores, as a ratio of the manual` +
+    ' pipeline\'s wall time: no run of that method can be faster than that here, however well it overlaps its steps.');
+}
+
+const UPLOAD_RUNS = 3;
+
+/**
+ * E3: the put upload step alone, the code the target runs (GlanceClient.uploadImageData reading the verified
+ * file through FileUploadReader), alternating with `curl -T` so both meet the same machine state; medians.
+ * Single whole-pipeline runs (E, E2) swing by a second or more with Glance's own speed.
+ */
+async function benchPutUpload(r: RoundContext): Promise<void> {
+  const file = path.join(r.dir, 'upload.img');
+  await runChecked('curl', ['-s', '-f', '-o', file, r.image.url]);
+  const headers = path.join(r.dir, 'upload-headers');
+  const times = new Map<string, number[]>();
+  const variants: [string, (id: string) => Promise<void>][] = [
+    ['curl -T PUT (baseline)', async (id) => {
+      await writeFile(headers, `X-Auth-Token: ${await r.session.getToken()}\nContent-Type: application/octet-stream\n`, { mode: 0o600 });
+      await runChecked('curl', ['-s', '-f', '-H', `@${headers}`, '-T', file, `${await r.session.imageEndpoint()}/v2/images/${id}/file`]);
+    }],
+    ['cloudimg-sync put (digests known from the download)', async (id) => {
+      const reader = new FileUploadReader(file, { digest: false });
+      await r.glance.uploadImageData(id, () => reader, r.image.sizeBytes);
+    }],
+    ['cloudimg-sync put (file digested while read)', async (id) => {
+      const reader = new FileUploadReader(file);
+      await r.glance.uploadImageData(id, () => reader, r.image.sizeBytes);
+    }],
+  ];
+  try {
+    for (let run = 0; run < UPLOAD_RUNS; run++) {
+      for (const [name, upload] of variants) {
+        const created = await r.glance.createImage({ name: 'cloudimg-sync-bench-upload', disk_format: 'qcow2', container_format: 'bare' });
+        r.created.push(created.id);
+        flushDisks();
+        r.o.log(`  glance upload ${run + 1}/${UPLOAD_RUNS}: ${name}`);
+        const started = performance.now();
+        await upload(created.id);
+        times.set(name, [...(times.get(name) ?? []), performance.now() - started]);
+        await r.glance.deleteImage(created.id).catch(() => undefined);
+        r.created.splice(r.created.indexOf(created.id), 1);
+      }
+    }
+  } finally {
+    await rm(file, { force: true });
+  }
+  const curlMs = median(times.get(variants[0]![0])!);
+  const rows: string[][] = [['upload (alternating)', 'median s', 'MiB/s', 'speed vs curl', 'goal']];
+  for (const [name] of variants) {
+    const ms = median(times.get(name)!);
+    const speed = curlMs / ms;
+    const goal = name.includes('digests known') ? `>= 0.95x curl PUT speed: ${speed >= 0.95 ? 'met' : 'MISSED'}` : '';
+    rows.push([name, seconds(ms), throughput(r.image.sizeBytes, ms), `${speed.toFixed(2)}x`, goal]);
+  }
+  console.log(`\n== E3. The put upload step alone into the real Glance (${formatSize(r.image.sizeBytes)}, median of ${UPLOAD_RUNS}, alternating)\n`);
+  console.log(formatTable(rows));
+  console.log('  sync --once uploads a freshly downloaded file with its digests known (the first row of ours); the second is a file cached before a Glance target asked for them');
 }
 
 interface Manual {
   totalMs: number;
+  /** CPU of the three commands (curl, sha256sum, curl), when measured. */
+  cpuMs?: number;
   getMs: number;
   checkMs: number;
   putMs: number;
@@ -178,12 +273,13 @@ async function manualPipeline(o: GlanceBenchOptions, image: PublishedImage, glan
   await rm(file, { force: true });
   return {
     totalMs: get.wallMs + check.wallMs + put.wallMs, getMs: get.wallMs, checkMs: check.wallMs, putMs: put.wallMs,
+    cpuMs: get.cpuMs !== undefined && check.cpuMs !== undefined && put.cpuMs !== undefined ? get.cpuMs + check.cpuMs + put.cpuMs : undefined,
     rssKiB: Math.max(get.maxRssKiB, check.maxRssKiB, put.maxRssKiB),
   };
 }
 
 async function ourPipeline(o: GlanceBenchOptions, mirror: Mirror, image: PublishedImage, method: string, env: NodeJS.ProcessEnv,
-  dir: string, created: string[], manual: Manual, phaseNotes: string[], label: string): Promise<string[]> {
+  dir: string, created: string[], manual: Manual, phaseNotes: string[], label: string, glancePid?: number): Promise<string[]> {
   const name = `cloudimg-sync sync --once, method ${method}`;
   const raw = {
     source: { url: mirror.url, keyring: mirror.keyringPath, channel: 'release', releases: ['noble'], arches: ['amd64'] },
@@ -194,7 +290,7 @@ async function ourPipeline(o: GlanceBenchOptions, mirror: Mirror, image: Publish
   try {
     validateConfig(raw, 'bench');
   } catch (err) {
-    return [name, '-', '-', '-', '-', `skipped: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`];
+    return [name, '-', '-', '-', '-', '-', '-', `skipped: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`];
   }
   const configPath = path.join(dir, `${label}-${method}.yaml`);
   await writeFile(configPath, JSON.stringify(raw));
@@ -202,21 +298,23 @@ async function ourPipeline(o: GlanceBenchOptions, mirror: Mirror, image: Publish
   o.log(`  glance (${label}): sync --once, method ${method}`);
   const [file, ...args] = o.cli as [string, ...string[]];
   try {
+    const meter = await startCpuMeter(glancePid);
     const run = await runChecked(file, [...args, '-c', configPath, 'sync', '--once'], { env, cwd: o.repoRoot });
+    const cpu = cpuColumns(run.cpuMs, await meter.stop(), manual.totalMs);
     const status = await runChecked(file, [...args, '-c', configPath, 'status', '--json'], { env, cwd: o.repoRoot });
     const images = (JSON.parse(status.stdout) as { images: { targets: Record<string, { imageId?: string }> }[] }).images;
     for (const i of images) if (i.targets.glance?.imageId) created.push(i.targets.glance.imageId);
     const p = phasesFromLog(run.stdout);
     const uploadMiBs = p.transferMs && p.bytes ? throughput(p.bytes, p.transferMs) : '-';
     const putGoal = method === 'put' && p.transferMs
-      ? `upload ${ratio(manual.putMs, p.transferMs)} of curl PUT speed, goal >= 0.95x: ${manual.putMs / p.transferMs >= 0.95 ? 'met' : 'MISSED'}`
+      ? `upload ${ratio(manual.putMs, p.transferMs)} of curl PUT speed (1 run each; E3 has medians), goal >= 0.95x: ${manual.putMs / p.transferMs >= 0.95 ? 'met' : 'MISSED'}`
       : method === 'stream' ? `<= 0.5x manual: ${verdict(run.wallMs / manual.totalMs, 0.5)}` : '';
     const opt = (ms?: number) => (ms === undefined ? '-' : seconds(ms));
     o.log(`  glance (${label}) ${method}: used ${p.method ?? '?'}; download ${opt(p.downloadMs)} s, publish ${opt(p.publishMs)} s, upload+check ${opt(p.transferMs)} s`);
     phaseNotes.push(`${method}: target used method ${p.method ?? '?'}; download ${opt(p.downloadMs)} s, publish ${opt(p.publishMs)} s (of which upload + Glance's answer ${opt(p.transferMs)} s)`);
-    return [name, seconds(run.wallMs), ratio(run.wallMs, manual.totalMs), uploadMiBs, mibOfKiB(run.maxRssKiB),
+    return [name, seconds(run.wallMs), ratio(run.wallMs, manual.totalMs), uploadMiBs, mibOfKiB(run.maxRssKiB), ...cpu,
       `${putGoal}${putGoal ? '; ' : ''}RSS <= 120 MiB: ${verdict(run.maxRssKiB, 120 * 1024)}`];
   } catch (err) {
-    return [name, '-', '-', '-', '-', `failed: ${(err instanceof Error ? err.message : String(err)).split('\n').slice(-1)[0]?.slice(0, 160)}`];
+    return [name, '-', '-', '-', '-', '-', '-', `failed: ${(err instanceof Error ? err.message : String(err)).split('\n').slice(-1)[0]?.slice(0, 160)}`];
   }
 }

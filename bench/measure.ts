@@ -19,6 +19,8 @@ export interface ProcessRun {
   wallMs: number;
   /** Peak resident set of the process (the largest of its children for a shell line), KiB. */
   maxRssKiB: number;
+  /** User + system CPU time of the process and its children, ms (only with GNU time). */
+  cpuMs?: number;
   stdout: string;
   stderr: string;
   exitCode: number;
@@ -42,7 +44,7 @@ async function peakRssKiB(pid: number): Promise<number | undefined> {
 export async function runMeasured(command: string, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<ProcessRun> {
   const rssDir = HAVE_GNU_TIME ? await mkdtemp(path.join(tmpdir(), 'cloudimg-bench-time-')) : undefined;
   const rssFile = rssDir ? path.join(rssDir, 'rss') : undefined;
-  const [file, argv] = rssFile ? [TIME, ['-f', '%M', '-o', rssFile, command, ...args]] : [command, args];
+  const [file, argv] = rssFile ? [TIME, ['-f', '%M %U %S', '-o', rssFile, command, ...args]] : [command, args];
   const startedMs = performance.now();
   const child = spawn(file, argv, { env: options.env ?? process.env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   const out: Buffer[] = [];
@@ -60,13 +62,16 @@ export async function runMeasured(command: string, args: string[], options: { en
   const wallMs = performance.now() - startedMs;
   if (poller) clearInterval(poller);
   let maxRssKiB = polledKiB;
+  let cpuMs: number | undefined;
   if (rssFile && rssDir) {
     const text = await readFile(rssFile, 'utf8').catch(() => '');
-    // GNU time prefixes "Command exited with non-zero status N" on failure; the figure is the last line.
-    maxRssKiB = Number(text.trim().split('\n').at(-1)) || 0;
+    // GNU time prefixes "Command exited with non-zero status N" on failure; the figures are the last line.
+    const [rss, user, sys] = (text.trim().split('\n').at(-1) ?? '').split(' ').map(Number);
+    maxRssKiB = rss || 0;
+    cpuMs = user !== undefined && sys !== undefined && Number.isFinite(user + sys) ? (user + sys) * 1000 : undefined;
     await rm(rssDir, { recursive: true, force: true });
   }
-  return { wallMs, maxRssKiB, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), exitCode };
+  return { wallMs, maxRssKiB, cpuMs, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), exitCode };
 }
 
 /** Like runMeasured, but a non-zero exit is an error carrying the process's stderr. */
@@ -179,3 +184,18 @@ export function formatTable(rows: readonly (readonly string[])[]): string {
 
 /** `met` / `MISSED` for a goal of `value <= limit`; a report, never an assertion. */
 export const verdict = (value: number, limit: number): string => (value <= limit ? 'met' : 'MISSED');
+
+/** CPU time (user + system) a running process has used so far, ms; undefined if it cannot be read. */
+export async function processCpuMs(pid: number): Promise<number | undefined> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name, which is in parentheses and may contain spaces: utime is the 12th, stime the 13th.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    return Number.isFinite(ticks) ? (ticks * 1000) / CLOCK_TICKS_PER_SECOND : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const CLOCK_TICKS_PER_SECOND = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
