@@ -247,12 +247,11 @@ export class GlanceTarget implements Target {
   }
 
   /**
-   * The stream Glance receives, made from the digested file stream. The identity here; a test overrides it
-   * to make Glance hold other bytes than the verified ones.
+   * The bytes as they go to Glance. The identity here; a test overrides it to make Glance hold other bytes
+   * than the verified ones.
    */
-  /** The bytes as they go to Glance, already digested; a test overrides this to alter them on the way. */
-  protected uploadBody(digested: UploadBody): UploadBody {
-    return digested;
+  protected uploadBody(body: UploadBody): UploadBody {
+    return body;
   }
 
   private connect(signal?: AbortSignal): Promise<Connection> {

@@ -232,10 +232,10 @@ describeWithOpenStack('Glance target against the real Keystone+Glance', openstac
     const w = await glanceWorld([cfg]);
     /** Flips one byte after our digests were taken: Glance stores other bytes than we hashed. */
     class CorruptingGlanceTarget extends GlanceTarget {
-      protected override uploadBody(digested: UploadBody): UploadBody {
+      protected override uploadBody(body: UploadBody): UploadBody {
         return (async function* flipOneByte() {
           let flipped = false;
-          for await (const piece of digested) {
+          for await (const piece of body) {
             let chunk = Buffer.from(piece);
             if (!flipped && chunk.length > 100) { chunk[100] = chunk[100]! ^ 0xff; flipped = true; }
             yield chunk;
@@ -521,7 +521,7 @@ function wrapPublish(
   around: (publish: (ctx?: PublishContext) => ReturnType<Target['publish']>, ctx: PublishContext) => ReturnType<Target['publish']>,
 ): Target {
   return {
-    name: inner.name, type: inner.type, hidesBeforeDelete: inner.hidesBeforeDelete, hideGraceMs: inner.hideGraceMs,
+    name: inner.name, type: inner.type, hidesBeforeDelete: inner.hidesBeforeDelete, hideGraceMs: inner.hideGraceMs, wantsDigests: inner.wantsDigests,
     publish: (image: UpstreamImage, file: VerifiedFile, ctx: PublishContext) => around((c) => inner.publish(image, file, c ?? ctx), ctx),
     listPublished: (ctx) => inner.listPublished(ctx),
     hide: (image, ctx) => inner.hide(image, ctx),
