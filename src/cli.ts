@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=1
+#!/usr/bin/env -S node --max-semi-space-size=1 --liftoff-only
 // A 1 MiB young generation keeps a transfer's short-lived buffers from growing the heap: peak RSS of a
 // download drops by ~30 MiB at the same speed (measured: bench/ and the README). V8 reads the flag only at
 // start, so it is on the command line wherever we start node: this shebang, `npm start`, the systemd unit,

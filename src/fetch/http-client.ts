@@ -4,7 +4,6 @@
  * by `isRetryable()` in src/errors.ts, not here.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { setFlagsFromString } from 'node:v8';
 import { Agent, request, type Dispatcher } from 'undici';
 import { SyncError, describeError, errorCode, isRetryable } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -22,12 +21,6 @@ export interface HttpClientOptions {
   /** Sockets per origin. */
   connections?: number;
   userAgent?: string;
-  /**
-   * Compile undici's llhttp WebAssembly parser with the baseline compiler only. The optimizing compiler
-   * costs ~35 MiB of resident memory for no measurable gain on bulk bodies (the parser only counts body
-   * bytes). Process-wide, and only effective before the first connection of the process.
-   */
-  wasmBaselineOnly?: boolean;
 }
 
 export const DEFAULT_HTTP_CLIENT_OPTIONS: Required<HttpClientOptions> = {
@@ -36,7 +29,6 @@ export const DEFAULT_HTTP_CLIENT_OPTIONS: Required<HttpClientOptions> = {
   bodyTimeoutMs: 60_000,
   connections: 8,
   userAgent: USER_AGENT,
-  wasmBaselineOnly: true,
 };
 
 type HeaderPairs = Iterable<[string, string | string[] | undefined]>;
@@ -61,7 +53,6 @@ function withUserAgent(headers: Dispatcher.DispatchOptions['headers'], userAgent
  */
 export function createHttpClient(options: HttpClientOptions = {}): Dispatcher {
   const o = { ...DEFAULT_HTTP_CLIENT_OPTIONS, ...options };
-  if (o.wasmBaselineOnly) setFlagsFromString('--liftoff-only');
   const agent = new Agent({
     connect: { timeout: o.connectTimeoutMs },
     headersTimeout: o.headersTimeoutMs,

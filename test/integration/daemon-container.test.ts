@@ -72,7 +72,7 @@ describe('Dockerfile', () => {
     assert.deepEqual(step(runtime, 'USER'), ['cloudimg-sync']);
     assert.deepEqual(step(runtime, 'VOLUME'), ['["/var/lib/cloudimg-sync", "/var/cache/cloudimg-sync"]']);
     assert.match(step(runtime, 'HEALTHCHECK')[0]!, /CMD .*http:\/\/127\.0\.0\.1:9465\/healthz/);
-    assert.deepEqual(step(runtime, 'ENTRYPOINT'), ['["node", "--max-semi-space-size=1", "/app/dist/cli.js"]']);
+    assert.deepEqual(step(runtime, 'ENTRYPOINT'), ['["node", "--max-semi-space-size=1", "--liftoff-only", "/app/dist/cli.js"]']);
     assert.deepEqual(step(runtime, 'CMD'), ['["daemon"]']);
     assert.ok(!step(runtime, 'RUN').some((r) => /npm (ci|install)/.test(r)), 'no install (and no compiler) in the runtime stage');
   });
