@@ -66,7 +66,7 @@ export type ImportMethod = { name: 'web-download'; uri: string } | { name: 'glan
 
 /**
  * Upload bytes as undici sends them: a stream, or an async iterable (undici pulls the next chunk only
- * once the socket has drained, which lets a reader reuse its buffers: see DigestedFileReader).
+ * once the socket has drained, which lets a reader reuse its buffers: see FileUploadReader).
  */
 export type UploadBody = Readable | AsyncIterable<Uint8Array>;
 
