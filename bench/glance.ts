@@ -203,7 +203,8 @@ async function benchPutUpload(r: RoundContext): Promise<void> {
   await runChecked('curl', ['-s', '-f', '-o', file, r.image.url]);
   const headers = path.join(r.dir, 'upload-headers');
   const times = new Map<string, number[]>();
-  const variants: [string, (id: string) => Promise<void>][] = [
+  /** name, upload, and whether the >= 0.95x goal applies (the path sync --once takes after a download). */
+  const variants: [string, (id: string) => Promise<void>, boolean?][] = [
     ['curl -T PUT (baseline)', async (id) => {
       await writeFile(headers, `X-Auth-Token: ${await r.session.getToken()}\nContent-Type: application/octet-stream\n`, { mode: 0o600 });
       await runChecked('curl', ['-s', '-f', '-H', `@${headers}`, '-T', file, `${await r.session.imageEndpoint()}/v2/images/${id}/file`]);
@@ -211,7 +212,7 @@ async function benchPutUpload(r: RoundContext): Promise<void> {
     ['cloudimg-sync put (digests known from the download)', async (id) => {
       const reader = new FileUploadReader(file, { digest: false });
       await r.glance.uploadImageData(id, () => reader, r.image.sizeBytes);
-    }],
+    }, true],
     ['cloudimg-sync put (file digested while read)', async (id) => {
       const reader = new FileUploadReader(file);
       await r.glance.uploadImageData(id, () => reader, r.image.sizeBytes);
@@ -236,10 +237,10 @@ async function benchPutUpload(r: RoundContext): Promise<void> {
   }
   const curlMs = median(times.get(variants[0]![0])!);
   const rows: string[][] = [['upload (alternating)', 'median s', 'MiB/s', 'speed vs curl', 'goal']];
-  for (const [name] of variants) {
+  for (const [name, , hasGoal] of variants) {
     const ms = median(times.get(name)!);
     const speed = curlMs / ms;
-    const goal = name.includes('digests known') ? `>= 0.95x curl PUT speed: ${speed >= 0.95 ? 'met' : 'MISSED'}` : '';
+    const goal = hasGoal ? `>= 0.95x curl PUT speed: ${speed >= 0.95 ? 'met' : 'MISSED'}` : '';
     rows.push([name, seconds(ms), throughput(r.image.sizeBytes, ms), `${speed.toFixed(2)}x`, goal]);
   }
   console.log(`\n== E3. The put upload step alone into the real Glance (${formatSize(r.image.sizeBytes)}, median of ${UPLOAD_RUNS}, alternating)\n`);

@@ -192,10 +192,12 @@ export async function processCpuMs(pid: number): Promise<number | undefined> {
     // Fields after the command name, which is in parentheses and may contain spaces: utime is the 12th, stime the 13th.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const ticks = Number(fields[11]) + Number(fields[12]);
-    return Number.isFinite(ticks) ? (ticks * 1000) / CLOCK_TICKS_PER_SECOND : undefined;
+    clockTicksPerSecond ??= Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+    return Number.isFinite(ticks) ? (ticks * 1000) / clockTicksPerSecond : undefined;
   } catch {
     return undefined;
   }
 }
 
-const CLOCK_TICKS_PER_SECOND = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+/** Units of /proc/PID/stat times; asked once, when first needed. */
+let clockTicksPerSecond: number | undefined;
