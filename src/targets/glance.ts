@@ -109,6 +109,7 @@ export class GlanceTarget implements Target {
     const request = createImageRequest(this.config, image, { sha256: image.sha256 }, { format: 'qcow2', minDiskGiB: 0 });
     const created = await this.createRecorded(glance, request, 'stream', ctx);
     let held: GlanceImage;
+    const fix: JsonPatchOp[] = [];
     try {
       const started = performance.now();
       let streamedBytes = 0;
@@ -133,11 +134,10 @@ export class GlanceTarget implements Target {
       held = await glance.getImage(created.id, ctx.signal);
       checkHeldBytes(held, local, file);
       const disk = await readDiskImageInfo(file.path);
-      const fix: JsonPatchOp[] = [];
+      // Sent with the reveal, in the same PATCH: the image is never visible without them.
       if (disk.format !== 'qcow2') fix.push({ op: 'replace', path: '/disk_format', value: disk.format });
       const minDisk = minDiskGiB(disk.virtualSizeBytes);
       if (minDisk > 0) fix.push({ op: 'replace', path: '/min_disk', value: minDisk });
-      if (fix.length > 0) held = await glance.patchImage(created.id, fix, ctx.signal);
       log.info({ event: 'glance.image.verified', imageId: created.id, method: 'stream', bytes: local.sizeBytes, md5: local.md5, durationMs: Math.round(performance.now() - started) },
         `Glance holds the verified bytes of ${image.fileName} (size, md5, sha512 match)`);
     } catch (err) {
@@ -145,7 +145,7 @@ export class GlanceTarget implements Target {
       await this.discard(glance, created.id, log, err);
       throw err;
     }
-    await this.revealNew(glance, held, series, image, log, ctx.signal);
+    await this.revealNew(glance, held, series, image, log, ctx.signal, fix);
     return { ref: held.id, adopted: false };
   }
 
@@ -336,13 +336,16 @@ export class GlanceTarget implements Target {
    * Make a verified image what a fresh publish makes it (visible, with the target's visibility, marked
    * verified), and put `cloudimg_sync_latest=true` and the stable name on the newest verified image of the
    * series before taking them off the others: at every moment some image carries the pointer. The image
-   * and the pointer usually change in one PATCH.
+   * and the pointer usually change in one PATCH, with `fix` (what only the verified file told, e.g. the
+   * min_disk of a streamed image) in it too.
    */
   private async revealAndPoint(
     glance: GlanceClient, image: GlanceImage, series: readonly GlanceImage[], upstream: UpstreamImage, log: Logger, signal?: AbortSignal,
+    fix: readonly JsonPatchOp[] = [],
   ): Promise<void> {
     const ops = new Map<string, JsonPatchOp[]>();
     const opsOf = (id: string) => ops.get(id) ?? ops.set(id, []).get(id)!;
+    opsOf(image.id).push(...fix);
     if (image.os_hidden !== false) opsOf(image.id).push({ op: 'replace', path: '/os_hidden', value: false });
     if (image.visibility !== this.config.visibility) opsOf(image.id).push({ op: 'replace', path: '/visibility', value: this.config.visibility });
     if (propertyOf(image, PROP.verified) !== 'true') opsOf(image.id).push({ op: 'add', path: `/${PROP.verified}`, value: 'true' });
@@ -402,9 +405,12 @@ export class GlanceTarget implements Target {
   }
 
   /** Reveal a freshly verified image; if the reveal itself fails, the image is still half-made and is deleted. */
-  private async revealNew(glance: GlanceClient, held: GlanceImage, series: readonly GlanceImage[], image: UpstreamImage, log: Logger, signal?: AbortSignal): Promise<void> {
+  private async revealNew(
+    glance: GlanceClient, held: GlanceImage, series: readonly GlanceImage[], image: UpstreamImage, log: Logger, signal?: AbortSignal,
+    fix: readonly JsonPatchOp[] = [],
+  ): Promise<void> {
     try {
-      await this.revealAndPoint(glance, held, [...series, held], image, log, signal);
+      await this.revealAndPoint(glance, held, [...series, held], image, log, signal, fix);
     } catch (err) {
       // Not revealed (the PATCH failed): still a half-made image. Revealed but the pointer failed to move:
       // a complete image, adopted by the next run, which moves the pointer again.
