@@ -105,6 +105,8 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
   log.info({ event: 'sync.run.started', runId, source: deps.config.source.url, targets: deps.targets.map((t) => t.name) }, 'sync run started');
 
   let result: RunSummary['result'] = 'ok';
+  /** Cached copies being removed, each settling to undefined or its error; awaited before the run is recorded as finished. */
+  const removals: Promise<unknown>[] = [];
   try {
     const discovery = await discover(deps, (n) => { counts.bytesDown += n; });
     for (const f of discovery.failures) fail(`${f.release}: ${describeError(f.error)}`);
@@ -116,7 +118,7 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
     }
     for (const action of planCycle(deps, discovery.images)) {
       if (deps.signal?.aborted) break;
-      await runAction(deps, action, counts, fail);
+      await runAction(deps, action, counts, fail, removals);
     }
     if (!deps.signal?.aborted) {
       for (const target of deps.targets) {
@@ -128,6 +130,11 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
       }
     }
   } catch (err) {
+    fail(describeError(err));
+    log.error({ event: 'sync.run.error', runId, err: describeError(err), errCode: errorCode(err) }, describeError(err));
+  }
+  for (const err of await Promise.all(removals)) {
+    if (err === undefined) continue;
     fail(describeError(err));
     log.error({ event: 'sync.run.error', runId, err: describeError(err), errCode: errorCode(err) }, describeError(err));
   }
@@ -146,7 +153,7 @@ function imageFields(image: UpstreamImage) {
   return { release: image.release, version: image.version, arch: image.arch, serial: image.serial, channel: image.channel, variant: image.variant };
 }
 
-async function runAction(deps: SyncDeps, action: SyncAction, counts: RunCounts, fail: Fail): Promise<void> {
+async function runAction(deps: SyncDeps, action: SyncAction, counts: RunCounts, fail: Fail, removals: Promise<unknown>[]): Promise<void> {
   const { store, config } = deps;
   const log = deps.log.child(imageFields(action.image));
   let file: VerifiedFile;
@@ -182,9 +189,11 @@ async function runAction(deps: SyncDeps, action: SyncAction, counts: RunCounts, 
     }
   }
   // Every target has it: the cached copy is no longer needed (a directory target on the same disk holds a hard link).
+  // Removing a large file can take a second (a filesystem mounted with `discard`): the cycle goes on meanwhile.
   if (allPublished && !config.keepCache) {
-    await rm(file.path, { force: true });
-    store.clearLocalPath(action.key);
+    const key = action.key;
+    // Settled here, never rejected: a failure waiting unobserved for the cycle's end would crash the process.
+    removals.push(rm(file.path, { force: true }).then(() => { store.clearLocalPath(key); }, (err: unknown) => err ?? new Error('removal failed')));
   }
 }
 

@@ -48,6 +48,7 @@ describe('sync cycle against the fixture mirror (directory target)', () => {
     ]);
     assert.equal(store.listRuns()[0]!.result, 'ok');
     assert.deepEqual(filesUnder(path.join(world.dir, 'cache')), [], 'the cache is emptied once every target has the image');
+    assert.deepEqual(store.listImages().map((r) => r.localPath), [null, null, null], 'and state no longer points at the removed copies');
     for (const name of ['sync.run.started', 'image.discovered', 'image.download.done', 'image.verify.ok', 'image.publish.done', 'sync.run.finished']) {
       assert.ok(world.events(name).length > 0, `event ${name} logged`);
     }
