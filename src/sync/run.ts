@@ -193,7 +193,8 @@ async function runAction(deps: SyncDeps, action: SyncAction, counts: RunCounts, 
   if (allPublished && !config.keepCache) {
     const key = action.key;
     // Settled here, never rejected: a failure waiting unobserved for the cycle's end would crash the process.
-    removals.push(rm(file.path, { force: true }).then(() => { store.clearLocalPath(key); }, (err: unknown) => err ?? new Error('removal failed')));
+    const removal = rm(file.path, { force: true }).then(() => { store.clearLocalPath(key); });
+    removals.push(removal.then(() => undefined, (err: unknown) => err ?? new Error('removal failed')));
   }
 }
 
