@@ -159,6 +159,8 @@ interface RoundContext {
 
 interface Round {
   manual: Manual;
+  /** The least time any stream-through could take in this round (undefined: CPU not measured). */
+  bound?: StreamBound;
   rows: string[][];
   phaseNotes: string[];
 }
@@ -197,14 +199,12 @@ async function glanceRound(r: RoundContext, label: string): Promise<Round> {
   const meter = await startCpuMeter(r.glancePid);
   const manual = await manualPipeline(r.o, r.image, r.glance, r.session, r.dir, r.created, label);
   const spent = await meter.stop();
-  manual.glanceCpuMs = spent.glanceMs;
-  manual.mirrorCpuMs = spent.mirrorMs;
   // After the meter: this process is also the mirror, whose CPU the meter counts.
   const cpuBefore = process.cpuUsage();
   await digestFile(manual.file);
   const digestCpu = process.cpuUsage(cpuBefore);
-  manual.digestCpuMs = (digestCpu.user + digestCpu.system) / 1000;
   await rm(manual.file, { force: true });
+  const bound = streamBound(manual, spent, (digestCpu.user + digestCpu.system) / 1000);
   const manualCpu = cpuColumns(manual.cpuMs, spent, manual.totalMs);
   rows.push(['manual: curl -o; sha256sum -c; curl -T PUT', seconds(manual.totalMs), '1.00x', throughput(r.image.sizeBytes, manual.putMs), mibOfKiB(manual.rssKiB), ...manualCpu, '']);
   for (const method of GLANCE_METHODS) {
@@ -212,10 +212,10 @@ async function glanceRound(r: RoundContext, label: string): Promise<Round> {
     // Gone before the next method runs, or it would adopt this verified copy instead of uploading.
     for (const id of r.created.splice(0)) await r.glance.deleteImage(id).catch(() => undefined);
   }
-  return { manual, rows, phaseNotes };
+  return { manual, rows, phaseNotes, bound };
 }
 
-function printRound({ manual, rows, phaseNotes }: Round, sizeBytes: number): void {
+function printRound({ manual, rows, phaseNotes, bound }: Round, sizeBytes: number): void {
   console.log(formatTable(rows));
   for (const note of phaseNotes) console.log(`  ${note}`);
   console.log(`\n  manual steps: curl -o ${seconds(manual.getMs)} s, sha256sum -c ${seconds(manual.checkMs)} s, curl -T PUT ${seconds(manual.putMs)} s`);
@@ -223,7 +223,6 @@ function printRound({ manual, rows, phaseNotes }: Round, sizeBytes: number): voi
     ' no upload method can end before Glance has taken the bytes in.');
   console.log(`  CPU floor: the CPU seconds every party spent (the client, Glance, the fixture mirror), spread over ${availableParallelism()} cores, as a ratio of the manual` +
     ' pipeline\'s wall time: no run of that method can be faster than that here, however well it overlaps its steps.');
-  const bound = streamBound(manual);
   if (bound) {
     const r = bound.ms / manual.totalMs;
     console.log(`  stream bound: ${bound.parts} = ${seconds(bound.ms)} s = ${ratio(bound.ms, manual.totalMs)} of the manual pipeline:` +
@@ -298,15 +297,10 @@ interface Manual {
   rssKiB: number;
   /** CPU of the two curls alone: the least any client spends moving the bytes in and out. */
   curlCpuMs?: number;
-  /** The downloaded image, until the round has digested it. */
+  /** The downloaded image, left for the round to digest and remove. */
   file: string;
-  /** CPU of sha256 + md5 + sha512 over the image in this process: the digests any method must compute. */
-  digestCpuMs?: number;
   /** The Keystone and Glance calls every upload needs besides the bytes: token, create, get, patch. */
   apiMs: number;
-  /** CPU Glance and the fixture mirror spent during the manual pipeline (filled in by the round). */
-  glanceCpuMs?: number;
-  mirrorCpuMs?: number;
 }
 
 async function manualPipeline(o: GlanceBenchOptions, image: PublishedImage, glance: GlanceClient, session: KeystoneSession,
@@ -346,6 +340,12 @@ async function manualPipeline(o: GlanceBenchOptions, image: PublishedImage, glan
   };
 }
 
+interface StreamBound {
+  ms: number;
+  /** How it was made up, for the report. */
+  parts: string;
+}
+
 /**
  * The least wall time any stream-through upload could take on this machine, from parts measured in the
  * same round: it cannot download faster than `curl -o` alone, Glance cannot take the bytes in faster than
@@ -353,15 +353,15 @@ async function manualPipeline(o: GlanceBenchOptions, image: PublishedImage, glan
  * pipeline, the curls' socket work, the three digests) cannot run faster than spread over every core, and
  * the API calls come on top. Perfect overlap and no process start-up are assumed: a lower bound.
  */
-function streamBound(m: Manual): { ms: number; parts: string } | undefined {
-  if (m.curlCpuMs === undefined || m.glanceCpuMs === undefined || m.mirrorCpuMs === undefined || m.digestCpuMs === undefined) return undefined;
-  const cpuMs = m.glanceCpuMs + m.mirrorCpuMs + m.curlCpuMs + m.digestCpuMs;
+function streamBound(m: Manual, spent: { glanceMs?: number; mirrorMs: number }, digestCpuMs: number): StreamBound | undefined {
+  if (m.curlCpuMs === undefined || spent.glanceMs === undefined) return undefined;
+  const cpuMs = spent.glanceMs + spent.mirrorMs + m.curlCpuMs + digestCpuMs;
   const cores = availableParallelism();
   const ms = Math.max(m.getMs, m.putMs, cpuMs / cores) + m.apiMs;
   return {
     ms,
-    parts: `max(download ${seconds(m.getMs)} s, Glance intake ${seconds(m.putMs)} s, CPU ${seconds(m.glanceCpuMs)} Glance + ${seconds(m.mirrorCpuMs)} mirror + ` +
-      `${seconds(m.curlCpuMs)} sockets + ${seconds(m.digestCpuMs)} digests = ${seconds(cpuMs)} s over ${cores} cores) + API calls ${seconds(m.apiMs)} s`,
+    parts: `max(download ${seconds(m.getMs)} s, Glance intake ${seconds(m.putMs)} s, CPU ${seconds(spent.glanceMs)} Glance + ${seconds(spent.mirrorMs)} mirror + ` +
+      `${seconds(m.curlCpuMs)} sockets + ${seconds(digestCpuMs)} digests = ${seconds(cpuMs)} s over ${cores} cores) + API calls ${seconds(m.apiMs)} s`,
   };
 }
 
