@@ -4,8 +4,8 @@
  * Bytes go to `<dest>.part` while being hashed in the same pass; the validator needed to resume safely
  * (ETag / Last-Modified, size, URL) sits next to it in `<dest>.part.json`. A later attempt, in this
  * process or after a crash, re-hashes the prefix on disk and asks for the rest with `Range` + `If-Range`.
- * Only a file whose sha256 matches is fsync'ed and renamed to `dest`: a file at `dest` is always complete
- * and verified, a `.part` never is.
+ * Only a file whose sha256 matches is renamed to `dest` (fsync'ed first unless `durable: false`): a file at
+ * `dest` is always complete and verified, a `.part` never is.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { open, readFile, rename, rm, stat, statfs, writeFile, type FileHandle } from 'node:fs/promises';
@@ -39,6 +39,14 @@ export interface DownloadOptions {
   statfs?: (dir: string) => Promise<FreeSpace>;
   /** Size of each of the two write buffers. */
   writeBufferBytes?: number;
+  /**
+   * false: nothing is forced to disk (no fsync), for a copy that is deleted again within the cycle: writing
+   * 1 GiB back to disk only to discard it costs seconds of I/O and CPU. Page cache keeps the file whole for
+   * this process; after a power loss its bytes may be gone, so the caller must not record it as a cached
+   * copy before `makeDurable`. A `.part` resumed after such a loss fails the sha256 check and is redone.
+   * Default true.
+   */
+  durable?: boolean;
   /**
    * Receives every byte of the file once, in order from byte 0 (bytes already on disk from an earlier attempt
    * first), while the download runs; its promise applies backpressure. If the download has to start over after
@@ -270,6 +278,7 @@ async function streamToFile(
   buffers: [Buffer, Buffer],
   onChunk: (chunkBytes: number) => void,
   feeder: SinkFeeder,
+  syncBehind: boolean,
 ): Promise<number> {
   let [active, spare] = buffers;
   let filled = 0;
@@ -290,7 +299,7 @@ async function streamToFile(
         offset += copied;
         if (filled === active.length) {
           if (pending) await pending;
-          if (writePosition - syncedPosition >= SYNC_BEHIND_BYTES && !syncing) {
+          if (syncBehind && writePosition - syncedPosition >= SYNC_BEHIND_BYTES && !syncing) {
             syncedPosition = writePosition;
             syncing = fh.datasync().finally(() => {
               syncing = undefined;
@@ -409,7 +418,7 @@ async function transferOnce(ctx: TransferContext): Promise<Transfer> {
       endBytes = await streamToFile(body as AsyncIterable<Buffer>, fh, offset, hashers, ctx.buffers, (chunkBytes) => {
         bytesDone += chunkBytes;
         options.onProgress?.(bytesDone, totalBytes);
-      }, ctx.feeder);
+      }, ctx.feeder, options.durable !== false);
     } catch (err) {
       abandonBody(body);
       throw asDiskFull(err, paths);
@@ -449,10 +458,11 @@ export async function downloadFile(url: string, destPath: string, options: Downl
     await discardPartial(paths);
     throw new ChecksumMismatchError(url, options.expectedSha256.toLowerCase(), sha256);
   }
-  await fsyncPath(paths.part);
+  const durable = options.durable !== false;
+  if (durable) await fsyncPath(paths.part);
   await rename(paths.part, paths.dest);
   await rm(paths.sidecar, { force: true });
-  await fsyncPath(paths.dir);
+  if (durable) await fsyncPath(paths.dir);
   log?.debug(
     { event: 'http.download.done', bytes: transfer.sizeBytes, attempts, durationMs: Math.round(performance.now() - startedAt) },
     'download complete',

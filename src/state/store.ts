@@ -238,10 +238,13 @@ export class StateStore {
     });
   }
 
-  /** The cached file of a verified image was released (every target has it); the record stays verified. */
-  clearLocalPath(key: string, now = new Date()): void {
+  /**
+   * Where the verified file of an image is cached: set once the copy is durable, null once it is released
+   * (every target has it). The record stays verified either way.
+   */
+  setLocalPath(key: string, localPath: string | null, now = new Date()): void {
     this.write(() => {
-      this.db.prepare(`UPDATE images SET local_path = NULL, updated_at = ? WHERE key = ?`).run(now.toISOString(), key);
+      this.db.prepare(`UPDATE images SET local_path = ?, updated_at = ? WHERE key = ?`).run(localPath, now.toISOString(), key);
     });
   }
 

@@ -6,6 +6,7 @@ import type { Dispatcher } from 'undici';
 import type { LoadedConfig } from '../config/load.js';
 import { ChecksumMismatchError, describeError, errorCode } from '../errors.js';
 import { downloadFile, type DownloadSink } from '../fetch/download.js';
+import { makeDurable } from '../fsync.js';
 import type { Logger } from '../log.js';
 import { cachedGetter } from '../source/cached-get.js';
 import { discoverImages, type DiscoveryResult, type KeyringSource } from '../source/discover.js';
@@ -158,13 +159,18 @@ async function runAction(deps: SyncDeps, action: SyncAction, counts: RunCounts, 
   const log = deps.log.child(imageFields(action.image));
   let file: VerifiedFile;
   let allPublished = true;
+  /** The file is a scratch copy, not forced to disk, that state does not point at (yet). */
+  let scratch = false;
   const done = new Set<string>();
   if (action.download) {
     // Targets that upload while downloading get the bytes as they arrive; the rest get the verified file after.
     const streamTargets = deps.targets.filter((t) => t.publishStream && action.publishTo.includes(t.name));
     for (const t of streamTargets) publishStarted(deps, action, t, log);
     const streams = streamTargets.length > 0 ? startStreamPublications(action.image, streamTargets, publishContext(deps, action, log)) : undefined;
-    const downloaded = await fetchAndVerify(deps, action, log, counts, streams?.sink);
+    // When every target takes the bytes while they arrive, the cached copy is deleted again in this cycle unless
+    // something fails: it is not forced to disk meanwhile, and made durable only if it stays.
+    scratch = !config.keepCache && streamTargets.length === action.publishTo.length;
+    const downloaded = await fetchAndVerify(deps, action, log, counts, streams?.sink, !scratch);
     const outcomes = streams ? await streams.settle(downloaded) : [];
     for (const outcome of outcomes) {
       if (recordStreamOutcome(deps, action, outcome, log, counts, fail, downloaded !== undefined)) done.add(outcome.target.name);
@@ -193,8 +199,17 @@ async function runAction(deps: SyncDeps, action: SyncAction, counts: RunCounts, 
   if (allPublished && !config.keepCache) {
     const key = action.key;
     // Settled here, never rejected: a failure waiting unobserved for the cycle's end would crash the process.
-    const removal = rm(file.path, { force: true }).then(() => { store.clearLocalPath(key); });
+    const removal = rm(file.path, { force: true }).then(() => { store.setLocalPath(key, null); });
     removals.push(removal.then(() => undefined, (err: unknown) => err ?? new Error('removal failed')));
+  } else if (scratch) {
+    // Kept for the next cycle: only now does it have to survive a crash, and only then may state point at it.
+    try {
+      await makeDurable(file.path);
+      store.setLocalPath(action.key, file.path);
+    } catch (err) {
+      log.warn({ event: 'image.cache.unsaved', path: file.path, err: describeError(err), errCode: errorCode(err) },
+        `could not flush the cached copy ${file.path} to disk (${describeError(err)}); it is downloaded again next run`);
+    }
   }
 }
 
@@ -259,7 +274,9 @@ function recordStreamOutcome(
   return true;
 }
 
-async function fetchAndVerify(deps: SyncDeps, action: SyncAction, log: Logger, counts: RunCounts, sink?: DownloadSink): Promise<VerifiedFile | undefined> {
+async function fetchAndVerify(
+  deps: SyncDeps, action: SyncAction, log: Logger, counts: RunCounts, sink: DownloadSink | undefined, durable: boolean,
+): Promise<VerifiedFile | undefined> {
   const { store, config } = deps;
   const record = store.getImage(action.key)!;
   if (record.state === 'verified') store.setImageState(action.key, 'discovered', { localPath: null });
@@ -276,7 +293,7 @@ async function fetchAndVerify(deps: SyncDeps, action: SyncAction, log: Logger, c
     const res = await downloadFile(action.image.url, dest, {
       client: deps.client, expectedSha256: action.image.sha256, retries: config.http.retries,
       extraHashAlgorithms: wantsDigests ? ['md5', 'sha512'] : [],
-      baseDelayMs: config.http.retryBaseDelayMs, maxDelayMs: config.http.retryMaxDelayMs, signal: deps.signal, log, sink,
+      baseDelayMs: config.http.retryBaseDelayMs, maxDelayMs: config.http.retryMaxDelayMs, signal: deps.signal, log, sink, durable,
       onProgress: (bytes, total) => {
         const now = Date.now();
         if (now - lastProgress < interval) return;
@@ -287,11 +304,12 @@ async function fetchAndVerify(deps: SyncDeps, action: SyncAction, log: Logger, c
     counts.bytesDown += res.sizeBytes - res.resumedFromBytes;
     counts.downloaded++;
     store.setImageState(action.key, 'downloaded', { sizeBytes: res.sizeBytes });
-    log.info({ event: 'image.download.done', bytes: res.sizeBytes, resumedFromBytes: res.resumedFromBytes, attempts: res.attempts, durationMs: Date.now() - started },
+    log.info({ event: 'image.download.done', bytes: res.sizeBytes, resumedFromBytes: res.resumedFromBytes, attempts: res.attempts, durable, durationMs: Date.now() - started },
       `downloaded ${action.image.fileName} (${res.sizeBytes} bytes)`);
     const { md5, sha512 } = res.hashes;
     const digests = md5 && sha512 ? { md5, sha512 } : undefined;
-    store.setImageState(action.key, 'verified', { localPath: res.path, digests: digests ?? null });
+    // A scratch copy is not recorded: after a crash it may not hold the bytes, and the next run downloads again.
+    store.setImageState(action.key, 'verified', { localPath: durable ? res.path : null, digests: digests ?? null });
     log.info({ event: 'image.verify.ok', sha256: res.sha256, signed: action.image.signed }, `sha256 of ${action.image.fileName} matches the ${action.image.signed ? 'signed' : 'UNSIGNED'} SHA256SUMS`);
     return { path: res.path, sizeBytes: res.sizeBytes, sha256: res.sha256, digests };
   } catch (err) {

@@ -51,6 +51,28 @@ class DigestComparingTarget extends DirectoryTarget {
   }
 }
 
+/** A streaming target whose stream and whose publish of the verified file both fail while `failing` is set. */
+class FailingStreamTarget extends StreamingDirectoryTarget {
+  failing = true;
+
+  override async publishStream(image: UpstreamImage, body: Readable, ctx: StreamPublishContext): Promise<PublishResult> {
+    if (this.failing) {
+      body.resume(); // drain it, as a target that fails late would have
+      throw new Error('stream refused (test)');
+    }
+    return super.publishStream(image, body, ctx);
+  }
+
+  override async publish(image: UpstreamImage, file: VerifiedFile, ctx: PublishContext): Promise<PublishResult> {
+    if (this.failing) throw new Error('publish refused (test)');
+    return super.publish(image, file, ctx);
+  }
+}
+
+function imageGets(w: SyncWorld): number {
+  return w.mirror.requests.filter((r) => r.path.endsWith('.img') && r.method === 'GET').length;
+}
+
 let world: SyncWorld;
 afterEach(async () => { await world?.close(); });
 
@@ -115,6 +137,58 @@ describe('stream-through publishing (upload while downloading)', () => {
     const expected = { md5: createHash('md5').update(bytes).digest('hex'), sha512: createHash('sha512').update(bytes).digest('hex') };
     assert.deepEqual(comparing.received?.digests, expected);
     assert.deepEqual(world.store().listImages()[0]!.digests, expected);
+  });
+
+  test('when every target streams, the cached copy is scratch: not flushed to disk, never in state, gone after publishing', async () => {
+    world = await createSyncWorld();
+    const target = new StreamingDirectoryTarget('streamer', path.join(world.dir, 'streamed'));
+    const summary = await world.sync({ targets: [target] });
+    assert.equal(summary.result, 'ok', summary.errors.join());
+    assert.equal(world.events('image.download.done')[0]!.durable, false);
+    const record = world.store().listImages()[0]!;
+    assert.equal(record.state, 'verified');
+    assert.equal(record.localPath, null);
+    const image = world.mirror.published()[0]!;
+    assert.equal(existsSync(path.join(world.dir, 'cache', 'noble', image.serial, image.fileName)), false);
+  });
+
+  test('with keepCache, or a target that takes the verified file, the copy is flushed to disk as it downloads', async () => {
+    world = await createSyncWorld({ config: { keepCache: true } });
+    let summary = await world.sync({ targets: [new StreamingDirectoryTarget('streamer', path.join(world.dir, 'streamed'))] });
+    assert.equal(summary.result, 'ok', summary.errors.join());
+    assert.equal(world.events('image.download.done')[0]!.durable, true);
+    const record = world.store().listImages()[0]!;
+    assert.ok(record.localPath && existsSync(record.localPath), 'keepCache: the copy stays and state points at it');
+    await world.close();
+
+    world = await createSyncWorld();
+    summary = await world.sync({ targets: [
+      new StreamingDirectoryTarget('streamer', path.join(world.dir, 'streamed')), new DirectoryTarget('plain', path.join(world.dir, 'plain')),
+    ] });
+    assert.equal(summary.result, 'ok', summary.errors.join());
+    assert.equal(world.events('image.download.done')[0]!.durable, true);
+  });
+
+  test('a scratch copy kept by a failed publication is flushed and recorded; the next run publishes it without downloading', async () => {
+    world = await createSyncWorld();
+    const target = new FailingStreamTarget('streamer', path.join(world.dir, 'streamed'));
+    const first = await world.sync({ targets: [target] });
+    assert.equal(first.result, 'failed');
+    assert.equal(world.events('image.download.done')[0]!.durable, false);
+    const record = world.store().listImages()[0]!;
+    assert.ok(record.localPath && existsSync(record.localPath), 'state points at the kept copy');
+    assert.equal(record.publications.streamer!.state, 'failed');
+    assert.equal(imageGets(world), 1);
+
+    target.failing = false;
+    const second = await world.sync({ targets: [target] });
+    assert.equal(second.result, 'ok', second.errors.join());
+    assert.equal(imageGets(world), 1, 'no second download');
+    const image = world.mirror.published()[0]!;
+    const dest = path.join(world.dir, 'streamed', 'noble', image.serial, image.fileName);
+    assert.equal(createHash('sha256').update(readFileSync(dest)).digest('hex'), image.sha256);
+    assert.equal(world.store().listImages()[0]!.localPath, null);
+    assert.equal(existsSync(record.localPath), false);
   });
 
   test('without such a target the download digests sha256 alone', async () => {

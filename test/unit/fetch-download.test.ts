@@ -192,6 +192,24 @@ describe('downloadFile', () => {
     assert.deepEqual(await readFile(dest), CONTENT);
   });
 
+  test('a scratch download (durable: false) resumes and lands verified at its destination like a durable one', async () => {
+    const cutAt = 200 * 1024;
+    let resetFirst: (() => void) | undefined;
+    const srv = await withServer((req, res, seen, index) => {
+      respondWithFile(req, res, seen, CONTENT, index === 0 ? { limitBytes: cutAt } : {});
+      if (index === 0) resetFirst = () => res.socket?.resetAndDestroy();
+    });
+    const dest = join(dir, 'image.img');
+    const result = await downloadFile(srv.url, dest, {
+      client, ...quickRetries(3), writeBufferBytes: SMALL_BUFFER, expectedSha256: CONTENT_SHA256, durable: false,
+      onProgress: (done) => { if (done === cutAt) resetFirst?.(); },
+    });
+    assert.equal(result.resumedFromBytes, cutAt);
+    assert.deepEqual(await readFile(dest), CONTENT);
+    assert.equal(await exists(`${dest}.part`), false);
+    assert.equal(await exists(`${dest}.part.json`), false);
+  });
+
   test('retries a body that ends early and resumes after the bytes already on disk', async () => {
     const half = 512 * 1024;
     let first: ServerResponse | undefined;
