@@ -3,7 +3,7 @@
  * a real Keystone + Glance started for it by test/openstack/up.sh (with Glance's production token cache;
  * needs the test instance installed), per upload method, against the manual pipeline in the same run:
  * `curl -o`, `sha256sum -c`, `curl -T` PUT to Glance, and beside it the same bytes streamed by C tools alone
- * (the least a stream-through takes here). Every image it creates is deleted afterwards.
+ * (a measured reference for what a stream-through costs here). Every image it creates is deleted afterwards.
  * E2 repeats the round with the mirror capped at link speed.
  */
 import { existsSync } from 'node:fs';
@@ -371,7 +371,7 @@ interface NativeStream {
 }
 
 /**
- * The best a stream-through of this image does on this machine, as a reference beside ours: C tools in one
+ * What a stream-through of this image by C tools costs on this machine, as a reference beside ours: one
  * shell pipeline (curl | tee to three `openssl dgst` | curl -T - with the length given, so that Glance reads a
  * plain body as ours does), nothing on disk. Its digests are checked against SHA256SUMS and Glance's before
  * the figure counts.
@@ -389,7 +389,7 @@ async function nativeStreamThrough(r: RoundContext): Promise<NativeStream> {
   await mkdir(out);
   // Named pipes and background jobs rather than >(...): the shell waits for every digest, so time counts their CPU.
   const script = [
-    'set -e; cd "$1"; mkfifo p256 pmd5 p512',
+    'set -e -o pipefail; cd "$1"; mkfifo p256 pmd5 p512',
     'openssl dgst -sha256 -r < p256 > sha256 & openssl dgst -md5 -r < pmd5 > md5 & openssl dgst -sha512 -r < p512 > sha512 &',
     'curl -s -f "$2" | tee p256 pmd5 p512 | curl -s -f -H "@$3" -T - "$4"',
     'wait',
