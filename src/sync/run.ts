@@ -6,6 +6,7 @@ import type { Dispatcher } from 'undici';
 import type { LoadedConfig } from '../config/load.js';
 import { ChecksumMismatchError, describeError, errorCode } from '../errors.js';
 import { downloadFile, type DownloadSink } from '../fetch/download.js';
+import { hashFile } from '../fetch/hash-file.js';
 import { makeDurable } from '../fsync.js';
 import type { Logger } from '../log.js';
 import { cachedGetter } from '../source/cached-get.js';
@@ -119,7 +120,14 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
     }
     for (const action of planCycle(deps, discovery.images)) {
       if (deps.signal?.aborted) break;
-      await runAction(deps, action, counts, fail, removals);
+      try {
+        await runAction(deps, action, counts, fail, removals);
+      } catch (err) {
+        // One image's failure never ends the cycle: the others and retention still run.
+        fail(`${action.key}: ${describeError(err)}`);
+        log.error({ event: 'image.job.failed', ...imageFields(action.image), err: describeError(err), errCode: errorCode(err) },
+          `${action.key} failed unexpectedly: ${describeError(err)}`);
+      }
     }
     if (!deps.signal?.aborted) {
       for (const target of deps.targets) {
@@ -127,7 +135,12 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
           log.warn({ event: 'image.retire.skipped', target: target.name }, `retention skipped on ${target.name}: a publish to it failed this run`);
           continue;
         }
-        await retire(deps, target, counts, fail);
+        try {
+          await retire(deps, target, counts, fail);
+        } catch (err) {
+          fail(`${target.name}: retention failed: ${describeError(err)}`);
+          log.error({ event: 'image.retire.failed', target: target.name, err: describeError(err), errCode: errorCode(err) }, `retention on ${target.name} failed: ${describeError(err)}`);
+        }
       }
     }
   } catch (err) {
@@ -162,7 +175,10 @@ async function runAction(deps: SyncDeps, action: SyncAction, counts: RunCounts, 
   /** The file is a scratch copy, not forced to disk, that state does not point at (yet). */
   let scratch = false;
   const done = new Set<string>();
-  if (action.download) {
+  const reverified = action.download ? await reverifyInterrupted(deps, action, log) : undefined;
+  if (reverified) {
+    file = reverified;
+  } else if (action.download) {
     // Targets that upload while downloading get the bytes as they arrive; the rest get the verified file after.
     const streamTargets = deps.targets.filter((t) => t.publishStream && action.publishTo.includes(t.name));
     for (const t of streamTargets) publishStarted(deps, action, t, log);
@@ -278,9 +294,7 @@ async function fetchAndVerify(
   deps: SyncDeps, action: SyncAction, log: Logger, counts: RunCounts, sink: DownloadSink | undefined, durable: boolean,
 ): Promise<VerifiedFile | undefined> {
   const { store, config } = deps;
-  const record = store.getImage(action.key)!;
-  if (record.state === 'verified') store.setImageState(action.key, 'discovered', { localPath: null });
-  store.setImageState(action.key, 'downloading');
+  store.setImageState(action.key, 'downloading', { localPath: null });
   const dest = cachePath(config, action.image);
   const started = Date.now();
   const interval = deps.progressIntervalMs ?? 5_000;
@@ -289,10 +303,9 @@ async function fetchAndVerify(
   try {
     await mkdir(path.dirname(dest), { recursive: true });
     // md5 and sha512 in the same pass, for targets that compare them afterwards: no upload hashes again.
-    const wantsDigests = deps.targets.some((t) => t.wantsDigests && action.publishTo.includes(t.name));
     const res = await downloadFile(action.image.url, dest, {
       client: deps.client, expectedSha256: action.image.sha256, retries: config.http.retries,
-      extraHashAlgorithms: wantsDigests ? ['md5', 'sha512'] : [],
+      extraHashAlgorithms: extraDigests(deps, action),
       baseDelayMs: config.http.retryBaseDelayMs, maxDelayMs: config.http.retryMaxDelayMs, signal: deps.signal, log, sink, durable,
       onProgress: (bytes, total) => {
         const now = Date.now();
@@ -301,15 +314,15 @@ async function fetchAndVerify(
         log.info({ event: 'image.download.progress', bytes, totalBytes: total, durationMs: now - started }, `${action.image.fileName}: ${bytes}/${total ?? '?'} bytes`);
       },
     });
-    counts.bytesDown += res.sizeBytes - res.resumedFromBytes;
-    counts.downloaded++;
-    store.setImageState(action.key, 'downloaded', { sizeBytes: res.sizeBytes });
-    log.info({ event: 'image.download.done', bytes: res.sizeBytes, resumedFromBytes: res.resumedFromBytes, attempts: res.attempts, durable, durationMs: Date.now() - started },
-      `downloaded ${action.image.fileName} (${res.sizeBytes} bytes)`);
     const { md5, sha512 } = res.hashes;
     const digests = md5 && sha512 ? { md5, sha512 } : undefined;
+    // Download and verification are one step, one transaction: downloadFile only returns a file whose sha256 matched.
     // A scratch copy is not recorded: after a crash it may not hold the bytes, and the next run downloads again.
-    store.setImageState(action.key, 'verified', { localPath: durable ? res.path : null, digests: digests ?? null });
+    store.setImageState(action.key, 'verified', { sizeBytes: res.sizeBytes, localPath: durable ? res.path : null, digests: digests ?? null });
+    counts.bytesDown += res.sizeBytes - res.resumedFromBytes;
+    counts.downloaded++;
+    log.info({ event: 'image.download.done', bytes: res.sizeBytes, resumedFromBytes: res.resumedFromBytes, attempts: res.attempts, durable, durationMs: Date.now() - started },
+      `downloaded ${action.image.fileName} (${res.sizeBytes} bytes)`);
     log.info({ event: 'image.verify.ok', sha256: res.sha256, signed: action.image.signed }, `sha256 of ${action.image.fileName} matches the ${action.image.signed ? 'signed' : 'UNSIGNED'} SHA256SUMS`);
     return { path: res.path, sizeBytes: res.sizeBytes, sha256: res.sha256, digests };
   } catch (err) {
@@ -323,6 +336,38 @@ async function fetchAndVerify(
     log.error({ event, err: message, errCode: errorCode(err), durationMs: Date.now() - started }, message);
     return undefined;
   }
+}
+
+/** md5 and sha512 in the download's pass when a target compares them afterwards: no upload hashes again. */
+function extraDigests(deps: SyncDeps, action: SyncAction): string[] {
+  return deps.targets.some((t) => t.wantsDigests && action.publishTo.includes(t.name)) ? ['md5', 'sha512'] : [];
+}
+
+/**
+ * An image a crash left `downloaded` (written by versions that recorded download and verification as two steps):
+ * its cached file is hashed again and used when it matches the signed sha256; otherwise it is fetched again.
+ */
+async function reverifyInterrupted(deps: SyncDeps, action: SyncAction, log: Logger): Promise<VerifiedFile | undefined> {
+  if (deps.store.getImage(action.key)?.state !== 'downloaded') return undefined;
+  const dest = cachePath(deps.config, action.image);
+  let hashed;
+  try {
+    hashed = await hashFile(dest, ['sha256', ...extraDigests(deps, action)]);
+  } catch {
+    return undefined; // no file: downloaded again
+  }
+  if (hashed.hashes.sha256 !== action.image.sha256) {
+    log.warn({ event: 'image.cache.invalid', path: dest, sha256: hashed.hashes.sha256 }, `cached ${dest} does not match the signed sha256; downloading it again`);
+    await rm(dest, { force: true });
+    return undefined;
+  }
+  await makeDurable(dest);
+  const { md5, sha512 } = hashed.hashes;
+  const digests = md5 && sha512 ? { md5, sha512 } : undefined;
+  deps.store.setImageState(action.key, 'verified', { sizeBytes: hashed.sizeBytes, localPath: dest, digests: digests ?? null });
+  log.info({ event: 'image.verify.ok', sha256: hashed.hashes.sha256, signed: action.image.signed, reverified: true },
+    `sha256 of the cached ${action.image.fileName} matches the ${action.image.signed ? 'signed' : 'UNSIGNED'} SHA256SUMS`);
+  return { path: dest, sizeBytes: hashed.sizeBytes, sha256: action.image.sha256, digests };
 }
 
 async function retire(deps: SyncDeps, target: Target, counts: RunCounts, fail: Fail): Promise<void> {

@@ -25,8 +25,7 @@ describe('StateStore', () => {
     assert.equal(store.recordDiscovered(image), true);
     assert.equal(store.recordDiscovered(image), false);
     store.setImageState(key, 'downloading');
-    store.setImageState(key, 'downloaded', { sizeBytes: 42 });
-    store.setImageState(key, 'verified', { localPath: '/c/a.img' });
+    store.setImageState(key, 'verified', { localPath: '/c/a.img', sizeBytes: 42 });
     const rec = store.getImage(key)!;
     assert.equal(rec.state, 'verified');
     assert.equal(rec.sizeBytes, 42);
@@ -40,6 +39,19 @@ describe('StateStore', () => {
     assert.throws(() => store.setImageState(key, 'verified'), (e: Error & { code?: string }) => e.code === 'STATE_TRANSITION');
     assert.equal(store.getImage(key)!.state, 'discovered');
     assert.throws(() => store.setPublication(key, 'local', 'published'), /cannot go from nothing to published/);
+    store.close();
+  });
+
+  test('every state a crash can leave behind may resume downloading (none blocks later runs)', () => {
+    const store = StateStore.open(dir);
+    store.recordDiscovered(image);
+    const db = new Database(path.join(dir, STATE_FILE_NAME));
+    for (const left of ['discovered', 'downloading', 'downloaded', 'verified', 'failed']) {
+      db.prepare(`UPDATE images SET state = ? WHERE key = ?`).run(left, key);
+      store.setImageState(key, 'downloading');
+      assert.equal(store.getImage(key)!.state, 'downloading', `from ${left}`);
+    }
+    db.close();
     store.close();
   });
 
@@ -79,7 +91,6 @@ describe('StateStore', () => {
     const store = StateStore.open(dir);
     store.recordDiscovered(image);
     store.setImageState(key, 'downloading');
-    store.setImageState(key, 'downloaded');
     store.setImageState(key, 'verified', { localPath: '/x' });
     store.recordDiscovered({ ...image, sha256: 'b'.repeat(64) });
     const rec = store.getImage(key)!;
@@ -91,7 +102,6 @@ describe('StateStore', () => {
     const store = StateStore.open(dir);
     store.recordDiscovered(image);
     store.setImageState(key, 'downloading');
-    store.setImageState(key, 'downloaded', { sizeBytes: 42 });
     const digests = { md5: 'c'.repeat(32), sha512: 'd'.repeat(128) };
     store.setImageState(key, 'verified', { localPath: '/c/a.img', digests });
     store.close();
