@@ -1,7 +1,7 @@
-import { constants, existsSync, readFileSync } from 'node:fs';
-import { access, rm, stat, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadConfig, type LoadedConfig } from '../config/load.js';
+import { probeWritableDirectory } from '../directory-writable.js';
 import { describeError } from '../errors.js';
 import { createHttpClient, getFollowingRedirects } from '../fetch/http-client.js';
 import { createLogger, type Logger } from '../log.js';
@@ -68,20 +68,7 @@ async function guarded(name: string, probe: () => Promise<string>): Promise<Chec
 
 /** Writable: an existing directory takes a probe file; a missing one needs a writable nearest ancestor. */
 function directoryCheck(name: string, dir: string, note = ''): Promise<CheckResult> {
-  return guarded(name, async () => {
-    const abs = path.resolve(dir);
-    if (existsSync(abs)) {
-      const probe = path.join(abs, `.cloudimg-sync-check-${process.pid}`);
-      await writeFile(probe, '');
-      await rm(probe, { force: true });
-      return `${abs} writable${note}`;
-    }
-    let ancestor = path.dirname(abs);
-    while (!existsSync(ancestor)) ancestor = path.dirname(ancestor);
-    if (!(await stat(ancestor)).isDirectory()) throw new Error(`${ancestor} is not a directory, so ${abs} cannot be created`);
-    await access(ancestor, constants.W_OK);
-    return `${abs} does not exist yet; it will be created under ${ancestor}${note}`;
-  });
+  return guarded(name, async () => `${await probeWritableDirectory(dir)}${note}`);
 }
 
 function lockHolder(config: LoadedConfig): string {
@@ -126,17 +113,16 @@ async function targetChecks(config: LoadedConfig, log: Logger): Promise<CheckRes
     return [{ name: 'targets', ok: false, detail: describeError(err) }];
   }
   try {
-    return await checkEach(config, targets, log);
+    return await checkEach(targets, log);
   } finally {
     for (const target of targets) await target.close?.().catch(() => undefined);
   }
 }
 
-async function checkEach(config: LoadedConfig, targets: CheckableTarget[], log: Logger): Promise<CheckResult[]> {
+async function checkEach(targets: CheckableTarget[], log: Logger): Promise<CheckResult[]> {
   const results: CheckResult[] = [];
-  for (const [i, target] of targets.entries()) {
+  for (const target of targets) {
     const name = `target:${target.name}`;
-    const settings = config.targets[i];
     if (target.check) {
       const check = target.check.bind(target);
       results.push(await guarded(name, async () => {
@@ -147,9 +133,6 @@ async function checkEach(config: LoadedConfig, targets: CheckableTarget[], log: 
         ]);
         return `${target.type}: ${detail || 'ok'}`;
       }));
-    } else if (settings?.type === 'directory') {
-      const dir = await directoryCheck(name, settings.path);
-      results.push({ ...dir, detail: `directory ${dir.detail}` });
     } else {
       results.push({ name, ok: true, detail: `${target.type}: no check available for this target type` });
     }

@@ -1,11 +1,8 @@
 /** When the daemon runs: the cron schedule, and the extra earlier retry after failed cycles. */
-import { createTask, validate, type ScheduledTask } from 'node-cron';
+import { createTask, type ScheduledTask } from 'node-cron';
 import type { Logger } from '../log.js';
 
-/** node-cron's expressions: 5 fields, or 6 with seconds first. */
-export function cronExpressionValid(expression: string): boolean {
-  return validate(expression);
-}
+export { cronExpressionValid } from '../config/cron.js';
 
 /**
  * Delay of the extra retry after `consecutiveFailures` failed cycles in a row (1 = the first failure):

@@ -2,7 +2,7 @@ import type { Dispatcher } from 'undici';
 import { getText } from '../fetch/get-text.js';
 import type { Logger } from '../log.js';
 import type { StateStore } from '../state/store.js';
-import type { CachedGet } from './discover.js';
+import type { CachedGet } from './listing/discover.js';
 
 export interface CachedGetOptions {
   store: StateStore;

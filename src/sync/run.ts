@@ -10,11 +10,12 @@ import { hashFile } from '../fetch/hash-file.js';
 import { makeDurable } from '../fsync.js';
 import type { Logger } from '../log.js';
 import { cachedGetter } from '../source/cached-get.js';
-import { discoverImages, type DiscoveryResult, type KeyringSource } from '../source/discover.js';
-import { imageKey, type UpstreamImage } from '../source/image.js';
+import { discoverImages, type DiscoveryResult, type KeyringSource } from '../source/listing/discover.js';
+import { imageKey, type UpstreamImage } from '../image.js';
 import { loadKeyring, type Keyring } from '../source/signature.js';
 import type { RunCounts, StateStore } from '../state/store.js';
-import type { PublishedImage, PublishResult, Target, VerifiedFile } from '../targets/target.js';
+import type { DigestAlgorithm, FileDigests, PublishedImage, PublishResult, Target, VerifiedFile } from '../targets/target.js';
+import { cachedCopyIsScratch, digestsWanted, type TargetDeclarations } from './target-needs.js';
 import { startStreamPublications, type StreamOutcome } from './stream-publish.js';
 import { planSync, type SyncAction } from './plan.js';
 import { decideRetention } from './retention.js';
@@ -185,7 +186,7 @@ async function runAction(deps: SyncDeps, action: SyncAction, counts: RunCounts, 
     const streams = streamTargets.length > 0 ? startStreamPublications(action.image, streamTargets, publishContext(deps, action, log)) : undefined;
     // When every target takes the bytes while they arrive, the cached copy is deleted again in this cycle unless
     // something fails: it is not forced to disk meanwhile, and made durable only if it stays.
-    scratch = !config.keepCache && streamTargets.length === action.publishTo.length;
+    scratch = cachedCopyIsScratch(deps.targets.filter((t) => action.publishTo.includes(t.name)).map(declarations), config.keepCache);
     const downloaded = await fetchAndVerify(deps, action, log, counts, streams?.sink, !scratch);
     const outcomes = streams ? await streams.settle(downloaded) : [];
     for (const outcome of outcomes) {
@@ -314,8 +315,7 @@ async function fetchAndVerify(
         log.info({ event: 'image.download.progress', bytes, totalBytes: total, durationMs: now - started }, `${action.image.fileName}: ${bytes}/${total ?? '?'} bytes`);
       },
     });
-    const { md5, sha512 } = res.hashes;
-    const digests = md5 && sha512 ? { md5, sha512 } : undefined;
+    const digests = pickDigests(res.hashes, extraDigests(deps, action));
     // Download and verification are one step, one transaction: downloadFile only returns a file whose sha256 matched.
     // A scratch copy is not recorded: after a crash it may not hold the bytes, and the next run downloads again.
     store.setImageState(action.key, 'verified', { sizeBytes: res.sizeBytes, localPath: durable ? res.path : null, digests: digests ?? null });
@@ -338,9 +338,19 @@ async function fetchAndVerify(
   }
 }
 
-/** md5 and sha512 in the download's pass when a target compares them afterwards: no upload hashes again. */
-function extraDigests(deps: SyncDeps, action: SyncAction): string[] {
-  return deps.targets.some((t) => t.wantsDigests && action.publishTo.includes(t.name)) ? ['md5', 'sha512'] : [];
+function declarations(target: Target): TargetDeclarations {
+  return { digests: target.digests, streams: target.publishStream !== undefined };
+}
+
+/** The declared digests out of what a hashing pass computed; undefined when none was asked for. */
+function pickDigests(hashes: Record<string, string>, wanted: readonly DigestAlgorithm[]): FileDigests | undefined {
+  const picked = Object.fromEntries(wanted.filter((a) => hashes[a]).map((a) => [a, hashes[a]!]));
+  return Object.keys(picked).length > 0 ? picked : undefined;
+}
+
+/** The digests the action's targets declare, computed in the download's pass: no upload hashes again. */
+function extraDigests(deps: SyncDeps, action: SyncAction): DigestAlgorithm[] {
+  return digestsWanted(deps.targets.filter((t) => action.publishTo.includes(t.name)));
 }
 
 /**
@@ -362,8 +372,7 @@ async function reverifyInterrupted(deps: SyncDeps, action: SyncAction, log: Logg
     return undefined;
   }
   await makeDurable(dest);
-  const { md5, sha512 } = hashed.hashes;
-  const digests = md5 && sha512 ? { md5, sha512 } : undefined;
+  const digests = pickDigests(hashed.hashes, extraDigests(deps, action));
   deps.store.setImageState(action.key, 'verified', { sizeBytes: hashed.sizeBytes, localPath: dest, digests: digests ?? null });
   log.info({ event: 'image.verify.ok', sha256: hashed.hashes.sha256, signed: action.image.signed, reverified: true },
     `sha256 of the cached ${action.image.fileName} matches the ${action.image.signed ? 'signed' : 'UNSIGNED'} SHA256SUMS`);

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
-import { parseListing } from '../../src/source/listing.js';
+import { parseListing } from '../../src/source/listing/parse-listing.js';
 import { resolveRelease } from '../../src/source/releases.js';
-import { parseSha256Sums } from '../../src/source/sha256sums.js';
-import { compareSerials } from '../../src/source/image.js';
+import { parseSha256Sums } from '../../src/source/listing/sha256sums.js';
+import { compareSerials } from '../../src/image.js';
 
 const samples = new URL('../fixtures/samples/', import.meta.url);
 const realListing = readFileSync(new URL('noble-daily-20250430-listing.html', samples), 'utf8');

@@ -1,10 +1,10 @@
-import { HttpStatusError, SyncError, describeError } from '../errors.js';
-import type { Logger } from '../log.js';
-import { compareSerials, type Arch, type Channel, type UpstreamImage, type Variant } from './image.js';
-import { parseListing } from './listing.js';
-import type { ReleaseName } from './releases.js';
+import { HttpStatusError, SyncError, describeError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import { compareSerials, type Arch, type Channel, type UpstreamImage, type Variant } from '../../image.js';
+import { parseListing } from './parse-listing.js';
+import type { ReleaseName } from '../releases.js';
 import { parseSha256Sums } from './sha256sums.js';
-import { verifyDetachedSignature, type Keyring } from './signature.js';
+import { verifyDetachedSignature, type Keyring } from '../signature.js';
 
 /**
  * The keyring, loaded when first needed, with an id that changes when its file does. `verifiedSums`
