@@ -3,7 +3,8 @@ import path from 'node:path';
 import { loadConfig, type LoadedConfig } from '../config/load.js';
 import { probeWritableDirectory } from '../directory-writable.js';
 import { describeError } from '../errors.js';
-import { createHttpClient, getFollowingRedirects } from '../fetch/http-client.js';
+import { createHttpClient } from '../fetch/http-client.js';
+import { createSource } from '../source/registry.js';
 import { createLogger, type Logger } from '../log.js';
 import { loadKeyring } from '../source/signature.js';
 import { createTargets } from '../targets/create.js';
@@ -47,7 +48,7 @@ export async function checkCommand(options: GlobalOptions): Promise<CheckReport>
   }];
   checks.push(await directoryCheck('stateDir', config.stateDir, lockHolder(config)));
   checks.push(await directoryCheck('cacheDir', config.cacheDir));
-  checks.push(await sourceCheck(config));
+  checks.push(await sourceCheck(config, log));
   if (config.source.verifySignature) checks.push(await keyringCheck(config));
   checks.push(...(await targetChecks(config, log)));
   return { ok: checks.every((c) => c.ok), checks };
@@ -79,19 +80,15 @@ function lockHolder(config: LoadedConfig): string {
   }
 }
 
-function sourceCheck(config: LoadedConfig): Promise<CheckResult> {
+function sourceCheck(config: LoadedConfig, log: Logger): Promise<CheckResult> {
   return guarded('source', async () => {
     const client = createHttpClient({ connectTimeoutMs: config.http.connectTimeoutMs, bodyTimeoutMs: config.http.idleTimeoutMs });
-    const started = Date.now();
     try {
-      const url = `${config.source.url.replace(/\/+$/, '')}/`;
-      const { response } = await getFollowingRedirects(url, { client, signal: AbortSignal.timeout(CHECK_TIMEOUT_MS) }).catch((err: unknown) => {
-        if ((err as Error).name === 'TimeoutError') throw new Error(`GET ${url}: no answer within ${CHECK_TIMEOUT_MS / 1000} s; check source.url and network access`);
+      const signal = AbortSignal.timeout(CHECK_TIMEOUT_MS);
+      return await createSource(config).check({ client, log, signal }).catch((err: unknown) => {
+        if ((err as Error).name === 'TimeoutError') throw new Error(`${config.source.url}: no answer within ${CHECK_TIMEOUT_MS / 1000} s; check source.url and network access`);
         throw err;
       });
-      await response.body.dump();
-      if (response.statusCode >= 400) throw new Error(`GET ${url} answered ${response.statusCode}; check source.url`);
-      return `${url} reachable (HTTP ${response.statusCode} in ${Date.now() - started} ms)`;
     } finally {
       await client.close();
     }

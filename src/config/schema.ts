@@ -1,23 +1,20 @@
 import { z } from 'zod';
-import { ARCHES, CHANNELS, VARIANTS } from '../image.js';
+import { DEFAULT_SOURCE_TYPE, sourceConfigSchemas } from '../source/registry.js';
 import { targetConfigSchemas, type TargetConfig as RegisteredTargetConfig } from '../targets/registry.js';
 import { cronExpressionValid } from './cron.js';
 
-export const DEFAULT_SOURCE_URL = 'https://cloud-images.ubuntu.com';
+export { DEFAULT_SOURCE_URL } from '../source/source.js';
+
+/** An absent `source`, or one without `type`, is the default type: existing configs keep working. */
+function withDefaultSourceType(raw: unknown): unknown {
+  if (raw === undefined) return { type: DEFAULT_SOURCE_TYPE };
+  if (raw !== null && typeof raw === 'object' && !Array.isArray(raw) && !('type' in raw)) return { ...raw, type: DEFAULT_SOURCE_TYPE };
+  return raw;
+}
 
 export const configSchema = z.strictObject({
-  source: z
-    .strictObject({
-      url: z.string().url().default(DEFAULT_SOURCE_URL),
-      channel: z.enum(CHANNELS).default('release'),
-      variant: z.enum(VARIANTS).default('server'),
-      // YAML reads 20.10 as the number 20.1: put the two decimals back.
-      releases: z.array(z.union([z.string(), z.number().transform((n) => n.toFixed(2))])).min(1).default(['noble']),
-      arches: z.array(z.enum(ARCHES)).min(1).default(['amd64']),
-      verifySignature: z.boolean().default(true),
-      keyring: z.string().optional(),
-    })
-    .prefault({}),
+  /** Where images come from: a union on `type` over the registered source types; `type` defaults to the first (listing). */
+  source: z.preprocess(withDefaultSourceType, z.discriminatedUnion('type', sourceConfigSchemas)),
   stateDir: z.string().default('./var/state'),
   cacheDir: z.string().default('./var/cache'),
   keep: z.number().int().min(1).default(2),
