@@ -90,4 +90,4 @@ export function defineSourceType<Type extends string, Schema extends z.ZodType<{
 }
 
 /** GET a small text resource, answering from a cache when the server says it is unchanged. */
-export type CachedGet = (url: string) => Promise<{ body: Buffer; changed: boolean }>;
+export type CachedGet = (url: string) => Promise<{ body: Buffer; changed: boolean; /** The server's Last-Modified, when it sent one. */ lastModified?: string }>;

@@ -35,6 +35,7 @@ export interface JobContext {
   keepCache: boolean;
   /** Throttle of progress events (default 5 s). */
   progressIntervalMs?: number;
+  now?: () => number;
   counts: RunCounts;
   /** Record a failure of the cycle; `target` when a publish to it failed (retention then skips it). */
   fail(message: string, target?: string): void;
@@ -126,7 +127,14 @@ export class ImageJournal {
   publishDone(target: Target, res: PublishResult, bytes: number | undefined, startedMs: number): void {
     this.ctx.store.setPublication(this.key, target.name, 'published', { ref: res.ref });
     this.ctx.counts.published++;
-    this.log.child({ target: target.name }).info({ event: 'image.publish.done', imageId: res.ref, adopted: res.adopted, bytes, durationMs: Date.now() - startedMs },
+    const { image } = this.action;
+    const now = (this.ctx.now ?? Date.now)();
+    // Publication lag: from upstream publishing the serial to its reveal here. An adopted copy was revealed earlier.
+    const upstreamMs = image.publishedAt ? Date.parse(image.publishedAt) : Number.NaN;
+    const lagSeconds = !res.adopted && Number.isFinite(upstreamMs) ? Math.max(0, Math.round((now - upstreamMs) / 1000)) : undefined;
+    this.log.child({ target: target.name }).info({
+      event: 'image.publish.done', imageId: res.ref, adopted: res.adopted, bytes, durationMs: Date.now() - startedMs, publishedAt: image.publishedAt, lagSeconds,
+    },
       `${res.adopted ? 'adopted' : 'published'} ${this.action.image.fileName} on ${target.name} as ${res.ref}`);
   }
 

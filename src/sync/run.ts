@@ -78,7 +78,7 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
   const removals: Promise<unknown>[] = [];
   const jobs: JobContext = {
     store, targets: deps.targets, log, client: deps.client, signal: deps.signal, http: config.http, cacheDir: config.cacheDir,
-    keepCache: config.keepCache, progressIntervalMs: deps.progressIntervalMs, counts, fail, removals,
+    keepCache: config.keepCache, progressIntervalMs: deps.progressIntervalMs, now: deps.now, counts, fail, removals,
   };
   try {
     const discovery = await discover({ ...deps, source }, (n) => { counts.bytesDown += n; });
