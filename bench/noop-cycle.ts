@@ -138,7 +138,7 @@ async function runNoopBench(o: NoopBenchOptions, mirror: Mirror, counter: WireCo
     throw new Error(`the priming cycle fetched ${first.traffic.imageRequests} images, expected ${NOOP_RELEASES.length * ARCHES.length}`);
   }
 
-  const client = createHttpClient({ connectTimeoutMs: config.http.connectTimeoutMs, bodyTimeoutMs: config.http.idleTimeoutMs });
+  const client = createHttpClient(config.http);
   const log = createLogger({ level: config.log.level, destination: new Writable({ write: (_c, _e, cb) => cb() }) });
   const inProcess = async () => {
     const startedMs = performance.now();

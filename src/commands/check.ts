@@ -79,7 +79,7 @@ function lockHolder(config: LoadedConfig): string {
 
 function sourceCheck(config: LoadedConfig, log: Logger): Promise<CheckResult> {
   return guarded('source', async () => {
-    const client = createHttpClient({ connectTimeoutMs: config.http.connectTimeoutMs, bodyTimeoutMs: config.http.idleTimeoutMs });
+    const client = createHttpClient(config.http);
     try {
       const signal = AbortSignal.timeout(CHECK_TIMEOUT_MS);
       return await createSource(config).check({ client, log, signal }).catch((err: unknown) => {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { HTTP_DEFAULTS } from '../fetch/http-client.js';
 import { DEFAULT_SOURCE_TYPE, sourceConfigSchemas } from '../source/registry.js';
 import { targetConfigSchemas, type TargetConfig as RegisteredTargetConfig } from '../targets/registry.js';
 import { cronExpressionValid } from './cron.js';
@@ -22,11 +23,11 @@ export const configSchema = z.strictObject({
   keepCache: z.boolean().default(false),
   http: z
     .strictObject({
-      connectTimeoutMs: z.number().int().positive().default(15_000),
-      idleTimeoutMs: z.number().int().positive().default(60_000),
-      retries: z.number().int().min(0).default(4),
-      retryBaseDelayMs: z.number().int().positive().default(1_000),
-      retryMaxDelayMs: z.number().int().positive().default(60_000),
+      connectTimeoutMs: z.number().int().positive().default(HTTP_DEFAULTS.connectTimeoutMs),
+      idleTimeoutMs: z.number().int().positive().default(HTTP_DEFAULTS.idleTimeoutMs),
+      retries: z.number().int().min(0).default(HTTP_DEFAULTS.retries),
+      retryBaseDelayMs: z.number().int().positive().default(HTTP_DEFAULTS.retryBaseDelayMs),
+      retryMaxDelayMs: z.number().int().positive().default(HTTP_DEFAULTS.retryMaxDelayMs),
     })
     .prefault({}),
   log: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info') }).prefault({}),
