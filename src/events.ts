@@ -14,6 +14,10 @@ export const EVENTS = {
   'sync.run.finished': ['info', 'error'],
   'sync.run.error': ['error'],
   'sync.signal': ['warn'],
+  'sync.sweep.removed': ['info'],
+  'sync.sweep.failed': ['warn'],
+  'sync.history.pruned': ['debug'],
+  'sync.history.failed': ['warn'],
   // Source (cloud-images.ubuntu.com)
   'source.sums.verified': ['info'],
   'source.release.failed': ['error'],

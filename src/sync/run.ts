@@ -15,6 +15,7 @@ import type { PublishedImage, Target } from '../targets/target.js';
 import { ImageJob, imageFields, type JobContext } from './image-job.js';
 import { planSync, type SyncAction } from './plan.js';
 import { decideRetention } from './retention.js';
+import { sweepAtCycleStart } from './sweep.js';
 
 export { cachePath } from './image-job.js';
 
@@ -81,6 +82,7 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
     keepCache: config.keepCache, progressIntervalMs: deps.progressIntervalMs, now: deps.now, counts, fail, removals,
   };
   try {
+    await sweepAtCycleStart({ store, targets: deps.targets, log, cacheDir: config.cacheDir, keepCache: config.keepCache });
     const discovery = await discover({ ...deps, source }, (n) => { counts.bytesDown += n; });
     for (const f of discovery.failures) fail(`${f.release}: ${describeError(f.error)}`);
     for (const image of discovery.images) {
@@ -120,6 +122,12 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
   for (const err of await Promise.all(removals)) if (err !== undefined) cycleError(err);
   const result: RunSummary['result'] = deps.signal?.aborted ? 'aborted' : counts.failed > 0 ? 'failed' : 'ok';
   store.finishRun(runId, result, counts, errors[0] ?? null);
+  try {
+    const { prunedRuns } = store.compact(config.history.keepRuns);
+    if (prunedRuns > 0) log.debug({ event: 'sync.history.pruned', runs: prunedRuns, keepRuns: config.history.keepRuns }, `pruned ${prunedRuns} old run(s) from history`);
+  } catch (err) {
+    log.warn({ event: 'sync.history.failed', err: describeError(err), errCode: errorCode(err) }, `state housekeeping failed: ${describeError(err)}; retried next cycle`);
+  }
   const level = result === 'ok' ? 'info' : 'error';
   log[level]({ event: 'sync.run.finished', runId, result, durationMs: Date.now() - startedMs, ...counts, errors },
     `sync run ${result}: ${counts.discovered} new, ${counts.downloaded} downloaded, ${counts.published} published, ${counts.retired} retired, ${counts.failed} failed`);

@@ -96,6 +96,11 @@ export interface Target {
   hide(image: PublishedImage, ctx: { log: Logger }): Promise<void>;
   /** Remove an image from the target. */
   remove(image: PublishedImage, ctx: { log: Logger }): Promise<void>;
+  /**
+   * Remove what interrupted publications of dead processes left behind (temporary files); called at the start
+   * of a cycle. Returns what was removed.
+   */
+  sweep?(ctx: { log: Logger }): Promise<string[]>;
   /** Check that the target is usable (credentials, endpoint, write access) without changing it; says what was checked. */
   check?(ctx: { log: Logger; signal?: AbortSignal }): Promise<string | void>;
   /** Release connections (called on shutdown and config reload). */
