@@ -60,6 +60,11 @@ export const EVENTS = {
   'glance.auth.refused': ['info'],
   'keystone.auth.done': ['debug'],
   'keystone.v2.deprecated': ['warn'],
+  // Reconcile
+  'image.reconcile.missing': ['warn'],
+  'image.reconcile.hidden': ['warn'],
+  'image.reconcile.visible': ['warn'],
+  'image.reconcile.failed': ['warn'],
   // Retention
   'image.retire.hidden': ['info'],
   'image.retire.removed': ['info'],

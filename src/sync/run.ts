@@ -15,6 +15,7 @@ import type { PublishedImage, Target } from '../targets/target.js';
 import { ImageJob, imageFields, type JobContext } from './image-job.js';
 import { planSync, type SyncAction } from './plan.js';
 import { decideRetention } from './retention.js';
+import { reconcileWithTargets } from './reconcile.js';
 import { sweepAtCycleStart } from './sweep.js';
 
 export { cachePath } from './image-job.js';
@@ -83,6 +84,7 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
   };
   try {
     await sweepAtCycleStart({ store, targets: deps.targets, log, cacheDir: config.cacheDir, keepCache: config.keepCache });
+    await reconcileWithTargets({ store, targets: deps.targets, log });
     const discovery = await discover({ ...deps, source }, (n) => { counts.bytesDown += n; });
     for (const f of discovery.failures) fail(`${f.release}: ${describeError(f.error)}`);
     for (const image of discovery.images) {

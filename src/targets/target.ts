@@ -45,6 +45,10 @@ export interface PublishedImage {
   serial: string;
   /** When it was hidden by retention (ms since epoch); undefined while visible. */
   hiddenAtMs?: number;
+  /** Hidden, by retention or by hand (targets that cannot hide leave it out). */
+  hidden?: boolean;
+  /** False for a copy that is not (yet) whole and verified, e.g. a leftover of an interrupted upload. */
+  complete?: boolean;
   /** True when the target forbids deleting it (Glance `protected`, a keep tag). */
   pinned: boolean;
 }

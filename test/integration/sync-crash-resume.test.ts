@@ -3,7 +3,7 @@
  * in the database, the next cycle resumes from it, and one image's failure never ends the cycle for the others.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdirSync, statSync, truncateSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, rmSync, statSync, truncateSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
@@ -125,5 +125,23 @@ describe('sweep at cycle start (fixture mirror, directory target)', () => {
     assert.ok(!existsSync(cached), 'the cached copy of an image every target has is removed');
     assert.ok(existsSync(published));
     assert.deepEqual(world.events('sync.sweep.removed').map((e) => e.path).sort(), [cached, deadTmp].sort());
+  });
+});
+
+describe('reconcile with the target every cycle (fixture mirror, directory target)', () => {
+  test('an image deleted by hand is published again, logged, and status agrees with the target', async () => {
+    world = await createSyncWorld();
+    assert.equal((await world.sync()).result, 'ok');
+    const image = world.mirror.published({ channel: 'release', variant: 'server' })[0]!;
+    const published = targetFile(world, image);
+    rmSync(path.dirname(published), { recursive: true });
+    const summary = await world.sync();
+    assert.equal(summary.result, 'ok', summary.errors.join('\n'));
+    assert.equal(summary.published, 1, 'published again');
+    assert.ok(existsSync(published));
+    assert.equal(world.events('image.reconcile.missing').length, 1);
+    assert.equal(world.store().listImages()[0]!.publications.local?.state, 'published');
+    const third = await world.sync();
+    assert.equal(third.published, 0, 'and left alone once it is back');
   });
 });
