@@ -54,6 +54,7 @@ export const EVENTS = {
   'glance.image.discarded': ['warn'],
   'glance.image.discard_failed': ['error'],
   'glance.image.duplicates': ['warn'],
+  'glance.image.reverified': ['warn'],
   'glance.image.not_qcow2': ['warn'],
   'glance.image.unrecognised': ['warn'],
   'glance.latest.moved': ['info'],

@@ -104,6 +104,13 @@ export class GlanceTarget implements Target {
     let series = await this.findOurs(glance, projectId, seriesFilter(image), ctx.signal);
     const same = series.filter((i) => propertyOf(i, PROP.sha256) === image.sha256);
     const copy = same.find((i) => i.status === 'active' && propertyOf(i, PROP.verified) === 'true');
+    const unflagged = same.find((i) => i.status === 'active' && i.os_hidden === false && propertyOf(i, PROP.verified) !== 'true');
+    if (!copy && unflagged) {
+      // Never delete a visible image that may hold the signed bytes: the verified file decides (see publish).
+      body.destroy();
+      throw new SyncError('GLANCE_UNFLAGGED_COPY', `image ${unflagged.id} is visible without the verified flag`,
+        'none needed: it is checked against the verified file instead of streaming, and adopted if it holds the signed bytes', { retryable: true });
+    }
     if (copy) {
       body.destroy();
       const file = await ctx.verified;
@@ -165,6 +172,12 @@ export class GlanceTarget implements Target {
     let series = await this.findOurs(glance, projectId, seriesFilter(image), ctx.signal);
     const same = series.filter((i) => propertyOf(i, PROP.sha256) === file.sha256);
     const copies = same.filter((i) => isVerifiedCopy(i, file)).sort((a, b) => (a.created_at ?? '').localeCompare(b.created_at ?? ''));
+    // A visible, active image of ours whose flag was removed (by hand, or lost with the state) is never deleted
+    // when Glance holds exactly the signed bytes: it is verified again and adopted.
+    if (copies.length === 0) {
+      const unflagged = await this.verifiedUnflagged(same, file, log, ctx.signal);
+      if (unflagged) copies.push(unflagged);
+    }
     series = await this.deleteLeftovers(glance, series, same.filter((i) => !copies.includes(i)), log, ctx.signal);
     const adopted = copies[0];
     if (adopted) {
@@ -404,6 +417,23 @@ export class GlanceTarget implements Target {
   }
 
   /** Delete images of ours left by an earlier attempt (never verified); returns the series without them. */
+  /**
+   * Of images carrying this sha256 but not our verified flag, a visible, active one whose size, md5 and sha512
+   * (Glance's checksum and os_hash_value) match the verified file: it holds the signed bytes and is adopted.
+   */
+  private async verifiedUnflagged(same: readonly GlanceImage[], file: VerifiedFile, log: Logger, signal?: AbortSignal): Promise<GlanceImage | undefined> {
+    const candidates = same.filter((i) => i.status === 'active' && i.os_hidden === false && propertyOf(i, PROP.verified) !== 'true'
+      && i.size === file.sizeBytes && i.os_hash_algo === 'sha512');
+    if (candidates.length === 0) return undefined;
+    const local = await digestsOfVerified(file, file.sizeBytes, signal);
+    const match = candidates.find((i) => i.checksum === local.md5 && i.os_hash_value === local.sha512);
+    if (match) {
+      log.warn({ event: 'glance.image.reverified', imageId: match.id, bytes: local.sizeBytes, md5: local.md5 },
+        `image ${match.id} lacked the verified flag but holds exactly the signed bytes (size, md5, sha512); adopting it`);
+    }
+    return match;
+  }
+
   private async deleteLeftovers(glance: GlanceClient, series: GlanceImage[], leftovers: readonly GlanceImage[], log: Logger, signal?: AbortSignal): Promise<GlanceImage[]> {
     for (const leftover of leftovers) {
       await glance.deleteImage(leftover.id, signal);
