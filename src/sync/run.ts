@@ -308,7 +308,10 @@ async function fetchAndVerify(
     counts.bytesDown += res.sizeBytes - res.resumedFromBytes;
     counts.downloaded++;
     store.setImageState(action.key, 'downloaded', { sizeBytes: res.sizeBytes });
-    log.info({ event: 'image.download.done', bytes: res.sizeBytes, resumedFromBytes: res.resumedFromBytes, attempts: res.attempts, durable, durationMs: Date.now() - started },
+    log.info({
+      event: 'image.download.done', bytes: res.sizeBytes, resumedFromBytes: res.resumedFromBytes, attempts: res.attempts, durable,
+      digests: Object.keys(res.hashes), durationMs: Date.now() - started,
+    },
       `downloaded ${action.image.fileName} (${res.sizeBytes} bytes)`);
     const { md5, sha512 } = res.hashes;
     const digests = md5 && sha512 ? { md5, sha512 } : undefined;
