@@ -35,6 +35,10 @@ export interface UpstreamImage {
   sha256: string;
   /** Whether the SHA256SUMS this checksum came from was signature-verified. */
   signed: boolean;
+  /** Size the signed metadata gives (simplestreams); a download of another size fails. Unknown from SHA256SUMS. */
+  sizeBytes?: number;
+  /** End of the release's support (`YYYY-MM-DD`), when the source tells it (simplestreams `support_eol`). */
+  supportEol?: string;
 }
 
 /** The stable identity of an image across runs. */
