@@ -291,7 +291,7 @@ async function fetchAndVerify(
     // md5 and sha512 in the same pass, for targets that compare them afterwards: no upload hashes again.
     const wantsDigests = deps.targets.some((t) => t.wantsDigests && action.publishTo.includes(t.name));
     const res = await downloadFile(action.image.url, dest, {
-      client: deps.client, expectedSha256: action.image.sha256, retries: config.http.retries,
+      client: deps.client, expectedSha256: action.image.sha256, expectedSizeBytes: action.image.sizeBytes, retries: config.http.retries,
       extraHashAlgorithms: wantsDigests ? ['md5', 'sha512'] : [],
       baseDelayMs: config.http.retryBaseDelayMs, maxDelayMs: config.http.retryMaxDelayMs, signal: deps.signal, log, sink, durable,
       onProgress: (bytes, total) => {
