@@ -65,7 +65,8 @@ async function readDocument(options: StreamsDiscoverOptions, url: string, log: L
   return verified.text;
 }
 
-async function readTree(options: StreamsDiscoverOptions, log: Logger): Promise<{ result: ReturnType<typeof selectImages>; documents: StreamsDocument[] }> {
+/** The (verified) index of the tree and where it points for the channel's products file. */
+async function readIndex(options: StreamsDiscoverOptions, log: Logger): Promise<{ index: StreamsDocument; products: StreamsDocument; contentId: string }> {
   const rootUrl = streamsRootUrl(options.rootUrl);
   const signed = options.keyring !== undefined;
   const indexPath = `streams/v1/index.${signed ? 'sjson' : 'json'}`;
@@ -79,7 +80,20 @@ async function readTree(options: StreamsDiscoverOptions, log: Logger): Promise<{
   }
   // A signed index names the signed products file; an older one may still name the .json beside it.
   const productsPath = signed ? entry.path.replace(/\.json$/, '.sjson') : entry.path;
-  const productsUrl = metadataUrl(productsPath, rootUrl, indexUrl);
+  return { index: { url: indexUrl, path: indexPath }, products: { url: metadataUrl(productsPath, rootUrl, indexUrl), path: productsPath }, contentId };
+}
+
+/** For `check`: the index answers, verifies and names the channel's products file. Returns what was found. */
+export async function checkStreamsIndex(options: StreamsDiscoverOptions): Promise<string> {
+  const { index, products } = await readIndex(options, options.log);
+  return `${index.url} ${options.keyring ? 'signed and verified' : 'read (signature checking off)'}; products in ${products.path}`;
+}
+
+async function readTree(options: StreamsDiscoverOptions, log: Logger): Promise<{ result: ReturnType<typeof selectImages>; documents: StreamsDocument[] }> {
+  const rootUrl = streamsRootUrl(options.rootUrl);
+  const signed = options.keyring !== undefined;
+  const { index, products: productsDoc, contentId } = await readIndex(options, log);
+  const productsUrl = productsDoc.url;
   const products = parseProducts(await readDocument(options, productsUrl, log), productsUrl);
   if (products.content_id !== contentId) {
     throw new SyncError('STREAMS_MALFORMED', `${productsUrl} holds ${products.content_id}, the index said ${contentId}`,
@@ -89,7 +103,7 @@ async function readTree(options: StreamsDiscoverOptions, log: Logger): Promise<{
     channel: options.channel, variant: options.variant, releases: options.releases, arches: options.arches,
     ftype: options.ftype, rootUrl, signed,
   });
-  return { result, documents: [{ url: indexUrl, path: indexPath }, { url: productsUrl, path: productsPath }] };
+  return { result, documents: [index, productsDoc] };
 }
 
 /** The newest serial of each wanted release and arch, from the tree's signed metadata. */
