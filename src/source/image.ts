@@ -39,6 +39,11 @@ export interface UpstreamImage {
   sizeBytes?: number;
   /** End of the release's support (`YYYY-MM-DD`), when the source tells it (simplestreams `support_eol`). */
   supportEol?: string;
+  /**
+   * When upstream published this serial (ISO 8601): the Last-Modified of its SHA256SUMS, else the serial
+   * folder's date in the release listing; absent when upstream said neither. The start of the publication lag.
+   */
+  publishedAt?: string;
 }
 
 /** The stable identity of an image across runs. */
