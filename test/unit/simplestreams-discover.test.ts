@@ -7,7 +7,7 @@ import { discoverImages, type CachedGet, type KeyringSource } from '../../src/so
 import { imageKey, type Channel, type Variant } from '../../src/source/image.js';
 import { resolveRelease } from '../../src/source/releases.js';
 import { loadKeyring, verifyCleartextSignature } from '../../src/source/signature.js';
-import { discoverFromStreams, type StreamsDiscoverOptions } from '../../src/source/simplestreams/discover.js';
+import { cleartextBody, discoverFromStreams, type StreamsDiscoverOptions } from '../../src/source/simplestreams/discover.js';
 import { DEFAULT_FTYPE } from '../../src/source/simplestreams/products.js';
 import { foreignSigningKey, startMirror, type Mirror } from '../fixtures/mirror/index.js';
 
@@ -156,6 +156,53 @@ describe('discoverFromStreams against the fixture mirror', () => {
     await mirror.addSerial({ codename: 'jammy', serial: '20261125' });
     const result = await discoverFromStreams(options({ releases: [resolveRelease('jammy')!] }));
     assert.deepEqual(result.images.map((i) => i.serial), ['20261125']);
+  });
+});
+
+describe('verification of unchanged metadata', () => {
+  test('an .sjson unchanged (304) since it verified with this keyring is not verified again; a changed one or another keyring is', async () => {
+    const mirror = await startMirror({ releases: [{ codename: 'noble', serials: ['20261120'], channels: ['release'] }] });
+    try {
+      const cache = new Map<string, Buffer>();
+      let answerUnchanged = false;
+      const get: CachedGet = async (url) => {
+        const cached = cache.get(url);
+        if (answerUnchanged && cached) return { body: cached, changed: false };
+        const fresh = await plainGet(url);
+        cache.set(url, fresh.body);
+        return fresh;
+      };
+      const verifications = new Map<string, string>();
+      const keyringWithId = (id: string): KeyringSource => ({
+        id, load: () => loadKeyring(mirror.keyringPath), verifiedSums: { get: (u) => verifications.get(u), set: (u, v) => void verifications.set(u, v) },
+      });
+      const run = async (keyring: KeyringSource) => {
+        const { log, events } = capture();
+        const result = await discoverFromStreams({ rootUrl: mirror.streamsUrl(), channel: 'release', variant: 'server', releases: [resolveRelease('noble')!], arches: ['amd64'], ftype: DEFAULT_FTYPE, keyring, get, log });
+        return { images: result.images.map((i) => i.sha256), verified: events.filter((e) => e.event === 'source.streams.verified').length };
+      };
+      const first = await run(keyringWithId('k1'));
+      assert.equal(first.verified, 2);
+      answerUnchanged = true;
+      const second = await run(keyringWithId('k1'));
+      assert.deepEqual(second, { images: first.images, verified: 0 }, 'same images from the bytes that verified, no openpgp');
+      assert.equal((await run(keyringWithId('k2'))).verified, 2, 'another keyring verifies again');
+      answerUnchanged = false;
+      assert.equal((await run(keyringWithId('k2'))).verified, 2, 'a changed body verifies again');
+    } finally {
+      await mirror.close();
+    }
+  });
+
+  test('cleartextBody cuts out exactly the text the signature covers, dash-escaped lines included', async () => {
+    const key = await foreignSigningKey();
+    const { createCleartextMessage, sign, readKeys } = await import('openpgp');
+    const text = '{\n "a": 1,\n-- not json but signed\n "b": "x  "\n}';
+    const armored = await sign({ message: await createCleartextMessage({ text }), signingKeys: key.privateKey, format: 'armored' });
+    assert.match(armored, /^- -- not json/m, 'openpgp dash-escaped the line');
+    const verified = await verifyCleartextSignature(Buffer.from(armored), await readKeys({ armoredKeys: key.publicKeyArmored }), 'x');
+    assert.equal(cleartextBody(armored), verified.text);
+    assert.equal(cleartextBody('{"not": "signed"}'), undefined);
   });
 });
 
