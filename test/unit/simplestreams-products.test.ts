@@ -55,6 +55,11 @@ describe('selectImages on the real products file', () => {
     assert.equal(selectImages(doc, selection()).images[0]?.serial, '20240605.1');
   });
 
+  test('keep: N takes the N newest serials, newest first', () => {
+    const { images } = selectImages(real, selection({ keep: 3 }));
+    assert.deepEqual(images.map((i) => i.serial), ['20240821', '20240809', '20240806']);
+  });
+
   const table: Array<{ name: string; releases: string[]; arches: Arch[]; serials: string[]; files: string[]; unmatched: string[] }> = [
     { name: 'a -disk1.img release (lucid)', releases: ['lucid'], arches: ['amd64'], serials: ['20150427'], files: ['ubuntu-10.04-server-cloudimg-amd64-disk1.img'], unmatched: [] },
     { name: 'an EOL release by version (23.10)', releases: ['23.10'], arches: ['amd64'], serials: ['20240710'], files: ['ubuntu-23.10-server-cloudimg-amd64.img'], unmatched: [] },

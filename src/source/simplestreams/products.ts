@@ -1,7 +1,7 @@
 /**
  * simplestreams metadata (`index:1.0` and `products:1.0`, the format of cloud-images.ubuntu.com's
  * `streams/v1/`) parsed into types at the edge, and the pure choice of images from it: per wanted release
- * and arch, the newest version (serial) that has an item of the wanted ftype.
+ * and arch, the newest `keep` versions (serials) that have an item of the wanted ftype.
  */
 import { z } from 'zod';
 import { SyncError } from '../../errors.js';
@@ -89,6 +89,8 @@ export interface StreamsSelection {
   rootUrl: string;
   /** Whether the products file was signature-verified. */
   signed: boolean;
+  /** How many of the newest serials to take per release and arch (default 1). */
+  keep?: number;
 }
 
 /** A wanted release/arch the products file has no usable item for, and why. */
@@ -119,8 +121,8 @@ function itemUrl(path: string, rootUrl: string): string | undefined {
 }
 
 /**
- * Per wanted release and arch, the newest version that has a valid item of the wanted ftype, as the image
- * the listing source would find for the same serial: same key, file name and sha256. Pure.
+ * Per wanted release and arch, the newest version(s) that have a valid item of the wanted ftype, as the images
+ * the listing source would find for the same serials: same key, file name and sha256. Pure.
  */
 export function selectImages(doc: ProductsDocument, selection: StreamsSelection): { images: UpstreamImage[]; unmatched: UnmatchedSelection[] } {
   const images: UpstreamImage[] = [];
@@ -156,8 +158,8 @@ export function selectImages(doc: ProductsDocument, selection: StreamsSelection)
           });
         }
       }
-      const newest = candidates.sort((a, b) => compareSerials(b.serial, a.serial))[0];
-      if (newest) images.push(newest);
+      const newest = candidates.sort((a, b) => compareSerials(b.serial, a.serial)).slice(0, selection.keep ?? 1);
+      if (newest.length > 0) images.push(...newest);
       else {
         unmatched.push({
           release: release.codename, arch,
