@@ -98,7 +98,7 @@ async function readIndex(options: StreamsDiscoverOptions, log: Logger): Promise<
   const index = parseStreamsIndex(await readDocument(options, indexUrl, log), indexUrl);
   const contentId = downloadContentId(options.channel);
   const entry = index.index[contentId];
-  if (!entry) {
+  if (!entry?.path) {
     throw new SyncError('STREAMS_NO_CONTENT', `${indexUrl} lists no ${contentId} (it has: ${Object.keys(index.index).join(', ') || 'nothing'})`,
       `check that source.url is the tree of the ${options.channel} channel, e.g. https://cloud-images.ubuntu.com/${options.channel === 'release' ? 'releases' : 'daily'}/`);
   }

@@ -18,8 +18,9 @@ export function downloadContentId(channel: Channel): string {
 
 const indexSchema = z.object({
   format: z.literal('index:1.0'),
+  // Entries of other content (image ids of clouds) are not read: only the one wanted needs a path.
   index: z.record(z.string(), z.object({
-    path: z.string().min(1),
+    path: z.string().optional(),
     format: z.string().optional(),
     datatype: z.string().optional(),
   })),
