@@ -4,7 +4,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { LogRecord } from '../log.js';
-import { compareSerials } from '../source/image.js';
+import { compareSerials } from '../image.js';
 import { IMAGE_STATES } from '../state/transitions.js';
 import type { RunRecord, StateStore } from '../state/store.js';
 

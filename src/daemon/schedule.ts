@@ -2,14 +2,11 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, constants, mkdirSync, openSync, readSync, writeSync } from 'node:fs';
 import path from 'node:path';
-import { createTask, validate, type ScheduledTask } from 'node-cron';
+import { createTask, type ScheduledTask } from 'node-cron';
 import { SyncError } from '../errors.js';
 import type { Logger } from '../log.js';
 
-/** node-cron's expressions: 5 fields, or 6 with seconds first. */
-export function cronExpressionValid(expression: string): boolean {
-  return validate(expression);
-}
+export { cronExpressionValid } from '../config/cron.js';
 
 /**
  * The schedule when the config sets none: hourly, at a minute and second fixed for this install and

@@ -302,7 +302,7 @@ describe('retention safety', () => {
     world = await createSyncWorld({ mirror: { releases: [{ codename: 'noble', serials: ['20261101'] }] }, config: { keep: 1 } });
     assert.equal((await world.sync()).result, 'ok');
     await world.mirror.addSerial({ codename: 'noble', serial: '20261120' });
-    const { DirectoryTarget } = await import('../../src/targets/directory.js');
+    const { DirectoryTarget } = await import('../../src/targets/directory/target.js');
     class FailingTarget extends DirectoryTarget {
       override async publish(): Promise<never> { throw new Error('disk on fire'); }
     }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
-import { imageKey, type Arch } from '../../src/source/image.js';
+import { imageKey, type Arch } from '../../src/image.js';
 import { resolveRelease, type ReleaseName } from '../../src/source/releases.js';
 import {
   DEFAULT_FTYPE, downloadContentId, parseProducts, parseStreamsIndex, selectImages, type ProductsDocument, type StreamsSelection,

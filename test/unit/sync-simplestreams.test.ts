@@ -81,7 +81,9 @@ describe('sync cycle from the simplestreams source (directory target)', () => {
     const summary = await world.sync({ config: world.configWith({ source: streamsSource(world) }) });
     assert.equal(summary.result, 'failed');
     assert.match(summary.errors.join('\n'), /SIZE_MISMATCH: GET \S+ announces \d+ bytes, the signed metadata says \d+/);
-    assert.ok(imageRequests(world).every((r) => r.bytesSent < image!.sizeBytes), 'the body was not read');
+    assert.equal(imageRequests(world).length, 1, 'not retried: upstream is not what was signed for');
+    assert.deepEqual(world.events('image.download.progress'), [], 'not one byte of the body was taken');
+    assert.equal(world.events('image.download.failed')[0]?.errCode, 'SIZE_MISMATCH');
     assert.deepEqual(filesUnder(path.join(world.dir, 'cache')), []);
   });
 

@@ -7,8 +7,9 @@
  */
 import { SyncError, describeError } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import type { CachedGet, DiscoveryResult, KeyringSource } from '../discover.js';
-import type { Arch, Channel, Variant } from '../image.js';
+import type { KeyringSource } from '../keyring.js';
+import type { CachedGet, DiscoveryResult } from '../source.js';
+import type { Arch, Channel, Variant } from '../../image.js';
 import type { ReleaseName } from '../releases.js';
 import { verifyCleartextSignature } from '../signature.js';
 import { downloadContentId, parseProducts, parseStreamsIndex, selectImages } from './products.js';

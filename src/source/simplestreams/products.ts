@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { SyncError } from '../../errors.js';
-import { compareSerials, type Arch, type Channel, type UpstreamImage, type Variant } from '../image.js';
+import { compareSerials, type Arch, type Channel, type UpstreamImage, type Variant } from '../../image.js';
 import type { ReleaseName } from '../releases.js';
 
 /** The item that is the bootable qcow2 disk (`ubuntu-24.04-server-cloudimg-amd64.img`, or `-disk1.img` up to 16.04). */

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { ARCHES, CHANNELS, VARIANTS, type Channel, type Variant } from '../image.js';
+import { CHANNELS, VARIANTS, type Channel, type Variant } from '../../image.js';
+import { sourceSelection } from '../source.js';
 import { DEFAULT_FTYPE } from './products.js';
 
 /** Canonical's tree of a channel and variant: the folder holding `streams/v1/`. */
@@ -8,23 +9,16 @@ export function defaultStreamsUrl(channel: Channel, variant: Variant): string {
 }
 
 /**
- * `source: { type: simplestreams, url, ... }`: the listing source's selection keys, with `url` the root of
- * a simplestreams tree (default: Canonical's tree of the channel and variant) and `ftype` the item to take.
+ * `source: { type: simplestreams, url, ... }`: the listing source's selection keys, with `url` the root of a
+ * simplestreams tree, the folder holding `streams/v1/` (default: Canonical's tree of the channel and variant,
+ * e.g. https://cloud-images.ubuntu.com/releases/), and `ftype` the item to take from each version.
  */
-export const simplestreamsSourceSchema = z
-  .strictObject({
-    type: z.literal('simplestreams'),
-    url: z.string().url().optional(),
-    channel: z.enum(CHANNELS).default('release'),
-    variant: z.enum(VARIANTS).default('server'),
-    // YAML reads 20.10 as the number 20.1: put the two decimals back.
-    releases: z.array(z.union([z.string(), z.number().transform((n) => n.toFixed(2))])).min(1).default(['noble']),
-    arches: z.array(z.enum(ARCHES)).min(1).default(['amd64']),
-    verifySignature: z.boolean().default(true),
-    keyring: z.string().optional(),
-    /** The item type to take from each version: `disk1.img` is the qcow2 disk. */
-    ftype: z.string().regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, . _ - only').default(DEFAULT_FTYPE),
-  })
-  .transform((s) => ({ ...s, url: s.url ?? defaultStreamsUrl(s.channel, s.variant) }));
+export const simplestreamsSourceSchema = sourceSelection.extend({
+  type: z.literal('simplestreams'),
+  url: z.string().url().optional(),
+  channel: z.enum(CHANNELS).default('release'),
+  variant: z.enum(VARIANTS).default('server'),
+  ftype: z.string().regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, . _ - only').default(DEFAULT_FTYPE),
+}).strict();
 
-export type SimplestreamsSourceConfig = z.infer<typeof simplestreamsSourceSchema>;
+export type SimplestreamsSourceConfig = z.output<typeof simplestreamsSourceSchema>;

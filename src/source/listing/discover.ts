@@ -1,24 +1,12 @@
-import { HttpStatusError, SyncError, describeError } from '../errors.js';
-import type { Logger } from '../log.js';
-import { compareSerials, type Arch, type Channel, type UpstreamImage, type Variant } from './image.js';
-import { parseListing } from './listing.js';
-import type { ReleaseName } from './releases.js';
+import { HttpStatusError, SyncError, describeError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import { compareSerials, type Arch, type Channel, type UpstreamImage, type Variant } from '../../image.js';
+import { parseListing } from './parse-listing.js';
+import type { ReleaseName } from '../releases.js';
 import { parseSha256Sums } from './sha256sums.js';
-import { verifyDetachedSignature, type Keyring } from './signature.js';
-
-/**
- * The keyring, loaded when first needed, with an id that changes when its file does. `verifiedSums`
- * remembers which SHA256SUMS verified with which keyring id, so a list and signature that are both
- * unchanged (304) since they verified are not verified again.
- */
-export interface KeyringSource {
-  id: string;
-  load(): Promise<Keyring>;
-  verifiedSums?: { get(url: string): string | undefined; set(url: string, verifiedWith: string): void };
-}
-
-/** GET a small text resource, answering from a cache when the server says it is unchanged. */
-export type CachedGet = (url: string) => Promise<{ body: Buffer; changed: boolean; /** The server's Last-Modified, when it sent one. */ lastModified?: string }>;
+import type { KeyringSource } from '../keyring.js';
+import { verifyDetachedSignature } from '../signature.js';
+import type { CachedGet, DiscoveryResult } from '../source.js';
 
 export interface DiscoverOptions {
   sourceUrl: string;
@@ -30,12 +18,6 @@ export interface DiscoverOptions {
   keyring: KeyringSource | undefined;
   get: CachedGet;
   log: Logger;
-}
-
-export interface DiscoveryResult {
-  images: UpstreamImage[];
-  /** Releases that could not be read this cycle, with the reason. */
-  failures: Array<{ release: string; error: unknown }>;
 }
 
 /** How many serials, newest first, to try when the newest has been pruned between listing and fetch. */
