@@ -191,6 +191,17 @@ describe('verification of unchanged metadata', () => {
       assert.equal((await run(keyringWithId('k2'))).verified, 2, 'another keyring verifies again');
       answerUnchanged = false;
       assert.equal((await run(keyringWithId('k2'))).verified, 2, 'a changed body verifies again');
+
+      // A tampered body arrives (200) and fails; the server then answers 304 for it: it must fail again, not pass
+      // on the strength of the earlier verification of other bytes.
+      const fault = mirror.inject({ path: /download\.sjson$/, fault: 'bad-signature', how: 'tampered-sums' });
+      const tampered = await discoverFromStreams({ rootUrl: mirror.streamsUrl(), channel: 'release', variant: 'server', releases: [resolveRelease('noble')!], arches: ['amd64'], ftype: DEFAULT_FTYPE, keyring: keyringWithId('k2'), get, log: capture().log });
+      assert.equal((tampered.failures[0]?.error as { code?: string }).code, 'SIGNATURE_INVALID');
+      fault.remove();
+      answerUnchanged = true;
+      const replayed = await discoverFromStreams({ rootUrl: mirror.streamsUrl(), channel: 'release', variant: 'server', releases: [resolveRelease('noble')!], arches: ['amd64'], ftype: DEFAULT_FTYPE, keyring: keyringWithId('k2'), get, log: capture().log });
+      assert.deepEqual(replayed.images, []);
+      assert.equal((replayed.failures[0]?.error as { code?: string }).code, 'SIGNATURE_INVALID');
     } finally {
       await mirror.close();
     }

@@ -5,6 +5,7 @@
  * images found are the ones the listing source finds for the same serials (same keys, file names and
  * sha256), plus what the metadata gives for free: the size and the release's end of support.
  */
+import { createHash } from 'node:crypto';
 import { SyncError, describeError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { KeyringSource } from '../keyring.js';
@@ -66,13 +67,15 @@ async function readDocument(options: StreamsDiscoverOptions, url: string, log: L
   if (!body.toString('latin1', 0, 256).trimStart().startsWith('-----BEGIN PGP SIGNED MESSAGE-----')) {
     throw new SyncError('STREAMS_UNSIGNED', `${url} is not cleartext-signed (no "BEGIN PGP SIGNED MESSAGE" header); refusing unsigned metadata`, NOT_SIGNED_CURE);
   }
+  // What verified is named by keyring and digest: cached bytes that failed (or never saw) verification never pass.
+  const verifiedAs = `${keyring.id}:${createHash('sha256').update(body).digest('hex')}:`;
   const earlier = changed ? undefined : keyring.verifiedSums?.get(url);
-  if (earlier?.startsWith(`${keyring.id}:`)) {
+  if (earlier?.startsWith(verifiedAs)) {
     const text = cleartextBody(body.toString('utf8'));
     if (text !== undefined) return text;
   }
   const verified = await verifyCleartextSignature(body, await keyring.load(), url);
-  keyring.verifiedSums?.set(url, `${keyring.id}:${verified.fingerprint}`);
+  keyring.verifiedSums?.set(url, `${verifiedAs}${verified.fingerprint}`);
   log.info({ event: 'source.streams.verified', url, fingerprint: verified.fingerprint }, `${url} signed by ${verified.fingerprint}`);
   return verified.text;
 }
