@@ -42,6 +42,20 @@ describe('sync cycle from the simplestreams source (directory target)', () => {
     assert.equal(world.events('source.streams.verified').length, 2);
   });
 
+  test('a second cycle with nothing new costs two conditional GETs (index and products, 304) and no signature check', async () => {
+    world = await createSyncWorld();
+    const config = world.configWith({ source: streamsSource(world) });
+    assert.equal((await world.sync({ config })).result, 'ok');
+    world.mirror.clearRequests();
+    const verifiedBefore = world.events('source.streams.verified').length;
+    const second = await world.sync({ config });
+    assert.equal(second.result, 'ok');
+    assert.deepEqual(world.mirror.requests.map((r) => [r.path, r.status]), [
+      ['/releases/streams/v1/index.sjson', 304], ['/releases/streams/v1/com.ubuntu.cloud:released:download.sjson', 304],
+    ]);
+    assert.equal(world.events('source.streams.verified').length, verifiedBefore, 'unchanged bytes that verified are not verified again');
+  });
+
   test('switching an existing state dir from the listing source to simplestreams and back downloads and publishes nothing', async () => {
     world = await createSyncWorld({ mirror: { releases: [{ codename: 'noble', serials: ['20261120'], arches: ['amd64', 'arm64'] }] }, config: { keepCache: true } });
     const listing = world.configWith({ source: { url: world.mirror.url, keyring: world.mirror.keyringPath, releases: ['noble'], arches: ['amd64', 'arm64'] }, keepCache: true });
