@@ -33,6 +33,8 @@ export interface SourceCache {
   putCachedResponse(url: string, response: CachedResponse): void;
   getCachedVerification(url: string): string | undefined;
   setCachedVerification(url: string, verifiedWith: string): void;
+  getCachedParse(url: string): string | undefined;
+  setCachedParse(url: string, json: string): void;
 }
 
 /** HTTP settings of metadata requests (from config.http). */
@@ -90,4 +92,13 @@ export function defineSourceType<Type extends string, Schema extends z.ZodType<{
 }
 
 /** GET a small text resource, answering from a cache when the server says it is unchanged. */
-export type CachedGet = (url: string) => Promise<{ body: Buffer; changed: boolean; /** The server's Last-Modified, when it sent one. */ lastModified?: string }>;
+export type CachedGet = (url: string) => Promise<CachedText>;
+
+export interface CachedText {
+  body: Buffer;
+  changed: boolean;
+  /** The server's Last-Modified, when it sent one. */
+  lastModified?: string;
+  /** What this body was read as, kept beside it (JSON) until the body changes. */
+  parsed?: { get(): string | undefined; set(json: string): void };
+}

@@ -113,6 +113,18 @@ describe('StateStore', () => {
     reopened.close();
   });
 
+  test('what a cached page was parsed into is kept with it and forgotten when the page is replaced', () => {
+    const store = StateStore.open(dir);
+    const url = 'https://x/releases/noble/';
+    store.putCachedResponse(url, { etag: '"1"', lastModified: null, body: Buffer.from('<html>1</html>') });
+    assert.equal(store.getCachedParse(url), undefined);
+    store.setCachedParse(url, '{"format":1,"folders":[]}');
+    assert.equal(store.getCachedParse(url), '{"format":1,"folders":[]}');
+    store.putCachedResponse(url, { etag: '"2"', lastModified: null, body: Buffer.from('<html>2</html>') });
+    assert.equal(store.getCachedParse(url), undefined, 'another body: what the old one was read as no longer holds');
+    store.close();
+  });
+
   /** A state file as an earlier release left it: the first `version` migrations, one image row. */
   function stateFileAt(version: number, extraColumns: Record<string, string> = {}): void {
     const db = new Database(path.join(dir, STATE_FILE_NAME));
