@@ -54,4 +54,5 @@ export class SimplestreamsSource implements Source {
 const NO_CACHE: DiscoverContext['cache'] = {
   getCachedResponse: () => undefined, putCachedResponse: () => undefined,
   getCachedVerification: () => undefined, setCachedVerification: () => undefined,
+  getCachedParse: () => undefined, setCachedParse: () => undefined,
 };
