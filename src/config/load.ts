@@ -84,7 +84,7 @@ function describeIssue(issue: z.core.$ZodIssue | undefined, raw: unknown): strin
       return `${key === '(top level)' ? '' : `${key}: `}unknown key(s) ${issue.keys.join(', ')}`;
     case 'invalid_union':
       if (issue.path.at(-1) === 'type' || (issue.path.at(-2) === 'targets' && value && typeof value === 'object')) {
-        return `${key}: target type ${JSON.stringify((value as { type?: unknown }).type ?? value)} is not allowed; allowed: directory, glance`;
+        return `${key}: target type ${JSON.stringify((value as { type?: unknown }).type ?? value)} is not allowed; allowed: directory, glance, mirror`;
       }
       return `${key}: ${shown} does not match any allowed form (check "type" and its keys)`;
     default:

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ARCHES, CHANNELS, VARIANTS } from '../source/image.js';
 import { cronExpressionValid } from '../daemon/schedule.js';
+import { mirrorTargetSchema } from '../targets/mirror/schema.js';
 
 export const DEFAULT_SOURCE_URL = 'https://cloud-images.ubuntu.com';
 
@@ -103,7 +104,7 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   targets: z
-    .array(z.discriminatedUnion('type', [directoryTarget, glanceTarget]))
+    .array(z.discriminatedUnion('type', [directoryTarget, glanceTarget, mirrorTargetSchema]))
     .min(1)
     .default([{ name: 'local', type: 'directory', path: './var/images' }])
     .refine((ts) => new Set(ts.map((t) => t.name)).size === ts.length, 'target names must be unique'),

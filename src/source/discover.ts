@@ -41,12 +41,16 @@ export interface DiscoveryResult {
 /** How many serials, newest first, to try when the newest has been pruned between listing and fetch. */
 const SERIALS_TO_TRY = 3;
 
+/** The folder listing a release's serials below the source root, per channel and variant: `releases/noble/`. */
+export function seriesPath(channel: Channel, variant: Variant, codename: string): string {
+  const prefix = variant === 'minimal' ? 'minimal/' : '';
+  if (channel === 'release') return `${prefix}releases/${codename}/`;
+  return variant === 'minimal' ? `${prefix}daily/${codename}/` : `${prefix}${codename}/`;
+}
+
 /** The folder listing a release's serials, per channel and variant (see docs/cloud-images layout). */
 export function seriesUrl(sourceUrl: string, channel: Channel, variant: Variant, codename: string): string {
-  const root = sourceUrl.replace(/\/+$/, '');
-  const prefix = variant === 'minimal' ? `${root}/minimal` : root;
-  if (channel === 'release') return `${prefix}/releases/${codename}/`;
-  return variant === 'minimal' ? `${prefix}/daily/${codename}/` : `${prefix}/${codename}/`;
+  return `${sourceUrl.replace(/\/+$/, '')}/${seriesPath(channel, variant, codename)}`;
 }
 
 const SERIAL_DIR_RE: Record<Channel, RegExp> = {
@@ -75,8 +79,8 @@ async function discoverRelease(options: DiscoverOptions, release: ReleaseName, l
   const { body } = await options.get(listingUrl);
   const serialDirs = parseListing(body.toString('utf8'), listingUrl)
     .filter((e) => e.isDirectory)
-    .map((e) => ({ serial: SERIAL_DIR_RE[options.channel].exec(e.name)?.[1], url: e.url }))
-    .filter((e): e is { serial: string; url: string } => e.serial !== undefined)
+    .map((e) => ({ serial: SERIAL_DIR_RE[options.channel].exec(e.name)?.[1], url: e.url, path: `${seriesPath(options.channel, options.variant, release.codename)}${e.name}/` }))
+    .filter((e): e is { serial: string; url: string; path: string } => e.serial !== undefined)
     .sort((a, b) => compareSerials(b.serial, a.serial));
   if (serialDirs.length === 0) {
     throw new SyncError('LISTING_NO_SERIALS', `${listingUrl} lists no serial folders`,
@@ -84,7 +88,7 @@ async function discoverRelease(options: DiscoverOptions, release: ReleaseName, l
   }
   for (const dir of serialDirs.slice(0, SERIALS_TO_TRY)) {
     try {
-      return await readSerial(options, release, dir.serial, dir.url, log);
+      return await readSerial(options, release, dir, log);
     } catch (err) {
       if (!(err instanceof HttpStatusError && err.status === 404)) throw err;
       log.warn({ event: 'source.serial.pruned', serial: dir.serial, url: err.url }, `serial ${dir.serial} is gone upstream, trying the previous one`);
@@ -94,11 +98,21 @@ async function discoverRelease(options: DiscoverOptions, release: ReleaseName, l
     'upstream is mid-publication or pruned; retried next cycle', { retryable: true });
 }
 
-async function readSerial(options: DiscoverOptions, release: ReleaseName, serial: string, dirUrl: string, log: Logger): Promise<UpstreamImage[]> {
+/** A serial folder: its URL as listed, and its path below the source root (`releases/noble/release-20240605/`). */
+interface SerialDir {
+  serial: string;
+  url: string;
+  path: string;
+}
+
+async function readSerial(options: DiscoverOptions, release: ReleaseName, dir: SerialDir, log: Logger): Promise<UpstreamImage[]> {
+  const { serial, url: dirUrl } = dir;
   const sumsUrl = new URL('SHA256SUMS', dirUrl).href;
   const sums = await options.get(sumsUrl);
   const keyring = options.keyring;
+  const signedBy = [{ url: sumsUrl, path: `${dir.path}SHA256SUMS` }];
   if (keyring) {
+    signedBy.push({ url: `${sumsUrl}.gpg`, path: `${dir.path}SHA256SUMS.gpg` });
     const signature = await options.get(`${sumsUrl}.gpg`);
     const unchanged = !sums.changed && !signature.changed;
     const earlier = unchanged ? keyring.verifiedSums?.get(sumsUrl) : undefined;
@@ -119,7 +133,7 @@ async function readSerial(options: DiscoverOptions, release: ReleaseName, serial
     images.push({
       channel: options.channel, variant: options.variant, release: release.codename, version: found.version,
       arch, serial, fileName: found.fileName, url: new URL(found.fileName, dirUrl).href, sha256: found.sha256,
-      signed: options.keyring !== undefined,
+      signed: options.keyring !== undefined, upstreamPath: `${dir.path}${found.fileName}`, signedBy,
     });
   }
   return images;

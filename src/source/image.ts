@@ -19,6 +19,14 @@ export const GLANCE_ARCHITECTURE: Record<Arch, string> = {
   s390x: 's390x',
 };
 
+/** A signed document an image's checksum came from: a SHA256SUMS, its detached signature, a simplestreams `.sjson`. */
+export interface SignedDocument {
+  /** Where the source fetched it; its bytes stay in the state's response cache under this URL. */
+  url: string;
+  /** Its path below the source root, as upstream lays it out, e.g. `releases/noble/release-20240605/SHA256SUMS`. */
+  path: string;
+}
+
 /** An image that exists upstream, with its checksum from a signature-checked SHA256SUMS. */
 export interface UpstreamImage {
   channel: Channel;
@@ -35,6 +43,13 @@ export interface UpstreamImage {
   sha256: string;
   /** Whether the SHA256SUMS this checksum came from was signature-verified. */
   signed: boolean;
+  /**
+   * The image's path below the source root, as upstream lays it out, e.g.
+   * `releases/noble/release-20240605/ubuntu-24.04-server-cloudimg-amd64.img`; for targets that rebuild the layout.
+   */
+  upstreamPath?: string;
+  /** The documents its checksum was verified with (the signature included), for targets that republish them. */
+  signedBy?: SignedDocument[];
 }
 
 /** The stable identity of an image across runs. */

@@ -3,6 +3,7 @@ import type { LoadedConfig } from '../config/load.js';
 import type { Logger } from '../log.js';
 import { DirectoryTarget } from './directory.js';
 import { GlanceTarget } from './glance.js';
+import { MirrorTarget } from './mirror/mirror.js';
 import type { Target } from './target.js';
 
 export interface CreateTargetsOptions {
@@ -20,6 +21,8 @@ export function createTargets(config: LoadedConfig, options: CreateTargetsOption
         return new DirectoryTarget(t.name, path.resolve(t.path));
       case 'glance':
         return new GlanceTarget(t, { env: options.env, log: options.log });
+      case 'mirror':
+        return new MirrorTarget(t.name, path.resolve(t.path));
     }
   });
 }

@@ -44,6 +44,11 @@ export interface PublishContext {
   onRef?: (ref: string) => void;
   /** Bytes handed to the target so far (uploads); the loop throttles and logs it as image.publish.progress. */
   onProgress?: (bytesDone: number) => void;
+  /**
+   * The bytes of one of `image.signedBy`, exactly as the source fetched and verified them this cycle (read
+   * from the response cache, no request); undefined when not cached. For targets that republish them.
+   */
+  signedDocument?: (url: string) => Buffer | undefined;
 }
 
 export interface StreamPublishContext extends PublishContext {
