@@ -165,7 +165,7 @@ export class MirrorTarget implements Target {
     // A mirror has no hidden state; retention deletes directly (hidesBeforeDelete = false).
   }
 
-  async remove(image: PublishedImage): Promise<void> {
+  async remove(image: PublishedImage, _ctx: { log: Logger }): Promise<void> {
     try {
       const root = await ensureRoot(this.root);
       const folder = path.dirname(image.ref);
