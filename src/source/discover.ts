@@ -18,7 +18,7 @@ export interface KeyringSource {
 }
 
 /** GET a small text resource, answering from a cache when the server says it is unchanged. */
-export type CachedGet = (url: string) => Promise<{ body: Buffer; changed: boolean }>;
+export type CachedGet = (url: string) => Promise<{ body: Buffer; changed: boolean; /** The server's Last-Modified, when it sent one. */ lastModified?: string }>;
 
 export interface DiscoverOptions {
   sourceUrl: string;
@@ -79,8 +79,11 @@ async function discoverRelease(options: DiscoverOptions, release: ReleaseName, l
   const { body } = await options.get(listingUrl);
   const serialDirs = parseListing(body.toString('utf8'), listingUrl)
     .filter((e) => e.isDirectory)
-    .map((e) => ({ serial: SERIAL_DIR_RE[options.channel].exec(e.name)?.[1], url: e.url, path: `${seriesPath(options.channel, options.variant, release.codename)}${e.name}/` }))
-    .filter((e): e is { serial: string; url: string; path: string } => e.serial !== undefined)
+    .map((e) => ({
+      serial: SERIAL_DIR_RE[options.channel].exec(e.name)?.[1], url: e.url, modified: e.modified,
+      path: `${seriesPath(options.channel, options.variant, release.codename)}${e.name}/`,
+    }))
+    .filter((e): e is SerialDir => e.serial !== undefined)
     .sort((a, b) => compareSerials(b.serial, a.serial));
   if (serialDirs.length === 0) {
     throw new SyncError('LISTING_NO_SERIALS', `${listingUrl} lists no serial folders`,
@@ -98,31 +101,34 @@ async function discoverRelease(options: DiscoverOptions, release: ReleaseName, l
     'upstream is mid-publication or pruned; retried next cycle', { retryable: true });
 }
 
-/** A serial folder: its URL as listed, and its path below the source root (`releases/noble/release-20240605/`). */
+/** A serial folder as listed: its URL, date, and path below the source root (`releases/noble/release-20240605/`). */
 interface SerialDir {
   serial: string;
   url: string;
+  modified: Date | undefined;
   path: string;
 }
 
 async function readSerial(options: DiscoverOptions, release: ReleaseName, dir: SerialDir, log: Logger): Promise<UpstreamImage[]> {
-  const { serial, url: dirUrl } = dir;
+  const { serial, url: dirUrl, modified: listedAt } = dir;
   const sumsUrl = new URL('SHA256SUMS', dirUrl).href;
   const sums = await options.get(sumsUrl);
   const keyring = options.keyring;
+  // What the checksums were verified with, for targets that republish it: the signature's bytes stay in the
+  // response cache from the cycle that verified them, also when this cycle does not fetch it again.
   const signedBy = [{ url: sumsUrl, path: `${dir.path}SHA256SUMS` }];
-  if (keyring) {
-    signedBy.push({ url: `${sumsUrl}.gpg`, path: `${dir.path}SHA256SUMS.gpg` });
+  if (keyring) signedBy.push({ url: `${sumsUrl}.gpg`, path: `${dir.path}SHA256SUMS.gpg` });
+  // A list unchanged (304) since it verified with this keyring needs no signature: its bytes are the ones
+  // checked. The signature is fetched only with a new list (or keyring), saving a third of a no-op's requests.
+  const earlier = keyring && !sums.changed ? keyring.verifiedSums?.get(sumsUrl) : undefined;
+  if (keyring && !earlier?.startsWith(`${keyring.id}:`)) {
     const signature = await options.get(`${sumsUrl}.gpg`);
-    const unchanged = !sums.changed && !signature.changed;
-    const earlier = unchanged ? keyring.verifiedSums?.get(sumsUrl) : undefined;
-    if (!earlier?.startsWith(`${keyring.id}:`)) {
-      const fingerprint = await verifyDetachedSignature(sums.body, signature.body, await keyring.load(), `${sumsUrl}.gpg`);
-      keyring.verifiedSums?.set(sumsUrl, `${keyring.id}:${fingerprint}`);
-      log.info({ event: 'source.sums.verified', serial, url: sumsUrl, fingerprint }, `SHA256SUMS of ${serial} signed by ${fingerprint}`);
-    }
+    const fingerprint = await verifyDetachedSignature(sums.body, signature.body, await keyring.load(), `${sumsUrl}.gpg`);
+    keyring.verifiedSums?.set(sumsUrl, `${keyring.id}:${fingerprint}`);
+    log.info({ event: 'source.sums.verified', serial, url: sumsUrl, fingerprint }, `SHA256SUMS of ${serial} signed by ${fingerprint}`);
   }
   const checksums = parseSha256Sums(sums.body.toString('utf8'), sumsUrl);
+  const publishedAt = upstreamTime(sums.lastModified, listedAt);
   const images: UpstreamImage[] = [];
   for (const arch of options.arches) {
     const found = findImageFile(checksums, options.channel, options.variant, release, arch);
@@ -134,9 +140,20 @@ async function readSerial(options: DiscoverOptions, release: ReleaseName, dir: S
       channel: options.channel, variant: options.variant, release: release.codename, version: found.version,
       arch, serial, fileName: found.fileName, url: new URL(found.fileName, dirUrl).href, sha256: found.sha256,
       signed: options.keyring !== undefined, upstreamPath: `${dir.path}${found.fileName}`, signedBy,
+      ...(publishedAt ? { publishedAt } : {}),
     });
   }
   return images;
+}
+
+/**
+ * When the serial appeared upstream: its SHA256SUMS's Last-Modified (to the second, and the moment the
+ * serial became complete), else the folder's minute in the listing. Undefined when neither can be read.
+ */
+function upstreamTime(lastModified: string | undefined, listedAt: Date | undefined): string | undefined {
+  const fromHeader = lastModified ? Date.parse(lastModified) : Number.NaN;
+  if (Number.isFinite(fromHeader)) return new Date(fromHeader).toISOString();
+  return listedAt && Number.isFinite(listedAt.getTime()) ? listedAt.toISOString() : undefined;
 }
 
 /**

@@ -50,6 +50,11 @@ export interface UpstreamImage {
   upstreamPath?: string;
   /** The documents its checksum was verified with (the signature included), for targets that republish them. */
   signedBy?: SignedDocument[];
+  /**
+   * When upstream published this serial (ISO 8601): the Last-Modified of its SHA256SUMS, else the serial
+   * folder's date in the release listing; absent when upstream said neither. The start of the publication lag.
+   */
+  publishedAt?: string;
 }
 
 /** The stable identity of an image across runs. */
