@@ -222,7 +222,7 @@ function publishContext(deps: SyncDeps, action: SyncAction, log: Logger, totalBy
       log: tlog,
       signal: deps.signal,
       onRef: (ref: string) => deps.store.setPublication(action.key, target.name, 'publishing', { ref }),
-      signedDocument: (url: string) => deps.store.getCachedResponse(url)?.body,
+      signedDocument: (url: string) => deps.store.getCachedResponse(url),
       onProgress: (bytes: number) => {
         const now = Date.now();
         if (now - last < (deps.progressIntervalMs ?? 5_000)) return;

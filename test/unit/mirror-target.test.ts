@@ -56,7 +56,13 @@ async function cached(serial: Serial, arch: Arch): Promise<VerifiedFile> {
 }
 
 function context(...serials: Serial[]): PublishContext {
-  return { log, signedDocument: (url) => serials.map((s) => s.documents.get(url)).find(Boolean) };
+  return {
+    log,
+    signedDocument: (url) => {
+      const body = serials.map((s) => s.documents.get(url)).find(Boolean);
+      return body && { body, lastModified: 'Fri, 20 Nov 2026 06:23:00 GMT' };
+    },
+  };
 }
 
 /** What a static web server's autoindex would list under `rel`, recursively (hidden names left out, as nginx and Apache do). */
@@ -88,6 +94,7 @@ describe('mirror target', () => {
     assert.deepEqual(readFileSync(path.join(folder, 'SHA256SUMS')), serial.sums);
     assert.deepEqual(readFileSync(path.join(folder, 'SHA256SUMS.gpg')), serial.gpg);
     assert.equal(sha256(readFileSync(result.ref)), file.sha256);
+    assert.equal(statSync(path.join(folder, 'SHA256SUMS')).mtime.toISOString(), '2026-11-20T06:23:00.000Z', 'dated as upstream served it');
     assert.equal(statSync(result.ref).mode & 0o777, 0o644, 'the image is world-readable though the cached copy was 0600');
     for (const d of ['releases', 'releases/noble', serial.folder]) assert.equal(statSync(path.join(root, d)).mode & 0o777, 0o755, d);
     assert.deepEqual(hiddenEntries(serial.folder), ['.ubuntu-24.04-server-cloudimg-amd64.img.cloudimg-sync.json'], 'only the bookkeeping, hidden');

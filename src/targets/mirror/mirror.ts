@@ -16,7 +16,7 @@
  * `.<file>.cloudimg-sync.json` bookkeeping beside each image (what retention may remove) use them.
  */
 import { constants } from 'node:fs';
-import { chmod, copyFile, link, lstat, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { chmod, copyFile, link, lstat, mkdir, readdir, readFile, rename, rm, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { SyncError } from '../../errors.js';
@@ -28,7 +28,7 @@ import {
   checkInside, checkVisibleSegments, directoryInside, ensureRoot, removeInside, UnsafeTargetPathError, workName, writeNewFile,
 } from '../contained-fs.js';
 import { directoryError } from '../directory.js';
-import type { PublishContext, PublishedImage, PublishResult, Target, VerifiedFile } from '../target.js';
+import type { PublishContext, PublishedImage, PublishResult, SignedDocumentBytes, Target, VerifiedFile } from '../target.js';
 
 const MANIFEST_SUFFIX = '.cloudimg-sync.json';
 /** Serial folders sit 2 (daily) to 4 (minimal release) levels down; a little slack for other layouts. */
@@ -90,8 +90,8 @@ export class MirrorTarget implements Target {
 
   async publish(image: UpstreamImage, file: VerifiedFile, ctx: PublishContext): Promise<PublishResult> {
     const placement = mirrorPlacement(image);
-    const documents = new Map<string, Buffer>();
-    for (const { url } of [...placement.folderDocuments, ...placement.otherDocuments]) documents.set(url, signedBytes(url, ctx));
+    const documents = new Map<string, SignedDocumentBytes>();
+    for (const { url } of [...placement.folderDocuments, ...placement.otherDocuments]) documents.set(url, signedDocument(url, ctx));
     checkListedInSums(placement, documents, file);
     try {
       const root = await ensureRoot(this.root);
@@ -203,20 +203,20 @@ export class MirrorTarget implements Target {
   }
 }
 
-function signedBytes(url: string, ctx: PublishContext): Buffer {
-  const bytes = ctx.signedDocument?.(url);
-  if (!bytes) {
+function signedDocument(url: string, ctx: PublishContext): SignedDocumentBytes {
+  const document = ctx.signedDocument?.(url);
+  if (!document) {
     throw new SyncError('MIRROR_DOCUMENT_MISSING', `the signed document ${url} is not in the state's response cache`,
       'it is fetched again by the next cycle\'s discovery; retried then', { retryable: true });
   }
-  return bytes;
+  return document;
 }
 
 /** The SHA256SUMS copied beside the image must list it with the checksum it verified with (same cycle, same bytes). */
-function checkListedInSums(placement: MirrorPlacement, documents: Map<string, Buffer>, file: VerifiedFile): void {
+function checkListedInSums(placement: MirrorPlacement, documents: Map<string, SignedDocumentBytes>, file: VerifiedFile): void {
   const sums = placement.folderDocuments.find((d) => d.name === 'SHA256SUMS');
   if (!sums) return;
-  const listed = parseSha256Sums(documents.get(sums.url)!.toString('utf8'), sums.url).get(placement.fileName);
+  const listed = parseSha256Sums(documents.get(sums.url)!.body.toString('utf8'), sums.url).get(placement.fileName);
   if (listed !== file.sha256) {
     throw new SyncError('MIRROR_SUMS_MISMATCH', `${sums.url} lists ${placement.fileName} as ${listed ?? 'absent'}, the image verified as ${file.sha256}`,
       'upstream changed the serial while this cycle ran; it is published from the new list next cycle', { retryable: true });
@@ -234,14 +234,14 @@ async function existingDirectory(dir: string): Promise<boolean> {
 
 /** Build the serial folder under a hidden name with the image, its signed documents and bookkeeping; rename it into place. */
 async function createSerialFolder(
-  parent: string, folderName: string, placement: MirrorPlacement, documents: Map<string, Buffer>, file: VerifiedFile, manifest: MirrorManifest,
+  parent: string, folderName: string, placement: MirrorPlacement, documents: Map<string, SignedDocumentBytes>, file: VerifiedFile, manifest: MirrorManifest,
 ): Promise<void> {
   const staging = path.join(parent, workName(folderName, 'partial'));
   try {
     await mkdir(staging);
     await chmod(staging, 0o755);
     await placeImage(staging, placement.fileName, file);
-    for (const doc of placement.folderDocuments) await writeNewFile(path.join(staging, doc.name), documents.get(doc.url)!);
+    for (const doc of placement.folderDocuments) await writeDocument(staging, doc.name, documents.get(doc.url)!);
     await writeNewFile(path.join(staging, manifestName(placement.fileName)), manifestText(manifest));
     await fsyncPath(staging);
     await rename(staging, path.join(parent, folderName));
@@ -269,14 +269,27 @@ async function placeImage(folder: string, fileName: string, file: VerifiedFile):
   }
 }
 
-/** Replace `<dir>/<name>` with `data` through a new temp file, unless it already holds exactly these bytes. */
-async function replaceFile(dir: string, name: string, data: Buffer | string): Promise<void> {
+/** A new file holding a signed document, dated as upstream served it (a downstream's freshness starts there). */
+async function writeDocument(dir: string, name: string, document: SignedDocumentBytes): Promise<void> {
+  const file = path.join(dir, name);
+  await writeNewFile(file, document.body);
+  const served = document.lastModified ? new Date(document.lastModified) : undefined;
+  if (served && !Number.isNaN(served.getTime())) await utimes(file, served, served);
+}
+
+/**
+ * Replace `<dir>/<name>` with `data` (a signed document or our bookkeeping) through a new temp file, unless
+ * it already holds exactly these bytes (its date and ETag then stay as they were).
+ */
+async function replaceFile(dir: string, name: string, data: SignedDocumentBytes | string): Promise<void> {
   const dest = path.join(dir, name);
+  const bytes = typeof data === 'string' ? Buffer.from(data) : data.body;
   // Compared only when it is a regular file of ours; anything else is replaced (a rename never follows a symlink).
-  if ((await lstat(dest).catch(() => undefined))?.isFile() && (await readFile(dest)).equals(Buffer.from(data))) return;
+  if ((await lstat(dest).catch(() => undefined))?.isFile() && (await readFile(dest)).equals(bytes)) return;
   const tmp = path.join(dir, workName(name, 'tmp'));
   try {
-    await writeNewFile(tmp, data);
+    if (typeof data === 'string') await writeNewFile(tmp, data);
+    else await writeDocument(dir, path.basename(tmp), data);
     await fsyncPath(tmp);
     await rename(tmp, dest);
   } catch (err) {
