@@ -1,7 +1,6 @@
 import { HttpStatusError, SyncError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { compareSerials, type Arch, type Channel, type UpstreamImage, type Variant } from './image.js';
-import { parseListing } from './listing.js';
 import type { ReleaseName } from './releases.js';
 import { parseSha256Sums } from './sha256sums.js';
 import { verifyDetachedSignature, type Keyring } from './signature.js';
@@ -18,7 +17,16 @@ export interface KeyringSource {
 }
 
 /** GET a small text resource, answering from a cache when the server says it is unchanged. */
-export type CachedGet = (url: string) => Promise<{ body: Buffer; changed: boolean; /** The server's Last-Modified, when it sent one. */ lastModified?: string }>;
+export type CachedGet = (url: string) => Promise<CachedText>;
+
+export interface CachedText {
+  body: Buffer;
+  changed: boolean;
+  /** The server's Last-Modified, when it sent one. */
+  lastModified?: string;
+  /** What this body was read as, kept beside it (JSON) until the body changes. */
+  parsed?: { get(): string | undefined; set(json: string): void };
+}
 
 export interface DiscoverOptions {
   sourceUrl: string;
@@ -76,15 +84,7 @@ export async function discoverImages(options: DiscoverOptions): Promise<Discover
 
 async function discoverRelease(options: DiscoverOptions, release: ReleaseName, log: Logger): Promise<UpstreamImage[]> {
   const listingUrl = seriesUrl(options.sourceUrl, options.channel, options.variant, release.codename);
-  const { body } = await options.get(listingUrl);
-  const serialDirs = parseListing(body.toString('utf8'), listingUrl)
-    .filter((e) => e.isDirectory)
-    .map((e) => ({
-      serial: SERIAL_DIR_RE[options.channel].exec(e.name)?.[1], url: e.url, modified: e.modified,
-      path: `${seriesPath(options.channel, options.variant, release.codename)}${e.name}/`,
-    }))
-    .filter((e): e is SerialDir => e.serial !== undefined)
-    .sort((a, b) => compareSerials(b.serial, a.serial));
+  const serialDirs = await serialFolders(await options.get(listingUrl), listingUrl, options.channel);
   if (serialDirs.length === 0) {
     throw new SyncError('LISTING_NO_SERIALS', `${listingUrl} lists no serial folders`,
       `check source.url, source.channel and that ${release.codename} is published there`, { retryable: true });
@@ -101,23 +101,57 @@ async function discoverRelease(options: DiscoverOptions, release: ReleaseName, l
     'upstream is mid-publication or pruned; retried next cycle', { retryable: true });
 }
 
-/** A serial folder as listed: its URL, date, and path below the source root (`releases/noble/release-20240605/`). */
-interface SerialDir {
+/** A serial folder of a release listing, newest first; `modified` is its date there (ISO 8601). */
+interface SerialFolder {
   serial: string;
   url: string;
-  modified: Date | undefined;
-  path: string;
+  modified?: string | undefined;
 }
 
-async function readSerial(options: DiscoverOptions, release: ReleaseName, dir: SerialDir, log: Logger): Promise<UpstreamImage[]> {
-  const { serial, url: dirUrl, modified: listedAt } = dir;
+/** Version of the remembered form: a change in how folders are read makes older ones be read again. */
+const FOLDERS_FORMAT = 1;
+
+/**
+ * The serial folders of a release listing, newest first. A listing unchanged since it was read (304) is not
+ * parsed again: its folders are remembered beside the cached page, and the HTML parser is not even loaded.
+ */
+async function serialFolders(listing: CachedText, listingUrl: string, channel: Channel): Promise<SerialFolder[]> {
+  const remembered = listing.changed ? undefined : rememberedFolders(listing.parsed?.get());
+  if (remembered) return remembered;
+  const { parseListing } = await import('./listing.js');
+  const folders = parseListing(listing.body.toString('utf8'), listingUrl)
+    .filter((e) => e.isDirectory)
+    .map((e) => ({ serial: SERIAL_DIR_RE[channel].exec(e.name)?.[1], url: e.url, modified: e.modified?.toISOString() }))
+    .filter((e): e is { serial: string; url: string; modified: string | undefined } => e.serial !== undefined)
+    .sort((a, b) => compareSerials(b.serial, a.serial));
+  listing.parsed?.set(JSON.stringify({ format: FOLDERS_FORMAT, folders }));
+  return folders;
+}
+
+function rememberedFolders(json: string | undefined): SerialFolder[] | undefined {
+  if (json === undefined) return undefined;
+  try {
+    const value = JSON.parse(json) as { format?: unknown; folders?: unknown };
+    if (value.format !== FOLDERS_FORMAT || !Array.isArray(value.folders)) return undefined;
+    const folders = value.folders as Array<Record<string, unknown>>;
+    const valid = folders.every((f) => typeof f.serial === 'string' && typeof f.url === 'string' && (f.modified === undefined || typeof f.modified === 'string'));
+    return valid ? (folders as unknown as SerialFolder[]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function readSerial(options: DiscoverOptions, release: ReleaseName, folder: SerialFolder, log: Logger): Promise<UpstreamImage[]> {
+  const { serial, url: dirUrl, modified: listedAt } = folder;
+  // The folder's path below the source root: its name is the serial's, in the layout (see SERIAL_DIR_RE).
+  const dirPath = `${seriesPath(options.channel, options.variant, release.codename)}${options.channel === 'release' ? `release-${serial}` : serial}/`;
   const sumsUrl = new URL('SHA256SUMS', dirUrl).href;
   const sums = await options.get(sumsUrl);
   const keyring = options.keyring;
   // What the checksums were verified with, for targets that republish it: the signature's bytes stay in the
   // response cache from the cycle that verified them, also when this cycle does not fetch it again.
-  const signedBy = [{ url: sumsUrl, path: `${dir.path}SHA256SUMS` }];
-  if (keyring) signedBy.push({ url: `${sumsUrl}.gpg`, path: `${dir.path}SHA256SUMS.gpg` });
+  const signedBy = [{ url: sumsUrl, path: `${dirPath}SHA256SUMS` }];
+  if (keyring) signedBy.push({ url: `${sumsUrl}.gpg`, path: `${dirPath}SHA256SUMS.gpg` });
   // A list unchanged (304) since it verified with this keyring needs no signature: its bytes are the ones
   // checked. The signature is fetched only with a new list (or keyring), saving a third of a no-op's requests.
   const earlier = keyring && !sums.changed ? keyring.verifiedSums?.get(sumsUrl) : undefined;
@@ -139,7 +173,7 @@ async function readSerial(options: DiscoverOptions, release: ReleaseName, dir: S
     images.push({
       channel: options.channel, variant: options.variant, release: release.codename, version: found.version,
       arch, serial, fileName: found.fileName, url: new URL(found.fileName, dirUrl).href, sha256: found.sha256,
-      signed: options.keyring !== undefined, upstreamPath: `${dir.path}${found.fileName}`, signedBy,
+      signed: options.keyring !== undefined, upstreamPath: `${dirPath}${found.fileName}`, signedBy,
       ...(publishedAt ? { publishedAt } : {}),
     });
   }
@@ -150,10 +184,12 @@ async function readSerial(options: DiscoverOptions, release: ReleaseName, dir: S
  * When the serial appeared upstream: its SHA256SUMS's Last-Modified (to the second, and the moment the
  * serial became complete), else the folder's minute in the listing. Undefined when neither can be read.
  */
-function upstreamTime(lastModified: string | undefined, listedAt: Date | undefined): string | undefined {
-  const fromHeader = lastModified ? Date.parse(lastModified) : Number.NaN;
-  if (Number.isFinite(fromHeader)) return new Date(fromHeader).toISOString();
-  return listedAt && Number.isFinite(listedAt.getTime()) ? listedAt.toISOString() : undefined;
+function upstreamTime(lastModified: string | undefined, listedAt: string | undefined): string | undefined {
+  for (const text of [lastModified, listedAt]) {
+    const ms = text ? Date.parse(text) : Number.NaN;
+    if (Number.isFinite(ms)) return new Date(ms).toISOString();
+  }
+  return undefined;
 }
 
 /**
