@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
-import { parseListing } from '../../src/source/listing.js';
+import { parseListing } from '../../src/source/listing/parse-listing.js';
 
 /** Pages captured from nginx 1.22.1 (Debian 12) with `autoindex on`, serving a mirror target's output. */
 const page = (name: string) => readFileSync(new URL(`../fixtures/samples/${name}`, import.meta.url), 'utf8');

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { silentLogger } from '../../src/log.js';
-import type { Arch, UpstreamImage } from '../../src/source/image.js';
+import type { Arch, UpstreamImage } from '../../src/image.js';
 import { MirrorTarget, mirrorPlacement } from '../../src/targets/mirror/mirror.js';
 import type { PublishContext, VerifiedFile } from '../../src/targets/target.js';
 

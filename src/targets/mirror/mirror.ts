@@ -22,12 +22,12 @@ import { z } from 'zod';
 import { SyncError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { fsyncPath } from '../../fsync.js';
-import type { UpstreamImage } from '../../source/image.js';
-import { parseSha256Sums } from '../../source/sha256sums.js';
+import type { UpstreamImage } from '../../image.js';
+import { parseSha256Sums } from '../../source/listing/sha256sums.js';
 import {
   checkInside, checkVisibleSegments, directoryInside, ensureRoot, removeInside, UnsafeTargetPathError, workName, writeNewFile,
 } from '../contained-fs.js';
-import { directoryError } from '../directory.js';
+import { directoryError } from '../directory/target.js';
 import type { PublishContext, PublishedImage, PublishResult, SignedDocumentBytes, Target, VerifiedFile } from '../target.js';
 
 const MANIFEST_SUFFIX = '.cloudimg-sync.json';
