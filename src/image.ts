@@ -33,6 +33,10 @@ export interface UpstreamImage {
   sha256: string;
   /** Whether the SHA256SUMS this checksum came from was signature-verified. */
   signed: boolean;
+  /** Size the signed metadata gives (simplestreams); a download of another size fails. Unknown from SHA256SUMS. */
+  sizeBytes?: number;
+  /** End of the release's support (`YYYY-MM-DD`), when the source tells it (simplestreams `support_eol`). */
+  supportEol?: string;
   /**
    * The image's path below the source root, as upstream lays it out, e.g.
    * `releases/noble/release-20240605/ubuntu-24.04-server-cloudimg-amd64.img`; for targets that rebuild the layout.

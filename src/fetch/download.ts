@@ -25,6 +25,11 @@ export interface DownloadOptions {
   client?: Dispatcher;
   /** Hex sha256 the finished file must have; without it the file is renamed into place unchecked. */
   expectedSha256?: string;
+  /**
+   * Size the file must have (from signed metadata). A response announcing another size fails before its body
+   * is read, and one sending more bytes is cut off at the first byte too many; either discards the `.part`.
+   */
+  expectedSizeBytes?: number;
   /** Further digests computed in the same pass (any `crypto.createHash` name), e.g. `['sha512']`. */
   extraHashAlgorithms?: string[];
   retries?: number;
@@ -144,6 +149,29 @@ export class TruncatedBodyError extends SyncError {
       'the connection dropped mid-file; it resumes from the bytes on disk',
       { retryable: true },
     );
+  }
+}
+
+/** The file upstream is not the size its signed metadata gives: not worth another attempt this cycle. */
+export class SizeMismatchError extends SyncError {
+  constructor(readonly url: string, readonly expectedBytes: number, readonly actualBytes: number, announced: boolean) {
+    super(
+      'SIZE_MISMATCH',
+      announced
+        ? `GET ${url} announces ${actualBytes} bytes, the signed metadata says ${expectedBytes}`
+        : `GET ${url} sent ${actualBytes > expectedBytes ? 'more than' : 'only'} ${Math.min(actualBytes, expectedBytes)} of the ${expectedBytes} bytes the signed metadata says; download aborted`,
+      'upstream is mid-publication or the file is not the one signed for; the partial file was deleted and it is fetched again next cycle',
+    );
+  }
+}
+
+/** Passes the body through, failing at the first chunk that would carry the file past `limitBytes`. */
+async function* cappedBody(body: AsyncIterable<Buffer>, url: string, startBytes: number, limitBytes: number | undefined): AsyncIterable<Buffer> {
+  let received = startBytes;
+  for await (const chunk of body) {
+    received += chunk.length;
+    if (limitBytes !== undefined && received > limitBytes) throw new SizeMismatchError(url, limitBytes, received, false);
+    yield chunk;
   }
 }
 
@@ -399,6 +427,12 @@ async function transferOnce(ctx: TransferContext): Promise<Transfer> {
       throw new HttpStatusError(finalUrl, statusCode);
     }
 
+    const expected = options.expectedSizeBytes;
+    if (expected !== undefined && totalBytes !== undefined && totalBytes !== expected) {
+      abandonBody(body);
+      await discardPartial(paths);
+      throw new SizeMismatchError(finalUrl, expected, totalBytes, true);
+    }
     ctx.feeder.announce(totalBytes);
     const etag = header(response, 'etag') ?? (statusCode === 206 ? validator?.etag : undefined);
     const lastModified = header(response, 'last-modified') ?? (statusCode === 206 ? validator?.lastModified : undefined);
@@ -414,15 +448,22 @@ async function transferOnce(ctx: TransferContext): Promise<Transfer> {
     let bytesDone = offset;
     let endBytes: number;
     try {
-      endBytes = await streamToFile(body as AsyncIterable<Buffer>, fh, offset, hashers, ctx.buffers, (chunkBytes) => {
+      const capped = cappedBody(body as AsyncIterable<Buffer>, finalUrl, offset, expected);
+      endBytes = await streamToFile(capped, fh, offset, hashers, ctx.buffers, (chunkBytes) => {
         bytesDone += chunkBytes;
         options.onProgress?.(bytesDone, totalBytes);
       }, ctx.feeder, options.durable !== false);
     } catch (err) {
       abandonBody(body);
+      if (err instanceof SizeMismatchError) await discardPartial(paths);
       throw asDiskFull(err, paths);
     }
     if (totalBytes !== undefined && endBytes !== totalBytes) throw new TruncatedBodyError(finalUrl, endBytes, totalBytes);
+    if (expected !== undefined && endBytes !== expected) {
+      // No Content-Length and the body ended short: the file is not the one signed for.
+      await discardPartial(paths);
+      throw new SizeMismatchError(finalUrl, expected, endBytes, false);
+    }
     return { sizeBytes: endBytes, hashers, resumedFromBytes: offset, etag };
   } finally {
     await fh.close();

@@ -264,7 +264,7 @@ export class ImageJob {
     try {
       await mkdir(path.dirname(dest), { recursive: true });
       const res = await downloadFile(action.image.url, dest, {
-        client: ctx.client, expectedSha256: action.image.sha256, retries: ctx.http.retries,
+        client: ctx.client, expectedSha256: action.image.sha256, expectedSizeBytes: action.image.sizeBytes, retries: ctx.http.retries,
         extraHashAlgorithms: this.digests(),
         baseDelayMs: ctx.http.retryBaseDelayMs, maxDelayMs: ctx.http.retryMaxDelayMs, signal: ctx.signal, log: journal.log, sink, durable,
         onProgress: (bytes, total) => {
