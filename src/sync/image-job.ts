@@ -79,7 +79,10 @@ export class ImageJournal {
     this.ctx.store.setImageState(this.key, 'verified', { sizeBytes: res.sizeBytes, localPath: durable ? res.path : null, digests: digests ?? null });
     this.ctx.counts.bytesDown += res.sizeBytes - res.resumedFromBytes;
     this.ctx.counts.downloaded++;
-    this.log.info({ event: 'image.download.done', bytes: res.sizeBytes, resumedFromBytes: res.resumedFromBytes, attempts: res.attempts, durable, durationMs },
+    this.log.info({
+      event: 'image.download.done', bytes: res.sizeBytes, resumedFromBytes: res.resumedFromBytes, attempts: res.attempts, durable,
+      digests: Object.keys(res.hashes), durationMs,
+    },
       `downloaded ${this.action.image.fileName} (${res.sizeBytes} bytes)`);
     this.verifyOk(res.sha256, false);
   }
