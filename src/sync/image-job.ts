@@ -295,6 +295,7 @@ export class ImageJob {
       log: tlog,
       signal: this.ctx.signal,
       onRef: (ref: string) => this.journal.publishRef(target, ref),
+      signedDocument: (url: string) => this.ctx.store.getCachedResponse(url),
       onProgress: (bytes: number) => {
         const now = Date.now();
         if (now - last < (this.ctx.progressIntervalMs ?? 5_000)) return;
