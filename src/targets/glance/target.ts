@@ -458,20 +458,26 @@ export class GlanceTarget implements Target {
 
   /** Delete images of ours left by an earlier attempt (never verified); returns the series without them. */
   /**
-   * Of images carrying this sha256 but not our verified flag, a visible, active one whose size, md5 and sha512
-   * (Glance's checksum and os_hash_value) match the verified file: it holds the signed bytes and is adopted.
+   * Of images carrying this sha256 but not our verified flag, a visible, active one whose size and Glance digest
+   * (os_hash_value, else checksum) match the verified file: it holds the signed bytes and is adopted.
    */
   private async verifiedUnflagged(same: readonly GlanceImage[], file: VerifiedFile, log: Logger, signal?: AbortSignal): Promise<GlanceImage | undefined> {
     const candidates = same.filter((i) => i.status === 'active' && i.os_hidden === false && propertyOf(i, PROP.verified) !== 'true'
-      && i.size === file.sizeBytes && i.os_hash_algo === 'sha512');
-    if (candidates.length === 0) return undefined;
-    const local = await digestsOfVerified(file, file.sizeBytes, signal);
-    const match = candidates.find((i) => i.checksum === local.md5 && i.os_hash_value === local.sha512);
-    if (match) {
-      log.warn({ event: 'glance.image.reverified', imageId: match.id, bytes: local.sizeBytes, md5: local.md5 },
-        `image ${match.id} lacked the verified flag but holds exactly the signed bytes (size, md5, sha512); adopting it`);
+      && i.size === file.sizeBytes && glanceComparison(i) !== undefined);
+    for (const candidate of candidates) {
+      const local = await digestsOfVerified(file, file.sizeBytes, this.comparingWith(candidate), signal);
+      let compared: string[];
+      try {
+        compared = checkHeldBytes(candidate, local, file);
+      } catch (err) {
+        if (err instanceof GlanceHashMismatchError) continue;
+        throw err;
+      }
+      log.warn({ event: 'glance.image.reverified', imageId: candidate.id, bytes: local.sizeBytes, compared },
+        `image ${candidate.id} lacked the verified flag but holds exactly the signed bytes (${compared.join(', ')}); adopting it`);
+      return candidate;
     }
-    return match;
+    return undefined;
   }
 
   private async deleteLeftovers(glance: GlanceClient, series: GlanceImage[], leftovers: readonly GlanceImage[], log: Logger, signal?: AbortSignal): Promise<GlanceImage[]> {
