@@ -50,8 +50,12 @@ const SAYS = {
   visible: 'was made visible again by hand; recorded as published',
 } as const;
 
-/** List each target once and bring state in line with it; a target that cannot be listed is left as recorded. */
-export async function reconcileWithTargets(deps: { store: StateStore; targets: readonly Target[]; log: Logger }): Promise<void> {
+/**
+ * List each target once and bring state in line with it; a target that cannot be listed is left as recorded.
+ * Returns the listings (by target name) for retention to reuse where nothing changed since.
+ */
+export async function reconcileWithTargets(deps: { store: StateStore; targets: readonly Target[]; log: Logger }): Promise<Map<string, PublishedImage[]>> {
+  const listings = new Map<string, PublishedImage[]>();
   for (const target of deps.targets) {
     const log = deps.log.child({ target: target.name });
     let listing: PublishedImage[];
@@ -61,6 +65,7 @@ export async function reconcileWithTargets(deps: { store: StateStore; targets: r
       log.warn({ event: 'image.reconcile.failed', err: describeError(err), errCode: errorCode(err) }, `cannot list ${target.name} to compare with state: ${describeError(err)}`);
       continue;
     }
+    listings.set(target.name, listing);
     const records = deps.store.listImages();
     for (const change of reconcilePublications(records, target.name, listing)) {
       deps.store.setPublication(change.key, target.name, change.to, change.to === 'removed' ? {} : { ref: change.ref });
@@ -69,4 +74,5 @@ export async function reconcileWithTargets(deps: { store: StateStore; targets: r
         `${change.key} (${change.ref ?? 'no ref'}) ${SAYS[change.reason]}`);
     }
   }
+  return listings;
 }

@@ -80,11 +80,12 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
   const removals: Promise<unknown>[] = [];
   const jobs: JobContext = {
     store, targets: deps.targets, log, client: deps.client, signal: deps.signal, http: config.http, cacheDir: config.cacheDir,
-    keepCache: config.keepCache, progressIntervalMs: deps.progressIntervalMs, now: deps.now, counts, fail, removals,
+    keepCache: config.keepCache, progressIntervalMs: deps.progressIntervalMs, now: deps.now, counts, fail, removals, touchedTargets: new Set(),
   };
   try {
     await sweepAtCycleStart({ store, targets: deps.targets, log, cacheDir: config.cacheDir, keepCache: config.keepCache });
-    await reconcileWithTargets({ store, targets: deps.targets, log });
+    // One listing per target serves the reconcile and, where nothing was published since, retention too.
+    const listings = await reconcileWithTargets({ store, targets: deps.targets, log });
     const discovery = await discover({ ...deps, source }, (n) => { counts.bytesDown += n; });
     for (const f of discovery.failures) fail(`${f.release}: ${describeError(f.error)}`);
     for (const image of discovery.images) {
@@ -111,7 +112,7 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
           continue;
         }
         try {
-          await retire(deps, target, counts, fail);
+          await retire(deps, target, counts, fail, jobs.touchedTargets.has(target.name) ? undefined : listings.get(target.name));
         } catch (err) {
           fail(`${target.name}: retention failed: ${describeError(err)}`);
           log.error({ event: 'image.retire.failed', target: target.name, err: describeError(err), errCode: errorCode(err) }, `retention on ${target.name} failed: ${describeError(err)}`);
@@ -136,11 +137,11 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
   return { runId, result, errors, ...counts };
 }
 
-async function retire(deps: SyncDeps, target: Target, counts: RunCounts, fail: (message: string) => void): Promise<void> {
+async function retire(deps: SyncDeps, target: Target, counts: RunCounts, fail: (message: string) => void, listed?: PublishedImage[]): Promise<void> {
   const log = deps.log.child({ target: target.name });
   let published: PublishedImage[];
   try {
-    published = await target.listPublished({ log });
+    published = listed ?? await target.listPublished({ log });
   } catch (err) {
     fail(`${target.name}: listing for retention failed: ${describeError(err)}`);
     log.error({ event: 'image.retire.failed', err: describeError(err), errCode: errorCode(err) }, `cannot list ${target.name} for retention`);

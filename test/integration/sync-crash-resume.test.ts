@@ -9,6 +9,7 @@ import { afterEach, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { STATE_FILE_NAME } from '../../src/state/store.js';
 import { cachePath } from '../../src/sync/run.js';
+import { DirectoryTarget } from '../../src/targets/directory/target.js';
 import type { PublishedImage } from '../fixtures/mirror/index.js';
 import { createSyncWorld, type SyncWorld } from '../support/sync-world.js';
 
@@ -143,5 +144,16 @@ describe('reconcile with the target every cycle (fixture mirror, directory targe
     assert.equal(world.store().listImages()[0]!.publications.local?.state, 'published');
     const third = await world.sync();
     assert.equal(third.published, 0, 'and left alone once it is back');
+  });
+
+  test('a cycle with nothing to publish lists the target once, for the reconcile and retention alike', async () => {
+    world = await createSyncWorld();
+    assert.equal((await world.sync()).result, 'ok');
+    const target = new DirectoryTarget('local', path.join(world.dir, 'images'));
+    let listings = 0;
+    const list = target.listPublished.bind(target);
+    target.listPublished = (ctx) => { listings++; return list(ctx); };
+    assert.equal((await world.sync({ targets: [target] })).result, 'ok');
+    assert.equal(listings, 1);
   });
 });
