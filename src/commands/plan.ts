@@ -1,4 +1,6 @@
+import { reconcilePublications, withChanges } from '../sync/reconcile.js';
 import { decideRetention } from '../sync/retention.js';
+import type { PublishedImage } from '../targets/target.js';
 import { discover, planCycle } from '../sync/run.js';
 import { describeError } from '../errors.js';
 import { openContext, type GlobalOptions } from './context.js';
@@ -15,8 +17,16 @@ export async function planCommand(options: GlobalOptions): Promise<PlanReport> {
   const ctx = openContext(options, { logLevel: 'warn' });
   try {
     const discovery = await discover(ctx);
+    // What each target holds now, as a cycle's reconcile would see it (images deleted or hidden by hand).
+    const listings = new Map<string, PublishedImage[]>();
+    let images = ctx.store.listImages();
+    for (const target of ctx.targets) {
+      const listing = await target.listPublished({ log: ctx.log });
+      listings.set(target.name, listing);
+      images = withChanges(images, target.name, reconcilePublications(images, target.name, listing));
+    }
     // Plan against state as if the discovered images were recorded, without recording them.
-    const actions = planCycle(ctx, discovery.images);
+    const actions = planCycle(ctx, discovery.images, images);
     const report: PlanReport = {
       downloads: actions.filter((a) => a.download).map((a) => ({ key: a.key, url: a.image.url })),
       publishes: actions.flatMap((a) => a.publishTo.map((target) => ({ key: a.key, target }))),
@@ -24,7 +34,7 @@ export async function planCommand(options: GlobalOptions): Promise<PlanReport> {
       sourceErrors: discovery.failures.map((f) => `${f.release}: ${describeError(f.error)}`),
     };
     for (const target of ctx.targets) {
-      const decision = decideRetention(await target.listPublished({ log: ctx.log }), {
+      const decision = decideRetention(listings.get(target.name) ?? [], {
         keep: ctx.config.keep, hidesBeforeDelete: target.hidesBeforeDelete, hideGraceMs: target.hideGraceMs, nowMs: Date.now(),
       });
       for (const [step, list] of [['hide', decision.hide], ['remove', decision.remove]] as const) {

@@ -43,6 +43,16 @@ export function reconcilePublications(records: readonly ImageRecord[], target: s
   return changes;
 }
 
+/** `records` as they would be after applying `changes` of `target` (for `plan`, which writes nothing). Pure. */
+export function withChanges(records: readonly ImageRecord[], target: string, changes: readonly PublicationChange[]): ImageRecord[] {
+  return records.map((r) => {
+    const change = changes.find((c) => c.key === r.key);
+    const pub = r.publications[target];
+    if (!change || !pub) return r;
+    return { ...r, publications: { ...r.publications, [target]: { ...pub, state: change.to, ref: change.ref } } };
+  });
+}
+
 const EVENT = { missing: 'image.reconcile.missing', hidden: 'image.reconcile.hidden', visible: 'image.reconcile.visible' } as const;
 const SAYS = {
   missing: 'is gone from the target (deleted by hand?); it is published again if it is still wanted',

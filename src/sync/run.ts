@@ -10,7 +10,7 @@ import { imageKey, type UpstreamImage } from '../image.js';
 import type { Logger } from '../log.js';
 import { createSource } from '../source/registry.js';
 import type { DiscoveryResult, Source } from '../source/source.js';
-import type { RunCounts, StateStore } from '../state/store.js';
+import type { ImageRecord, RunCounts, StateStore } from '../state/store.js';
 import type { PublishedImage, Target } from '../targets/target.js';
 import { ImageJob, imageFields, type JobContext } from './image-job.js';
 import { planSync, type SyncAction } from './plan.js';
@@ -48,8 +48,7 @@ export async function discover(deps: SyncDeps, onBytes?: (n: number) => void): P
 }
 
 /** The plan of a cycle given what was discovered and what state records. */
-export function planCycle(deps: SyncDeps, upstream: readonly UpstreamImage[]): SyncAction[] {
-  const images = deps.store.listImages();
+export function planCycle(deps: SyncDeps, upstream: readonly UpstreamImage[], images: readonly ImageRecord[] = deps.store.listImages()): SyncAction[] {
   const cachedKeys = new Set(images.filter((r) => r.state === 'verified' && r.localPath && existsSync(r.localPath)).map((r) => r.key));
   return planSync({ upstream, images, targets: deps.targets.map((t) => t.name), cachedKeys });
 }

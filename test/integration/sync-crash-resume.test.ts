@@ -3,11 +3,12 @@
  * in the database, the next cycle resumes from it, and one image's failure never ends the cycle for the others.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdirSync, rmSync, statSync, truncateSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { STATE_FILE_NAME } from '../../src/state/store.js';
+import { planCommand } from '../../src/commands/plan.js';
 import { cachePath } from '../../src/sync/run.js';
 import { DirectoryTarget } from '../../src/targets/directory/target.js';
 import type { PublishedImage } from '../fixtures/mirror/index.js';
@@ -144,6 +145,23 @@ describe('reconcile with the target every cycle (fixture mirror, directory targe
     assert.equal(world.store().listImages()[0]!.publications.local?.state, 'published');
     const third = await world.sync();
     assert.equal(third.published, 0, 'and left alone once it is back');
+  });
+
+  test('plan says an image deleted by hand will be published again (without writing state)', async () => {
+    world = await createSyncWorld();
+    assert.equal((await world.sync()).result, 'ok');
+    const image = world.mirror.published({ channel: 'release', variant: 'server' })[0]!;
+    rmSync(path.dirname(targetFile(world, image)), { recursive: true });
+    const configFile = path.join(world.dir, 'config.json');
+    writeFileSync(configFile, JSON.stringify({
+      source: { url: world.mirror.url, keyring: world.mirror.keyringPath, releases: ['noble'], arches: ['amd64'] },
+      stateDir: world.config.stateDir, cacheDir: world.config.cacheDir,
+      targets: [{ name: 'local', type: 'directory', path: path.join(world.dir, 'images') }],
+    }));
+    const report = await planCommand({ config: configFile, logLevel: 'silent' });
+    assert.deepEqual(report.publishes.map((p) => p.target), ['local']);
+    assert.equal(report.downloads.length, 1);
+    assert.equal(world.store().listImages()[0]!.publications.local?.state, 'published', 'plan writes nothing');
   });
 
   test('a cycle with nothing to publish lists the target once, for the reconcile and retention alike', async () => {
