@@ -131,7 +131,9 @@ async function readTree(options: StreamsDiscoverOptions, log: Logger): Promise<{
     channel: options.channel, variant: options.variant, releases: options.releases, arches: options.arches,
     ftype: options.ftype, rootUrl, signed,
   });
-  return { result, documents: [index, productsDoc] };
+  const documents = [index, productsDoc];
+  for (const image of result.images) image.signedBy = documents;
+  return { result, documents };
 }
 
 /** The newest serial of each wanted release and arch, from the tree's signed metadata. */

@@ -118,8 +118,9 @@ export class MirrorTarget implements Target {
       }
       await fsyncPath(folder);
       await fsyncPath(parent);
-      // After the image: an index never names an image before it is there.
-      for (const doc of placement.otherDocuments) {
+      // After the image, and each before the one naming it (signedBy lists namers first): an index never names
+      // what is not there yet.
+      for (const doc of [...placement.otherDocuments].reverse()) {
         const dir = await directoryInside(root, doc.segments.slice(0, -1));
         await replaceFile(dir, doc.segments[doc.segments.length - 1]!, documents.get(doc.url)!);
       }
