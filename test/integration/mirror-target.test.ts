@@ -63,15 +63,17 @@ describe('mirror target from the simplestreams source, read back through nginx',
     const aConfig = mirrorConfig(a, { source: streams(a), keep: 1 });
     assert.equal((await a.sync({ config: aConfig })).result, 'ok');
     const www = path.join(a.dir, 'www');
+    // The site's layout: the tree at releases/, items at their URL paths (releases/server/releases/... as upstream serves them).
+    const tree = path.join(www, 'releases');
     const upstreamTree = path.join(a.mirror.root, 'releases');
-    for (const doc of ['streams/v1/index.sjson', 'streams/v1/com.ubuntu.cloud:released:download.sjson']) await sameBytes(path.join(www, doc), path.join(upstreamTree, doc));
+    for (const doc of ['streams/v1/index.sjson', 'streams/v1/com.ubuntu.cloud:released:download.sjson']) await sameBytes(path.join(tree, doc), path.join(upstreamTree, doc));
     const [first] = a.mirror.published({ serial: '20261101', channel: 'release' });
-    assert.equal(sha256(await readFile(path.join(www, 'server/releases/noble/release-20261101', first!.fileName))), first!.sha256);
+    assert.equal(sha256(await readFile(path.join(tree, 'server/releases/noble/release-20261101', first!.fileName))), first!.sha256);
 
     await chmod(a.dir, 0o755); // mkdtemp's 0700: nginx's workers (www-data) must reach the mirror
     server = await startNginx(nginx.binary, www);
     const b = await world({});
-    const bConfig = b.configWith({ source: { type: 'simplestreams', url: `${server.url}/`, keyring: a.mirror.keyringPath } });
+    const bConfig = b.configWith({ source: { type: 'simplestreams', url: `${server.url}/releases/`, keyring: a.mirror.keyringPath } });
     const bFirst = await b.sync({ config: bConfig });
     assert.equal(bFirst.result, 'ok', bFirst.errors.join('\n'));
     assert.equal(bFirst.downloaded, 1);
@@ -82,8 +84,8 @@ describe('mirror target from the simplestreams source, read back through nginx',
     const aSecond = await a.sync({ config: aConfig });
     assert.equal(aSecond.result, 'ok', aSecond.errors.join('\n'));
     assert.equal(aSecond.retired, 1);
-    assert.deepEqual(await readdir(path.join(www, 'server/releases/noble')), ['release-20261120']);
-    await sameBytes(path.join(www, 'streams/v1/com.ubuntu.cloud:released:download.sjson'), path.join(upstreamTree, 'streams/v1/com.ubuntu.cloud:released:download.sjson'));
+    assert.deepEqual(await readdir(path.join(tree, 'server/releases/noble')), ['release-20261120']);
+    await sameBytes(path.join(tree, 'streams/v1/com.ubuntu.cloud:released:download.sjson'), path.join(upstreamTree, 'streams/v1/com.ubuntu.cloud:released:download.sjson'));
     const bSecond = await b.sync({ config: bConfig });
     assert.equal(bSecond.result, 'ok', bSecond.errors.join('\n'));
     assert.equal(bSecond.downloaded, 1);
