@@ -2,9 +2,11 @@ import { constants, existsSync } from 'node:fs';
 import { access, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { loadConfig, type LoadedConfig } from '../config/load.js';
-import { describeError } from '../errors.js';
+import { ConfigError, describeError } from '../errors.js';
 import { createHttpClient, getFollowingRedirects } from '../fetch/http-client.js';
 import { createLogger, type Logger } from '../log.js';
+import { redactUrl } from '../redact-url.js';
+import { seriesUrl } from '../source/discover.js';
 import { loadKeyring } from '../source/signature.js';
 import { describeHolder, probeStateLock } from '../state/lock.js';
 import { createTargets } from '../targets/create.js';
@@ -16,11 +18,19 @@ export interface CheckResult {
   name: string;
   ok: boolean;
   detail: string;
+  /** The failure is one of configuration (missing credentials): `check` then exits 2, as every command does. */
+  configError?: true;
 }
 
 export interface CheckReport {
   ok: boolean;
   checks: CheckResult[];
+}
+
+/** 0 all passed, 2 a failure is one of configuration, else 1. */
+export function checkExitCode(report: CheckReport): number {
+  if (report.ok) return 0;
+  return report.checks.some((c) => c.configError) ? 2 : 1;
 }
 
 /**
@@ -48,7 +58,9 @@ export async function checkCommand(options: GlobalOptions): Promise<CheckReport>
   }];
   checks.push(await directoryCheck('stateDir', config.stateDir, lockHolder(config)));
   checks.push(await directoryCheck('cacheDir', config.cacheDir));
-  checks.push(await sourceCheck(config));
+  const source = await sourceCheck(config);
+  checks.push(source);
+  if (source.ok) checks.push(await releasesCheck(config));
   if (config.source.verifySignature) checks.push(await keyringCheck(config));
   checks.push(...(await targetChecks(config, log)));
   return { ok: checks.every((c) => c.ok), checks };
@@ -63,7 +75,7 @@ async function guarded(name: string, probe: () => Promise<string>): Promise<Chec
   try {
     return { name, ok: true, detail: await probe() };
   } catch (err) {
-    return { name, ok: false, detail: describeError(err) };
+    return { name, ok: false, detail: describeError(err), ...(err instanceof ConfigError ? { configError: true as const } : {}) };
   }
 }
 
@@ -109,6 +121,31 @@ function sourceCheck(config: LoadedConfig): Promise<CheckResult> {
   });
 }
 
+/** Every configured release exists on the source (for its channel and variant): a typo fails here, not as a 404 later. */
+async function releasesCheck(config: LoadedConfig): Promise<CheckResult> {
+  const client = createHttpClient({ connectTimeoutMs: config.http.connectTimeoutMs, bodyTimeoutMs: config.http.idleTimeoutMs });
+  try {
+    const missing: string[] = [];
+    for (const { codename } of config.releaseNames) {
+      const url = seriesUrl(config.source.url, config.source.channel, config.source.variant, codename);
+      const { response } = await getFollowingRedirects(url, { client, signal: AbortSignal.timeout(CHECK_TIMEOUT_MS) });
+      await response.body.dump();
+      if (response.statusCode === 404) missing.push(`unknown release ${codename}: ${redactUrl(url)} answered 404`);
+      else if (response.statusCode >= 400) missing.push(`${codename}: ${redactUrl(url)} answered ${response.statusCode}`);
+    }
+    const names = config.releaseNames.map((r) => r.codename).join(', ');
+    if (missing.length > 0) {
+      return { name: 'releases', ok: false, configError: true,
+        detail: `${missing.join('; ')} (fix: correct source.releases; the ${config.source.channel} channel of the source has no such release)` };
+    }
+    return { name: 'releases', ok: true, detail: `${names} present on the source (${config.source.channel}/${config.source.variant})` };
+  } catch (err) {
+    return { name: 'releases', ok: false, detail: describeError(err) };
+  } finally {
+    await client.close();
+  }
+}
+
 function keyringCheck(config: LoadedConfig): Promise<CheckResult> {
   return guarded('keyring', async () => {
     const keys = await loadKeyring(config.keyringPath);
@@ -121,7 +158,7 @@ async function targetChecks(config: LoadedConfig, log: Logger): Promise<CheckRes
   try {
     targets = createTargets(config);
   } catch (err) {
-    return [{ name: 'targets', ok: false, detail: describeError(err) }];
+    return [{ name: 'targets', ok: false, detail: describeError(err), ...(err instanceof ConfigError ? { configError: true as const } : {}) }];
   }
   try {
     return await checkEach(config, targets, log);

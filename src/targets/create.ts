@@ -23,3 +23,8 @@ export function createTargets(config: LoadedConfig, options: CreateTargetsOption
     }
   });
 }
+
+/** Every target's settings beyond config.yaml (credentials), read before any work: ConfigError (exit 2) when missing. */
+export async function loadTargetSettings(targets: readonly Target[]): Promise<void> {
+  for (const target of targets) await target.loadSettings?.();
+}
