@@ -1,12 +1,10 @@
-import { constants, existsSync } from 'node:fs';
-import { access, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { loadConfig, type LoadedConfig } from '../config/load.js';
+import { probeWritableDirectory } from '../directory-writable.js';
 import { ConfigError, describeError } from '../errors.js';
-import { createHttpClient, getFollowingRedirects } from '../fetch/http-client.js';
+import { createHttpClient } from '../fetch/http-client.js';
+import { createSource } from '../source/registry.js';
 import { createLogger, type Logger } from '../log.js';
-import { redactUrl } from '../redact-url.js';
-import { seriesUrl } from '../source/discover.js';
 import { loadKeyring } from '../source/signature.js';
 import { describeHolder, probeStateLock } from '../state/lock.js';
 import { createTargets } from '../targets/create.js';
@@ -18,7 +16,7 @@ export interface CheckResult {
   name: string;
   ok: boolean;
   detail: string;
-  /** The failure is one of configuration (missing credentials): `check` then exits 2, as every command does. */
+  /** The failure is one of configuration (missing credentials, a release the source lacks): exit 2, as every command. */
   configError?: true;
 }
 
@@ -31,6 +29,10 @@ export interface CheckReport {
 export function checkExitCode(report: CheckReport): number {
   if (report.ok) return 0;
   return report.checks.some((c) => c.configError) ? 2 : 1;
+}
+
+function failed(name: string, err: unknown): CheckResult {
+  return { name, ok: false, detail: describeError(err), ...(err instanceof ConfigError ? { configError: true as const } : {}) };
 }
 
 /**
@@ -54,13 +56,11 @@ export async function checkCommand(options: GlobalOptions): Promise<CheckReport>
   const log = createLogger({ level: options.logLevel ?? 'warn', destination: process.stderr });
   const checks: CheckResult[] = [{
     name: 'config', ok: true,
-    detail: `${config.origin}: ${config.releaseNames.map((r) => r.codename).join(', ')} (${config.source.arches.join(', ')}), ${config.targets.length} target(s), schedule "${config.schedule}"`,
+    detail: `${config.origin}: ${config.releaseNames.map((r) => r.codename).join(', ')} (${config.source.arches.join(', ')}), ${config.targets.length} target(s), schedule ${config.schedule ? `"${config.schedule}"` : 'hourly at a minute fixed per install (stateDir/install-id)'}`,
   }];
   checks.push(await directoryCheck('stateDir', config.stateDir, lockHolder(config)));
   checks.push(await directoryCheck('cacheDir', config.cacheDir));
-  const source = await sourceCheck(config);
-  checks.push(source);
-  if (source.ok) checks.push(await releasesCheck(config));
+  checks.push(await sourceCheck(config, log));
   if (config.source.verifySignature) checks.push(await keyringCheck(config));
   checks.push(...(await targetChecks(config, log)));
   return { ok: checks.every((c) => c.ok), checks };
@@ -75,26 +75,13 @@ async function guarded(name: string, probe: () => Promise<string>): Promise<Chec
   try {
     return { name, ok: true, detail: await probe() };
   } catch (err) {
-    return { name, ok: false, detail: describeError(err), ...(err instanceof ConfigError ? { configError: true as const } : {}) };
+    return failed(name, err);
   }
 }
 
 /** Writable: an existing directory takes a probe file; a missing one needs a writable nearest ancestor. */
 function directoryCheck(name: string, dir: string, note = ''): Promise<CheckResult> {
-  return guarded(name, async () => {
-    const abs = path.resolve(dir);
-    if (existsSync(abs)) {
-      const probe = path.join(abs, `.cloudimg-sync-check-${process.pid}`);
-      await writeFile(probe, '');
-      await rm(probe, { force: true });
-      return `${abs} writable${note}`;
-    }
-    let ancestor = path.dirname(abs);
-    while (!existsSync(ancestor)) ancestor = path.dirname(ancestor);
-    if (!(await stat(ancestor)).isDirectory()) throw new Error(`${ancestor} is not a directory, so ${abs} cannot be created`);
-    await access(ancestor, constants.W_OK);
-    return `${abs} does not exist yet; it will be created under ${ancestor}${note}`;
-  });
+  return guarded(name, async () => `${await probeWritableDirectory(dir)}${note}`);
 }
 
 function lockHolder(config: LoadedConfig): string {
@@ -102,48 +89,20 @@ function lockHolder(config: LoadedConfig): string {
   return holder ? `; lock held by ${describeHolder(holder)} (a running instance)` : '';
 }
 
-function sourceCheck(config: LoadedConfig): Promise<CheckResult> {
+function sourceCheck(config: LoadedConfig, log: Logger): Promise<CheckResult> {
   return guarded('source', async () => {
-    const client = createHttpClient({ connectTimeoutMs: config.http.connectTimeoutMs, bodyTimeoutMs: config.http.idleTimeoutMs });
-    const started = Date.now();
+    const client = createHttpClient(config.http);
     try {
-      const url = `${config.source.url.replace(/\/+$/, '')}/`;
-      const { response } = await getFollowingRedirects(url, { client, signal: AbortSignal.timeout(CHECK_TIMEOUT_MS) }).catch((err: unknown) => {
-        if ((err as Error).name === 'TimeoutError') throw new Error(`GET ${url}: no answer within ${CHECK_TIMEOUT_MS / 1000} s; check source.url and network access`);
+      const signal = AbortSignal.timeout(CHECK_TIMEOUT_MS);
+      const source = createSource(config);
+      return await source.check({ client, log, signal }).catch((err: unknown) => {
+        if ((err as Error).name === 'TimeoutError') throw new Error(`${source.url}: no answer within ${CHECK_TIMEOUT_MS / 1000} s; check source.url and network access`);
         throw err;
       });
-      await response.body.dump();
-      if (response.statusCode >= 400) throw new Error(`GET ${url} answered ${response.statusCode}; check source.url`);
-      return `${url} reachable (HTTP ${response.statusCode} in ${Date.now() - started} ms)`;
     } finally {
       await client.close();
     }
   });
-}
-
-/** Every configured release exists on the source (for its channel and variant): a typo fails here, not as a 404 later. */
-async function releasesCheck(config: LoadedConfig): Promise<CheckResult> {
-  const client = createHttpClient({ connectTimeoutMs: config.http.connectTimeoutMs, bodyTimeoutMs: config.http.idleTimeoutMs });
-  try {
-    const missing: string[] = [];
-    for (const { codename } of config.releaseNames) {
-      const url = seriesUrl(config.source.url, config.source.channel, config.source.variant, codename);
-      const { response } = await getFollowingRedirects(url, { client, signal: AbortSignal.timeout(CHECK_TIMEOUT_MS) });
-      await response.body.dump();
-      if (response.statusCode === 404) missing.push(`unknown release ${codename}: ${redactUrl(url)} answered 404`);
-      else if (response.statusCode >= 400) missing.push(`${codename}: ${redactUrl(url)} answered ${response.statusCode}`);
-    }
-    const names = config.releaseNames.map((r) => r.codename).join(', ');
-    if (missing.length > 0) {
-      return { name: 'releases', ok: false, configError: true,
-        detail: `${missing.join('; ')} (fix: correct source.releases; the ${config.source.channel} channel of the source has no such release)` };
-    }
-    return { name: 'releases', ok: true, detail: `${names} present on the source (${config.source.channel}/${config.source.variant})` };
-  } catch (err) {
-    return { name: 'releases', ok: false, detail: describeError(err) };
-  } finally {
-    await client.close();
-  }
 }
 
 function keyringCheck(config: LoadedConfig): Promise<CheckResult> {
@@ -158,20 +117,19 @@ async function targetChecks(config: LoadedConfig, log: Logger): Promise<CheckRes
   try {
     targets = createTargets(config);
   } catch (err) {
-    return [{ name: 'targets', ok: false, detail: describeError(err), ...(err instanceof ConfigError ? { configError: true as const } : {}) }];
+    return [failed('targets', err)];
   }
   try {
-    return await checkEach(config, targets, log);
+    return await checkEach(targets, log);
   } finally {
     for (const target of targets) await target.close?.().catch(() => undefined);
   }
 }
 
-async function checkEach(config: LoadedConfig, targets: CheckableTarget[], log: Logger): Promise<CheckResult[]> {
+async function checkEach(targets: CheckableTarget[], log: Logger): Promise<CheckResult[]> {
   const results: CheckResult[] = [];
-  for (const [i, target] of targets.entries()) {
+  for (const target of targets) {
     const name = `target:${target.name}`;
-    const settings = config.targets[i];
     if (target.check) {
       const check = target.check.bind(target);
       results.push(await guarded(name, async () => {
@@ -182,9 +140,6 @@ async function checkEach(config: LoadedConfig, targets: CheckableTarget[], log: 
         ]);
         return `${target.type}: ${detail || 'ok'}`;
       }));
-    } else if (settings?.type === 'directory') {
-      const dir = await directoryCheck(name, settings.path);
-      results.push({ ...dir, detail: `directory ${dir.detail}` });
     } else {
       results.push({ name, ok: true, detail: `${target.type}: no check available for this target type` });
     }

@@ -44,7 +44,7 @@ export function openContext(options: GlobalOptions, { lock = true, readOnlyState
   try {
     const store = readOnlyState ? StateStore.openReadOnly(config.stateDir) : StateStore.open(config.stateDir);
     const targets = createTargets(config, { log });
-    const client = createHttpClient({ connectTimeoutMs: config.http.connectTimeoutMs, bodyTimeoutMs: config.http.idleTimeoutMs });
+    const client = createHttpClient(config.http);
     return {
       config, log, store, targets, client,
       async close() {

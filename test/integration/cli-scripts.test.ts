@@ -126,10 +126,10 @@ describe('plan and check for scripts and running systems', () => {
     const res = await cli(w, 'check', '--json');
     assert.equal(res.code, 2, res.stderr);
     const report = JSON.parse(res.stdout) as { ok: boolean; checks: Array<{ name: string; ok: boolean; detail: string }> };
-    const releases = report.checks.find((c) => c.name === 'releases')!;
-    assert.equal(releases.ok, false);
-    assert.match(releases.detail, /unknown release zebu: .*\/releases\/zebu\/ answered 404/);
-    assert.doesNotMatch(releases.detail, /noble/);
+    const source = report.checks.find((c) => c.name === 'source')!;
+    assert.equal(source.ok, false);
+    assert.match(source.detail, /^CONFIG_INVALID: unknown release zebu: .*\/releases\/zebu\/ answered 404 \(fix: correct source\.releases/);
+    assert.doesNotMatch(source.detail, /noble/);
   });
 
   test('missing OpenStack credentials are exit 2 for every command, before any download', async () => {
