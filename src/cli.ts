@@ -29,7 +29,7 @@ const program = new Command('cloudimg-sync')
   .exitOverride((err) => {
     process.exit(err.exitCode === 0 ? EXIT.ok : EXIT.config);
   })
-  .description('Keep Glance (or a local directory) stocked with fresh, signature-verified Ubuntu cloud images.')
+  .description('Keep Glance (or a local directory, or an internal mirror) stocked with fresh, signature-verified Ubuntu cloud images.')
   .version(VERSION)
   .option('-c, --config <file>', 'YAML config (default: $CLOUDIMG_SYNC_CONFIG, else /etc/cloudimg-sync/config.yaml if present, else built-in defaults)')
   .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error']))
