@@ -60,8 +60,10 @@ describe('discoverFromStreams against the fixture mirror', () => {
       });
       assert.deepEqual(fromStreams.failures, []);
       const comparable = (i: UpstreamImage) =>
-        ({ key: imageKey(i), fileName: i.fileName, sha256: i.sha256, version: i.version, signed: i.signed, upstreamPath: i.upstreamPath });
+        ({ key: imageKey(i), fileName: i.fileName, sha256: i.sha256, version: i.version, signed: i.signed });
       assert.deepEqual(fromStreams.images.map(comparable), fromListing.images.map(comparable));
+      // Each says where the site serves it (the streams tree's item path, the listing's folder): a mirror copies it there.
+      for (const image of [...fromStreams.images, ...fromListing.images]) assert.equal(image.upstreamPath, new URL(image.url).pathname.slice(1), image.url);
       assert.equal(fromStreams.images.length, 2);
       for (const image of fromStreams.images) {
         const published = mirror.published({ codename: 'noble', serial: '20261120', channel, variant, arch: image.arch })[0]!;

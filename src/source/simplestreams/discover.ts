@@ -10,7 +10,7 @@ import { SyncError, describeError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { KeyringSource } from '../keyring.js';
 import type { CachedGet, CachedText, DiscoveryResult } from '../source.js';
-import type { Arch, Channel, UpstreamImage, Variant } from '../../image.js';
+import type { Arch, Channel, Variant } from '../../image.js';
 import type { ReleaseName } from '../releases.js';
 import { verifyCleartextSignature } from '../signature.js';
 import { downloadContentId, parseProducts, parseStreamsIndex, selectImages, type StreamsSelection } from './products.js';
@@ -46,16 +46,6 @@ const NOT_SIGNED_CURE = 'point source.url at a tree that publishes signed .sjson
 /** The tree's place on cloud-images.ubuntu.com: `releases/`, `daily/`, `minimal/releases/`, `minimal/daily/`. */
 function treePath(channel: Channel, variant: Variant): string {
   return `${variant === 'minimal' ? 'minimal/' : ''}${channel === 'release' ? 'releases' : 'daily'}/`;
-}
-
-/**
- * Where the listing layout keeps an image (`releases/noble/release-<serial>/<file>`, `noble/<serial>/<file>`,
- * `minimal/...`): what a target that rebuilds the site (the mirror target) writes, whichever source found it.
- */
-function layoutPath(image: UpstreamImage): string {
-  const prefix = image.variant === 'minimal' ? 'minimal/' : '';
-  const series = image.channel === 'release' ? `${prefix}releases/${image.release}/release-${image.serial}` : `${prefix}${image.variant === 'minimal' ? 'daily/' : ''}${image.release}/${image.serial}`;
-  return `${series}/${image.fileName}`;
 }
 
 /** The root with exactly one trailing slash, so relative paths resolve below it. */
@@ -191,8 +181,11 @@ export async function discoverFromStreams(options: StreamsDiscoverOptions): Prom
   }
   const { unmatched } = tree.result;
   // For targets that republish upstream's signed documents byte for byte (their bytes stay in the response cache).
-  const signedBy = tree.documents.map((d) => ({ url: d.url, path: `${treePath(options.channel, options.variant)}${d.path}` }));
-  const images = tree.result.images.map((image) => ({ ...image, upstreamPath: layoutPath(image), signedBy }));
+  // Paths as the site serves them (`releases/server/releases/noble/...`, `releases/streams/v1/...`): a copy of the
+  // tree keeps every item where the products file says it is, so a downstream simplestreams reader finds it.
+  const treeDir = treePath(options.channel, options.variant);
+  const signedBy = tree.documents.map((d) => ({ url: d.url, path: `${treeDir}${d.path}` }));
+  const images = tree.result.images.map((image) => ({ ...image, upstreamPath: `${treeDir}${image.upstreamPath}`, signedBy }));
   const failures: DiscoveryResult['failures'] = [];
   for (const release of options.releases) {
     const missing = unmatched.filter((u) => u.release === release.codename);
