@@ -57,9 +57,9 @@ describe('sync cycle from the simplestreams source (directory and mirror targets
   });
 
   test('switching an existing state dir from the listing source to simplestreams and back downloads and publishes nothing', async () => {
-    world = await createSyncWorld({ mirror: { releases: [{ codename: 'noble', serials: ['20261120'], arches: ['amd64', 'arm64'] }] }, config: { keepCache: true } });
-    const listing = world.configWith({ source: { url: world.mirror.url, keyring: world.mirror.keyringPath, releases: ['noble'], arches: ['amd64', 'arm64'] }, keepCache: true });
-    const streams = world.configWith({ source: streamsSource(world, { releases: ['noble'], arches: ['amd64', 'arm64'] }), keepCache: true });
+    world = await createSyncWorld({ mirror: { releases: [{ codename: 'noble', serials: ['20261120'], arches: ['amd64', 'arm64'] }] } });
+    const listing = world.configWith({ source: { url: world.mirror.url, keyring: world.mirror.keyringPath, releases: ['noble'], arches: ['amd64', 'arm64'] } });
+    const streams = world.configWith({ source: streamsSource(world, { releases: ['noble'], arches: ['amd64', 'arm64'] }) });
     const first = await world.sync({ config: listing });
     assert.equal(first.result, 'ok', first.errors.join('\n'));
     assert.equal(first.downloaded, 2);
