@@ -159,8 +159,8 @@ describe('reconcile with the target every cycle (fixture mirror, directory targe
       targets: [{ name: 'local', type: 'directory', path: path.join(world.dir, 'images') }],
     }));
     const report = await planCommand({ config: configFile, logLevel: 'silent' });
-    assert.deepEqual(report.publishes.map((p) => p.target), ['local']);
-    assert.equal(report.downloads.length, 1);
+    assert.deepEqual(report.items.filter((i) => i.action === 'publish').map((i) => i.target), ['local']);
+    assert.equal(report.items.filter((i) => i.action === 'download').length, 1);
     assert.equal(world.store().listImages()[0]!.publications.local?.state, 'published', 'plan writes nothing');
   });
 
