@@ -1,6 +1,7 @@
 /**
- * Conditional GET of small text documents (directory listings, SHA256SUMS, signatures): revalidates with
- * the ETag / Last-Modified of the previous fetch and refuses bodies larger than a cap.
+ * Conditional GET of small documents (directory listings, SHA256SUMS, signatures): revalidates with the
+ * ETag / Last-Modified of the previous fetch and refuses bodies larger than a cap. Bodies are returned as
+ * the bytes sent: a binary signature decoded as UTF-8 is no longer the signature.
  */
 import type { Dispatcher } from 'undici';
 import { HttpStatusError, SyncError } from '../errors.js';
@@ -24,7 +25,7 @@ export interface GetTextOptions {
 }
 
 export type TextResponse =
-  | { status: 200; body: string; etag?: string; lastModified?: string; /** After redirects. */ url: string }
+  | { status: 200; body: Buffer; etag?: string; lastModified?: string; /** After redirects. */ url: string }
   | { status: 304 };
 
 export class ResponseTooLargeError extends SyncError {
@@ -41,7 +42,7 @@ function headerValue(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
 
-async function readCapped(url: string, body: Dispatcher.ResponseData['body'], maxBytes: number): Promise<string> {
+async function readCapped(url: string, body: Dispatcher.ResponseData['body'], maxBytes: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let sizeBytes = 0;
   for await (const chunk of body as AsyncIterable<Buffer>) {
@@ -52,7 +53,7 @@ async function readCapped(url: string, body: Dispatcher.ResponseData['body'], ma
     }
     chunks.push(chunk);
   }
-  return Buffer.concat(chunks, sizeBytes).toString('utf8');
+  return Buffer.concat(chunks, sizeBytes);
 }
 
 export async function getText(url: string, options: GetTextOptions = {}): Promise<TextResponse> {

@@ -26,17 +26,25 @@ export async function loadKeyring(path: string): Promise<Keyring> {
   }
 }
 
+export interface VerifiedSignature {
+  /** Fingerprint of the key that signed. */
+  fingerprint: string;
+  /** When the signing key (or subkey) expired, if it has by now: the signature was made before, while it was valid. */
+  keyExpiredAt?: Date;
+}
+
 /**
- * Verify an ASCII-armored (or binary) detached signature over `signedBytes`, as gpgv does.
+ * Verify an ASCII-armored (or binary) detached signature over `signedBytes`, as gpgv does: a signature made
+ * while its key was valid verifies even if the key has expired since (the caller is told, to warn).
  * Throws SignatureError unless at least one signature by a key of the keyring is valid.
- * Returns the fingerprint of the key that signed.
  */
 export async function verifyDetachedSignature(
   signedBytes: Uint8Array,
   signatureData: Uint8Array,
   keyring: Keyring,
   url: string,
-): Promise<string> {
+  nowMs = Date.now(),
+): Promise<VerifiedSignature> {
   const openpgp = await loadOpenPgp();
   let signature: OpenPgp.Signature;
   try {
@@ -54,10 +62,19 @@ export async function verifyDetachedSignature(
     try {
       await sig.verified;
       const key = keyring.find((k) => k.getKeys(sig.keyID).length > 0);
-      return key ? key.getFingerprint().toUpperCase() : sig.keyID.toHex().toUpperCase();
+      if (!key) return { fingerprint: sig.keyID.toHex().toUpperCase() };
+      return { fingerprint: key.getFingerprint().toUpperCase(), keyExpiredAt: await expiredBy(key, sig.keyID, nowMs) };
     } catch (err) {
       failures.push(`key ${sig.keyID.toHex().toUpperCase()}: ${(err as Error).message}`);
     }
   }
   throw new SignatureError(url, failures.join('; ') || 'no signature found');
+}
+
+/** The earliest expiry, before `nowMs`, of the primary key or the subkey that signed; undefined when neither has expired. */
+async function expiredBy(key: OpenPgp.PublicKey, keyID: OpenPgp.KeyID, nowMs: number): Promise<Date | undefined> {
+  const times: unknown[] = [await key.getExpirationTime().catch(() => null)];
+  for (const k of key.getKeys(keyID)) if (k !== key) times.push(await (k as OpenPgp.Subkey).getExpirationTime().catch(() => null));
+  const expired = times.filter((t): t is Date => t instanceof Date && t.getTime() <= nowMs).sort((a, b) => a.getTime() - b.getTime());
+  return expired[0];
 }

@@ -15,7 +15,7 @@ import { loadKeyring, type Keyring } from '../source/signature.js';
 import type { RunCounts, StateStore } from '../state/store.js';
 import type { PublishedImage, PublishResult, Target, VerifiedFile } from '../targets/target.js';
 import { startStreamPublications, type StreamOutcome } from './stream-publish.js';
-import { planSync, type SyncAction } from './plan.js';
+import { planSync, refuseRollbacks, type SyncAction } from './plan.js';
 import { decideRetention } from './retention.js';
 
 export interface SyncDeps {
@@ -37,8 +37,21 @@ export interface RunSummary extends RunCounts {
   errors: string[];
 }
 
-/** Discover what upstream has now: signed checksums of the newest serial of each wanted release. */
+/**
+ * Discover what upstream has now: signed checksums of the newest serial of each wanted release. A serial
+ * older than one already published of its series is left out (a rollback) and logged.
+ */
 export async function discover(deps: SyncDeps, onBytes?: (n: number) => void): Promise<DiscoveryResult> {
+  const discovery = await discoverUpstream(deps, onBytes);
+  const { accepted, refused } = refuseRollbacks(discovery.images, deps.store.listImages());
+  for (const { image, publishedSerial } of refused) {
+    deps.log.warn({ event: 'source.rollback.refused', ...imageFields(image), publishedSerial, url: image.url },
+      `upstream offers ${image.release}/${image.arch} ${image.serial} as newest, older than the published ${publishedSerial}: refused (a replayed or stale list); nothing is replaced`);
+  }
+  return { ...discovery, images: accepted };
+}
+
+async function discoverUpstream(deps: SyncDeps, onBytes?: (n: number) => void): Promise<DiscoveryResult> {
   const { config, log } = deps;
   let keyring: KeyringSource | undefined;
   if (config.source.verifySignature) {
