@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { redactUrl } from '../redact-url.js';
 import { knownReleases, resolveRelease, type ReleaseName } from '../source/releases.js';
 import { configSchema, type Config } from './schema.js';
 
@@ -46,7 +47,7 @@ export function loadConfig(cliPath?: string, env: NodeJS.ProcessEnv = process.en
   return validateConfig(raw, file, path.dirname(path.resolve(file)));
 }
 
-/** Validate raw config data; every error names the key, the bad value and what is allowed. */
+/** Validate raw config data; every error names the key, the bad value (unless secret) and what is allowed. */
 export function validateConfig(raw: unknown, origin: string, _configDir?: string): LoadedConfig {
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) {
@@ -72,11 +73,31 @@ export function validateConfig(raw: unknown, origin: string, _configDir?: string
   return { ...config, origin, releaseNames, keyringPath };
 }
 
+/**
+ * Keys whose values are never shown: passwords, secrets, tokens, and everything under a target's `auth`.
+ * A config error names the key; printing its value would put the secret in a terminal and, on SIGHUP, the log.
+ */
+const SECRET_KEY_RE = /(password|secret|token|credential)/i;
+
+function isSecretPath(path: readonly PropertyKey[]): boolean {
+  return path.some((k) => typeof k === 'string' && (k === 'auth' || SECRET_KEY_RE.test(k)));
+}
+
+/** A value fit for an error message: secrets hidden, objects and lists described, long strings cut, URL passwords masked. */
+function showValue(value: unknown, path: readonly PropertyKey[]): string {
+  if (value === undefined) return 'missing';
+  if (isSecretPath(path)) return '(value hidden)';
+  if (Array.isArray(value)) return `a list of ${value.length}`;
+  if (value !== null && typeof value === 'object') return 'a mapping';
+  const text = JSON.stringify(typeof value === 'string' ? redactUrl(value) : value) ?? String(value);
+  return text.length > 80 ? `${text.slice(0, 77)}..."` : text;
+}
+
 function describeIssue(issue: z.core.$ZodIssue | undefined, raw: unknown): string {
   if (!issue) return 'invalid configuration';
   const key = issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '') || '(top level)';
   const value = valueAt(raw, issue.path);
-  const shown = value === undefined ? 'missing' : JSON.stringify(value);
+  const shown = showValue(value, issue.path);
   switch (issue.code) {
     case 'invalid_value':
       return `${key}: ${shown} is not allowed; allowed: ${issue.values.map(String).join(', ')}`;
@@ -84,9 +105,12 @@ function describeIssue(issue: z.core.$ZodIssue | undefined, raw: unknown): strin
       return `${key === '(top level)' ? '' : `${key}: `}unknown key(s) ${issue.keys.join(', ')}`;
     case 'invalid_union':
       if (issue.path.at(-1) === 'type' || (issue.path.at(-2) === 'targets' && value && typeof value === 'object')) {
-        return `${key}: target type ${JSON.stringify((value as { type?: unknown }).type ?? value)} is not allowed; allowed: directory, glance`;
+        const type = issue.path.at(-1) === 'type' ? value : (value as { type?: unknown }).type;
+        return `${key}: target type ${showValue(type, ['type'])} is not allowed; allowed: directory, glance`;
       }
       return `${key}: ${shown} does not match any allowed form (check "type" and its keys)`;
+    case 'custom':
+      return `${key}: ${issue.message}`;
     default:
       return `${key}: ${shown}: ${issue.message}`;
   }

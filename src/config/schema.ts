@@ -106,7 +106,14 @@ export const configSchema = z.strictObject({
     .array(z.discriminatedUnion('type', [directoryTarget, glanceTarget]))
     .min(1)
     .default([{ name: 'local', type: 'directory', path: './var/images' }])
-    .refine((ts) => new Set(ts.map((t) => t.name)).size === ts.length, 'target names must be unique'),
+    .superRefine((ts, ctx) => {
+      // The issue points at the second use of the name: the message names it, never the targets' settings.
+      const seen = new Set<string>();
+      for (const [i, t] of ts.entries()) {
+        if (seen.has(t.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `target name "${t.name}" is used twice; target names must be unique` });
+        seen.add(t.name);
+      }
+    }),
 });
 
 export type Config = z.infer<typeof configSchema>;
