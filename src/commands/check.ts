@@ -3,7 +3,7 @@ import { access, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { loadConfig, type LoadedConfig } from '../config/load.js';
 import { describeError } from '../errors.js';
-import { createHttpClient, getFollowingRedirects } from '../fetch/http-client.js';
+import { createHttpClient, httpClientOptionsFor, getFollowingRedirects } from '../fetch/http-client.js';
 import { createLogger, type Logger } from '../log.js';
 import { loadKeyring } from '../source/signature.js';
 import { createTargets } from '../targets/create.js';
@@ -94,17 +94,22 @@ function lockHolder(config: LoadedConfig): string {
 
 function sourceCheck(config: LoadedConfig): Promise<CheckResult> {
   return guarded('source', async () => {
-    const client = createHttpClient({ connectTimeoutMs: config.http.connectTimeoutMs, bodyTimeoutMs: config.http.idleTimeoutMs });
+    const client = createHttpClient(httpClientOptionsFor(config));
     const started = Date.now();
     try {
+      // The request goes to the URL without credentials (the client adds them); messages show it masked.
       const url = `${config.source.url.replace(/\/+$/, '')}/`;
+      const shown = `${config.sourceUrlShown.replace(/\/+$/, '')}/`;
       const { response } = await getFollowingRedirects(url, { client, signal: AbortSignal.timeout(CHECK_TIMEOUT_MS) }).catch((err: unknown) => {
-        if ((err as Error).name === 'TimeoutError') throw new Error(`GET ${url}: no answer within ${CHECK_TIMEOUT_MS / 1000} s; check source.url and network access`);
+        if ((err as Error).name === 'TimeoutError') throw new Error(`GET ${shown}: no answer within ${CHECK_TIMEOUT_MS / 1000} s; check source.url and network access`);
         throw err;
       });
       await response.body.dump();
-      if (response.statusCode >= 400) throw new Error(`GET ${url} answered ${response.statusCode}; check source.url`);
-      return `${url} reachable (HTTP ${response.statusCode} in ${Date.now() - started} ms)`;
+      if (response.statusCode === 401 || response.statusCode === 403) {
+        throw new Error(`GET ${shown} answered ${response.statusCode}; check the user and password in source.url`);
+      }
+      if (response.statusCode >= 400) throw new Error(`GET ${shown} answered ${response.statusCode}; check source.url`);
+      return `${shown} reachable (HTTP ${response.statusCode} in ${Date.now() - started} ms)`;
     } finally {
       await client.close();
     }

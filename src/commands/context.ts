@@ -1,6 +1,6 @@
 import type { Dispatcher } from 'undici';
 import { loadConfig, type LoadedConfig } from '../config/load.js';
-import { createHttpClient } from '../fetch/http-client.js';
+import { createHttpClient, httpClientOptionsFor } from '../fetch/http-client.js';
 import { createLogger, type Logger } from '../log.js';
 import { acquireStateLock, type StateLock } from '../state/lock.js';
 import { StateStore } from '../state/store.js';
@@ -33,7 +33,7 @@ export function openContext(options: GlobalOptions, { lock = true, logLevel }: {
   try {
     const store = StateStore.open(config.stateDir);
     const targets = createTargets(config, { log });
-    const client = createHttpClient({ connectTimeoutMs: config.http.connectTimeoutMs, bodyTimeoutMs: config.http.idleTimeoutMs });
+    const client = createHttpClient(httpClientOptionsFor(config));
     return {
       config, log, store, targets, client,
       async close() {

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { OriginCredentials } from '../fetch/http-client.js';
 import { redactUrl } from '../redact-url.js';
 import { knownReleases, resolveRelease, type ReleaseName } from '../source/releases.js';
 import { configSchema, type Config } from './schema.js';
@@ -14,6 +15,14 @@ export const SYSTEM_CONFIG_PATH = '/etc/cloudimg-sync/config.yaml';
 export const SHIPPED_KEYRING_PATH = fileURLToPath(new URL('../../keys/ubuntu-cloudimage-keyring.asc', import.meta.url));
 
 export interface LoadedConfig extends Config {
+  /**
+   * `source.url` holds no credentials: a `user:pass@` given there is moved here, sent as Basic auth to that
+   * origin only, and shown as `sourceUrlShown` (`https://user:***@host/`). URLs derived from source.url
+   * (listings, images: logged, stored in state, manifests and Glance) therefore never carry them.
+   */
+  sourceCredentials?: OriginCredentials;
+  /** source.url as given, password masked: what logs and `check` show. */
+  sourceUrlShown: string;
   /** Where the config came from: a file path, or `built-in defaults`. */
   origin: string;
   /** `source.releases` resolved to codename + version. */
@@ -70,7 +79,11 @@ export function validateConfig(raw: unknown, origin: string, _configDir?: string
   if (config.source.verifySignature && !existsSync(keyringPath)) {
     throw new ConfigError(`${origin}: source.keyring: ${keyringPath} does not exist`, 'point source.keyring at an armored OpenPGP public key file');
   }
-  return { ...config, origin, releaseNames, keyringPath };
+  const { url, credentials } = OriginCredentials.split(config.source.url);
+  return {
+    ...config, source: { ...config.source, url }, origin, releaseNames, keyringPath,
+    sourceUrlShown: redactUrl(config.source.url), ...(credentials ? { sourceCredentials: credentials } : {}),
+  };
 }
 
 /**
@@ -109,8 +122,6 @@ function describeIssue(issue: z.core.$ZodIssue | undefined, raw: unknown): strin
         return `${key}: target type ${showValue(type, ['type'])} is not allowed; allowed: directory, glance`;
       }
       return `${key}: ${shown} does not match any allowed form (check "type" and its keys)`;
-    case 'custom':
-      return `${key}: ${issue.message}`;
     default:
       return `${key}: ${shown}: ${issue.message}`;
   }

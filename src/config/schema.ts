@@ -61,6 +61,8 @@ export const configSchema = z.strictObject({
       arches: z.array(z.enum(ARCHES)).min(1).default(['amd64']),
       verifySignature: z.boolean().default(true),
       keyring: z.string().optional(),
+      /** A download whose Content-Length or body passes this many bytes is abandoned (an endless body fills no disk). */
+      maxImageBytes: z.number().int().positive().default(16 * 1024 ** 3),
     })
     .prefault({}),
   stateDir: z.string().default('./var/state'),
@@ -75,6 +77,13 @@ export const configSchema = z.strictObject({
       retries: z.number().int().min(0).default(4),
       retryBaseDelayMs: z.number().int().positive().default(1_000),
       retryMaxDelayMs: z.number().int().positive().default(60_000),
+      /** Like curl's --speed-limit/--speed-time: a body slower than this over lowSpeedTimeMs is abandoned and retried (0: off). */
+      lowSpeedBytesPerSec: z.number().int().nonnegative().default(1024),
+      lowSpeedTimeMs: z.number().int().positive().default(60_000),
+      /** The whole of one request for a listing, SHA256SUMS or signature. */
+      metadataTimeoutMs: z.number().int().positive().default(120_000),
+      /** Follow an https source's redirect to plain http (refused by default). */
+      allowInsecureRedirects: z.boolean().default(false),
     })
     .prefault({}),
   log: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info') }).prefault({}),
@@ -100,6 +109,8 @@ export const configSchema = z.strictObject({
       port: z.number().int().min(0).max(65_535).default(9465),
       /** /healthz answers 503 when the last successful cycle is older than this. */
       maxAgeHours: z.number().positive().default(24),
+      /** /healthz answers 503 (`stuck`) while a cycle has been running longer than this. */
+      maxCycleHours: z.number().positive().default(6),
     })
     .prefault({}),
   targets: z
@@ -110,7 +121,7 @@ export const configSchema = z.strictObject({
       // The issue points at the second use of the name: the message names it, never the targets' settings.
       const seen = new Set<string>();
       for (const [i, t] of ts.entries()) {
-        if (seen.has(t.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `target name "${t.name}" is used twice; target names must be unique` });
+        if (seen.has(t.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: 'an earlier target has this name; target names must be unique' });
         seen.add(t.name);
       }
     }),

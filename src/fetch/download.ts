@@ -14,7 +14,7 @@ import type { Dispatcher } from 'undici';
 import { ChecksumMismatchError, HttpStatusError, SyncError, errorCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import { fsyncPath } from '../fsync.js';
-import { abandonBody, getFollowingRedirects, retryOptionsFor, withRetries } from './http-client.js';
+import { abandonBody, getFollowingRedirects, policyOf, retryOptionsFor, watchBodySpeed, withRetries } from './http-client.js';
 
 export interface FreeSpace {
   bavail: number | bigint;
@@ -32,6 +32,8 @@ export interface DownloadOptions {
   maxDelayMs?: number;
   /** Aborting leaves a `.part` that a later call resumes. */
   signal?: AbortSignal;
+  /** Largest file accepted: a bigger Content-Length, or a body that passes it, fails with IMAGE_TOO_LARGE. */
+  maxBytes?: number;
   log?: Logger;
   /** Called for every chunk received; throttle on the caller's side. `totalBytes` is undefined when unknown. */
   onProgress?: (bytesDone: number, totalBytes: number | undefined) => void;
@@ -143,6 +145,18 @@ export class TruncatedBodyError extends SyncError {
       `GET ${url} ended after ${receivedBytes} of ${expectedBytes} bytes`,
       'the connection dropped mid-file; it resumes from the bytes on disk',
       { retryable: true },
+    );
+  }
+}
+
+export class ImageTooLargeError extends SyncError {
+  constructor(readonly url: string, readonly maxBytes: number, readonly declaredBytes?: number) {
+    super(
+      'IMAGE_TOO_LARGE',
+      declaredBytes === undefined
+        ? `GET ${url} sent more than ${maxBytes} bytes; abandoned and deleted`
+        : `GET ${url} announces ${declaredBytes} bytes, more than the ${maxBytes} allowed; not downloaded`,
+      'a cloud image is far smaller: check source.url; raise source.maxImageBytes only if images really are this large',
     );
   }
 }
@@ -400,6 +414,12 @@ async function transferOnce(ctx: TransferContext): Promise<Transfer> {
       throw new HttpStatusError(finalUrl, statusCode);
     }
 
+    const maxBytes = options.maxBytes;
+    if (maxBytes !== undefined && totalBytes !== undefined && totalBytes > maxBytes) {
+      abandonBody(body);
+      await discardPartial(paths);
+      throw new ImageTooLargeError(finalUrl, maxBytes, totalBytes);
+    }
     ctx.feeder.announce(totalBytes);
     const etag = header(response, 'etag') ?? (statusCode === 206 ? validator?.etag : undefined);
     const lastModified = header(response, 'last-modified') ?? (statusCode === 206 ? validator?.lastModified : undefined);
@@ -414,14 +434,21 @@ async function transferOnce(ctx: TransferContext): Promise<Transfer> {
 
     let bytesDone = offset;
     let endBytes: number;
+    const speed = watchBodySpeed(body, finalUrl, policyOf(options.client));
     try {
       endBytes = await streamToFile(body as AsyncIterable<Buffer>, fh, offset, hashers, ctx.buffers, (chunkBytes) => {
         bytesDone += chunkBytes;
+        speed.received(chunkBytes);
+        // An endless body would fill the disk: stop at the limit whatever the headers said.
+        if (maxBytes !== undefined && bytesDone > maxBytes) throw new ImageTooLargeError(finalUrl, maxBytes);
         options.onProgress?.(bytesDone, totalBytes);
       }, ctx.feeder, options.durable !== false);
     } catch (err) {
       abandonBody(body);
+      if (err instanceof ImageTooLargeError) await discardPartial(paths);
       throw asDiskFull(err, paths);
+    } finally {
+      speed.stop();
     }
     if (totalBytes !== undefined && endBytes !== totalBytes) throw new TruncatedBodyError(finalUrl, endBytes, totalBytes);
     return { sizeBytes: endBytes, hashers, resumedFromBytes: offset, etag };

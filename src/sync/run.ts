@@ -116,7 +116,7 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
     errors.push(message);
     if (target) failedTargets.add(target);
   };
-  log.info({ event: 'sync.run.started', runId, source: deps.config.source.url, targets: deps.targets.map((t) => t.name) }, 'sync run started');
+  log.info({ event: 'sync.run.started', runId, source: deps.config.sourceUrlShown, targets: deps.targets.map((t) => t.name) }, 'sync run started');
 
   let result: RunSummary['result'] = 'ok';
   /** Cached copies being removed, each settling to undefined or its error; awaited before the run is recorded as finished. */
@@ -304,7 +304,7 @@ async function fetchAndVerify(
     // md5 and sha512 in the same pass, for targets that compare them afterwards: no upload hashes again.
     const wantsDigests = deps.targets.some((t) => t.wantsDigests && action.publishTo.includes(t.name));
     const res = await downloadFile(action.image.url, dest, {
-      client: deps.client, expectedSha256: action.image.sha256, retries: config.http.retries,
+      client: deps.client, expectedSha256: action.image.sha256, retries: config.http.retries, maxBytes: config.source.maxImageBytes,
       extraHashAlgorithms: wantsDigests ? ['md5', 'sha512'] : [],
       baseDelayMs: config.http.retryBaseDelayMs, maxDelayMs: config.http.retryMaxDelayMs, signal: deps.signal, log, sink, durable,
       onProgress: (bytes, total) => {

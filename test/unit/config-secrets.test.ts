@@ -32,7 +32,7 @@ describe('config errors never echo secrets', () => {
       { name: 'a', type: 'glance', auth: { password: SECRET } },
       { name: 'a', type: 'glance', auth: { password: SECRET } },
     ] });
-    assert.match(message, /targets\[1\]\.name: target name "a" is used twice/);
+    assert.match(message, /targets\[1\]\.name: "a": an earlier target has this name/);
     assert.ok(!message.includes(SECRET), message);
     assert.doesNotMatch(message, /\{/);
   });
