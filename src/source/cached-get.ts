@@ -33,7 +33,7 @@ export function cachedGetter(options: CachedGetOptions): CachedGet {
       signal: options.signal,
       log: options.log,
     });
-    if (response.status === 304 && cached) return { body: cached.body, changed: false };
+    if (response.status === 304 && cached) return { body: cached.body, changed: false, lastModified: cached.lastModified ?? undefined };
     if (response.status === 304) {
       // A 304 without a cached body (cache lost): ask again unconditionally.
       const fresh = await getText(url, { client: options.client, retries: options.retries, signal: options.signal, log: options.log });
@@ -47,5 +47,5 @@ export function cachedGetter(options: CachedGetOptions): CachedGet {
 function remember(options: CachedGetOptions, url: string, body: Buffer, etag?: string, lastModified?: string) {
   options.onBytes?.(body.length);
   options.store.putCachedResponse(url, { etag: etag ?? null, lastModified: lastModified ?? null, body });
-  return { body, changed: true };
+  return { body, changed: true, lastModified };
 }

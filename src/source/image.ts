@@ -35,6 +35,11 @@ export interface UpstreamImage {
   sha256: string;
   /** Whether the SHA256SUMS this checksum came from was signature-verified. */
   signed: boolean;
+  /**
+   * When upstream published this serial (ISO 8601): the Last-Modified of its SHA256SUMS, else the serial
+   * folder's date in the release listing; absent when upstream said neither. The start of the publication lag.
+   */
+  publishedAt?: string;
 }
 
 /** The stable identity of an image across runs. */
