@@ -8,6 +8,11 @@ const directoryTarget = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . - only'),
   type: z.literal('directory'),
   path: z.string().min(1),
+  /** Mode of published images and manifests, octal in quotes (YAML reads a bare 0644 as the number 644). */
+  mode: z.string()
+    .regex(/^0?[0-7]{3}$/, 'an octal mode in quotes, e.g. "0644"')
+    .refine((m) => (Number.parseInt(m, 8) & 0o002) === 0, 'must not be world-writable: anyone could swap a verified image')
+    .default('0644'),
 });
 
 /** Placeholders a glance `nameTemplate` / `stableName` may use. */
@@ -119,7 +124,7 @@ export const configSchema = z.strictObject({
   targets: z
     .array(z.discriminatedUnion('type', [directoryTarget, glanceTarget]))
     .min(1)
-    .default([{ name: 'local', type: 'directory', path: './var/images' }])
+    .default([{ name: 'local', type: 'directory', path: './var/images', mode: '0644' }])
     .superRefine((ts, ctx) => {
       // The issue points at the second use of the name: the message names it, never the targets' settings.
       const seen = new Set<string>();

@@ -8,12 +8,13 @@
  * `dest` is always complete and verified, a `.part` never is.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { open, readFile, rename, rm, stat, statfs, writeFile, type FileHandle } from 'node:fs/promises';
+import { lstat, readFile, rename, rm, statfs, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Dispatcher } from 'undici';
 import { ChecksumMismatchError, HttpStatusError, SyncError, errorCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import { fsyncPath } from '../fsync.js';
+import { createExclusive, openExistingForUpdate, removeRegularFile, writeFileExclusive } from '../local-files.js';
 import { abandonBody, getFollowingRedirects, policyOf, retryOptionsFor, watchBodySpeed, withRetries } from './http-client.js';
 
 export interface FreeSpace {
@@ -221,9 +222,12 @@ interface Paths {
   dir: string;
 }
 
+/** Cached downloads are the daemon's own: nobody else reads them. */
+const PART_MODE = 0o600;
+
 async function fileSize(path: string): Promise<number | undefined> {
   try {
-    return (await stat(path)).size;
+    return (await lstat(path)).size;
   } catch (err) {
     if (errorCode(err) === 'ENOENT') return undefined;
     throw err;
@@ -363,9 +367,10 @@ interface TransferContext {
 async function transferOnce(ctx: TransferContext): Promise<Transfer> {
   const { url, paths, options } = ctx;
   let { offset, validator } = await resumePoint(url, paths);
-  if (offset === 0) await rm(paths.sidecar, { force: true });
+  if (offset === 0) await removeRegularFile(paths.sidecar);
   ctx.feeder.restartAt(offset);
-  const fh = await open(paths.part, offset > 0 ? 'r+' : 'w');
+  // Never through a symlink planted at the path: the image would be written wherever it points.
+  const fh = offset > 0 ? await openExistingForUpdate(paths.part) : await createExclusive(paths.part, PART_MODE);
   try {
     if (offset > 0) await fh.truncate(offset);
     let hashers = ctx.algorithms.map((a) => createHash(a));
@@ -426,7 +431,7 @@ async function transferOnce(ctx: TransferContext): Promise<Transfer> {
     try {
       if (totalBytes !== undefined) await ensureFreeSpace(paths, totalBytes - offset, options.statfs ?? statfs);
       const next: ResumeValidator = { url, etag, lastModified, totalBytes };
-      await writeFile(paths.sidecar, JSON.stringify(next));
+      await writeFileExclusive(paths.sidecar, JSON.stringify(next), PART_MODE);
     } catch (err) {
       abandonBody(body);
       throw asDiskFull(err, paths);

@@ -7,6 +7,7 @@ import type { LoadedConfig } from '../config/load.js';
 import { ChecksumMismatchError, describeError, errorCode } from '../errors.js';
 import { downloadFile, type DownloadSink } from '../fetch/download.js';
 import { makeDurable } from '../fsync.js';
+import { makeDirInside } from '../local-files.js';
 import type { Logger } from '../log.js';
 import { cachedGetter } from '../source/cached-get.js';
 import { discoverImages, type DiscoveryResult, type KeyringSource } from '../source/discover.js';
@@ -304,7 +305,7 @@ async function fetchAndVerify(
   let lastProgress = started;
   log.info({ event: 'image.download.started', url: action.image.url }, `downloading ${action.image.url}`);
   try {
-    await mkdir(path.dirname(dest), { recursive: true });
+    await makeDirInside(path.resolve(config.cacheDir), path.dirname(dest), 0o700);
     // md5 and sha512 in the same pass, for targets that compare them afterwards: no upload hashes again.
     const wantsDigests = deps.targets.some((t) => t.wantsDigests && action.publishTo.includes(t.name));
     const res = await downloadFile(action.image.url, dest, {

@@ -17,7 +17,7 @@ export function createTargets(config: LoadedConfig, options: CreateTargetsOption
   return config.targets.map((t) => {
     switch (t.type) {
       case 'directory':
-        return new DirectoryTarget(t.name, path.resolve(t.path));
+        return new DirectoryTarget(t.name, path.resolve(t.path), Number.parseInt(t.mode, 8));
       case 'glance':
         return new GlanceTarget(t, { env: options.env, log: options.log });
     }
