@@ -1,7 +1,6 @@
 import { HttpStatusError, SyncError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { compareSerials, type Arch, type Channel, type UpstreamImage, type Variant } from './image.js';
-import { parseListing } from './listing.js';
 import type { ReleaseName } from './releases.js';
 import { parseSha256Sums } from './sha256sums.js';
 import { verifyDetachedSignature, type Keyring } from './signature.js';
@@ -18,7 +17,16 @@ export interface KeyringSource {
 }
 
 /** GET a small text resource, answering from a cache when the server says it is unchanged. */
-export type CachedGet = (url: string) => Promise<{ body: Buffer; changed: boolean; /** The server's Last-Modified, when it sent one. */ lastModified?: string }>;
+export type CachedGet = (url: string) => Promise<CachedText>;
+
+export interface CachedText {
+  body: Buffer;
+  changed: boolean;
+  /** The server's Last-Modified, when it sent one. */
+  lastModified?: string;
+  /** What this body was read as, kept beside it (JSON) until the body changes. */
+  parsed?: { get(): string | undefined; set(json: string): void };
+}
 
 export interface DiscoverOptions {
   sourceUrl: string;
@@ -72,12 +80,7 @@ export async function discoverImages(options: DiscoverOptions): Promise<Discover
 
 async function discoverRelease(options: DiscoverOptions, release: ReleaseName, log: Logger): Promise<UpstreamImage[]> {
   const listingUrl = seriesUrl(options.sourceUrl, options.channel, options.variant, release.codename);
-  const { body } = await options.get(listingUrl);
-  const serialDirs = parseListing(body.toString('utf8'), listingUrl)
-    .filter((e) => e.isDirectory)
-    .map((e) => ({ serial: SERIAL_DIR_RE[options.channel].exec(e.name)?.[1], url: e.url, modified: e.modified }))
-    .filter((e): e is { serial: string; url: string; modified: Date | undefined } => e.serial !== undefined)
-    .sort((a, b) => compareSerials(b.serial, a.serial));
+  const serialDirs = await serialFolders(await options.get(listingUrl), listingUrl, options.channel);
   if (serialDirs.length === 0) {
     throw new SyncError('LISTING_NO_SERIALS', `${listingUrl} lists no serial folders`,
       `check source.url, source.channel and that ${release.codename} is published there`, { retryable: true });
@@ -94,8 +97,48 @@ async function discoverRelease(options: DiscoverOptions, release: ReleaseName, l
     'upstream is mid-publication or pruned; retried next cycle', { retryable: true });
 }
 
+/** A serial folder of a release listing, newest first; `modified` is its date there (ISO 8601). */
+interface SerialFolder {
+  serial: string;
+  url: string;
+  modified?: string | undefined;
+}
+
+/** Version of the remembered form: a change in how folders are read makes older ones be read again. */
+const FOLDERS_FORMAT = 1;
+
+/**
+ * The serial folders of a release listing, newest first. A listing unchanged since it was read (304) is not
+ * parsed again: its folders are remembered beside the cached page, and the HTML parser is not even loaded.
+ */
+async function serialFolders(listing: CachedText, listingUrl: string, channel: Channel): Promise<SerialFolder[]> {
+  const remembered = listing.changed ? undefined : rememberedFolders(listing.parsed?.get());
+  if (remembered) return remembered;
+  const { parseListing } = await import('./listing.js');
+  const folders = parseListing(listing.body.toString('utf8'), listingUrl)
+    .filter((e) => e.isDirectory)
+    .map((e) => ({ serial: SERIAL_DIR_RE[channel].exec(e.name)?.[1], url: e.url, modified: e.modified?.toISOString() }))
+    .filter((e): e is { serial: string; url: string; modified: string | undefined } => e.serial !== undefined)
+    .sort((a, b) => compareSerials(b.serial, a.serial));
+  listing.parsed?.set(JSON.stringify({ format: FOLDERS_FORMAT, folders }));
+  return folders;
+}
+
+function rememberedFolders(json: string | undefined): SerialFolder[] | undefined {
+  if (json === undefined) return undefined;
+  try {
+    const value = JSON.parse(json) as { format?: unknown; folders?: unknown };
+    if (value.format !== FOLDERS_FORMAT || !Array.isArray(value.folders)) return undefined;
+    const folders = value.folders as Array<Record<string, unknown>>;
+    const valid = folders.every((f) => typeof f.serial === 'string' && typeof f.url === 'string' && (f.modified === undefined || typeof f.modified === 'string'));
+    return valid ? (folders as unknown as SerialFolder[]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 async function readSerial(
-  options: DiscoverOptions, release: ReleaseName, serial: string, dirUrl: string, listedAt: Date | undefined, log: Logger,
+  options: DiscoverOptions, release: ReleaseName, serial: string, dirUrl: string, listedAt: string | undefined, log: Logger,
 ): Promise<UpstreamImage[]> {
   const sumsUrl = new URL('SHA256SUMS', dirUrl).href;
   const sums = await options.get(sumsUrl);
@@ -135,10 +178,12 @@ async function readSerial(
  * When the serial appeared upstream: its SHA256SUMS's Last-Modified (to the second, and the moment the
  * serial became complete), else the folder's minute in the listing. Undefined when neither can be read.
  */
-function upstreamTime(lastModified: string | undefined, listedAt: Date | undefined): string | undefined {
-  const fromHeader = lastModified ? Date.parse(lastModified) : Number.NaN;
-  if (Number.isFinite(fromHeader)) return new Date(fromHeader).toISOString();
-  return listedAt && Number.isFinite(listedAt.getTime()) ? listedAt.toISOString() : undefined;
+function upstreamTime(lastModified: string | undefined, listedAt: string | undefined): string | undefined {
+  for (const text of [lastModified, listedAt]) {
+    const ms = text ? Date.parse(text) : Number.NaN;
+    if (Number.isFinite(ms)) return new Date(ms).toISOString();
+  }
+  return undefined;
 }
 
 /**

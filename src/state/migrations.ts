@@ -63,4 +63,7 @@ export const MIGRATIONS: readonly string[] = [
   // with what they hold afterwards (Glance's checksum and os_hash_value), so no upload has to hash again.
   `ALTER TABLE images ADD COLUMN md5 TEXT;
    ALTER TABLE images ADD COLUMN sha512 TEXT;`,
+  // 4: what a cached body was read as (a listing's serial folders, as JSON), so a cycle that gets a 304 does
+  // not parse the same page again (nor load the HTML parser). Replacing the body (a 200) clears it.
+  `ALTER TABLE http_cache ADD COLUMN parsed TEXT;`,
 ];

@@ -299,7 +299,7 @@ export class StateStore {
       this.db.prepare(
         `INSERT INTO http_cache (url, etag, last_modified, body, updated_at) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (url) DO UPDATE SET etag = excluded.etag, last_modified = excluded.last_modified,
-           body = excluded.body, updated_at = excluded.updated_at, verified_with = NULL`,
+           body = excluded.body, updated_at = excluded.updated_at, verified_with = NULL, parsed = NULL`,
       ).run(url, response.etag, response.lastModified, response.body, now.toISOString());
     });
   }
@@ -313,6 +313,18 @@ export class StateStore {
   setCachedVerification(url: string, verifiedWith: string): void {
     this.write(() => {
       this.db.prepare(`UPDATE http_cache SET verified_with = ? WHERE url = ?`).run(verifiedWith, url);
+    });
+  }
+
+  /** What a cached body was parsed into (JSON, see discover.ts), while the body is unchanged. */
+  getCachedParse(url: string): string | undefined {
+    const row = this.db.prepare(`SELECT parsed FROM http_cache WHERE url = ?`).get(url) as { parsed: string | null } | undefined;
+    return row?.parsed ?? undefined;
+  }
+
+  setCachedParse(url: string, parsed: string): void {
+    this.write(() => {
+      this.db.prepare(`UPDATE http_cache SET parsed = ? WHERE url = ?`).run(parsed, url);
     });
   }
 

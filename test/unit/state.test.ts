@@ -8,6 +8,7 @@ import Database from 'better-sqlite3';
 import type { UpstreamImage } from '../../src/source/image.js';
 import { acquireStateLock, probeStateLock } from '../../src/state/lock.js';
 import { STATE_FILE_NAME, StateStore } from '../../src/state/store.js';
+import { MIGRATIONS } from '../../src/state/migrations.js';
 
 const image: UpstreamImage = {
   channel: 'release', variant: 'server', release: 'noble', version: '24.04', arch: 'amd64', serial: '20260926',
@@ -102,19 +103,31 @@ describe('StateStore', () => {
     reopened.close();
   });
 
+  test('what a cached page was parsed into is kept with it and forgotten when the page is replaced', () => {
+    const store = StateStore.open(dir);
+    const url = 'https://x/releases/noble/';
+    store.putCachedResponse(url, { etag: '"1"', lastModified: null, body: Buffer.from('<html>1</html>') });
+    assert.equal(store.getCachedParse(url), undefined);
+    store.setCachedParse(url, '{"format":1,"folders":[]}');
+    assert.equal(store.getCachedParse(url), '{"format":1,"folders":[]}');
+    store.putCachedResponse(url, { etag: '"2"', lastModified: null, body: Buffer.from('<html>2</html>') });
+    assert.equal(store.getCachedParse(url), undefined, 'another body: what the old one was read as no longer holds');
+    store.close();
+  });
+
   test('a state database from before the digests columns is migrated in place, its images without digests', () => {
     const store = StateStore.open(dir);
     store.recordDiscovered(image);
     store.close();
     // Roll the file back to schema 2, as an earlier release left it.
     const db = new Database(path.join(dir, STATE_FILE_NAME));
-    db.exec('ALTER TABLE images DROP COLUMN md5; ALTER TABLE images DROP COLUMN sha512; PRAGMA user_version = 2;');
+    db.exec('ALTER TABLE images DROP COLUMN md5; ALTER TABLE images DROP COLUMN sha512; ALTER TABLE http_cache DROP COLUMN parsed; PRAGMA user_version = 2;');
     db.close();
     const migrated = StateStore.open(dir);
     assert.equal(migrated.getImage(key)!.digests, null);
     migrated.close();
     const check = new Database(path.join(dir, STATE_FILE_NAME), { readonly: true });
-    assert.equal(check.pragma('user_version', { simple: true }), 3);
+    assert.equal(check.pragma('user_version', { simple: true }), MIGRATIONS.length);
     check.close();
   });
 });
