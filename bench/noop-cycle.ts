@@ -13,7 +13,7 @@ import { Writable } from 'node:stream';
 import { validateConfig } from '../src/config/load.js';
 import { createHttpClient, httpClientOptionsFor } from '../src/fetch/http-client.js';
 import { createLogger } from '../src/log.js';
-import { ARCHES } from '../src/source/image.js';
+import { ARCHES } from '../src/image.js';
 import { StateStore } from '../src/state/store.js';
 import { runSyncCycle } from '../src/sync/run.js';
 import { createTargets } from '../src/targets/create.js';

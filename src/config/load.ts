@@ -7,6 +7,8 @@ import { ConfigError } from '../errors.js';
 import { OriginCredentials } from '../fetch/http-client.js';
 import { redactUrl } from '../redact-url.js';
 import { knownReleases, resolveRelease, type ReleaseName } from '../source/releases.js';
+import { SOURCE_TYPE_NAMES } from '../source/registry.js';
+import { TARGET_TYPE_NAMES } from '../targets/registry.js';
 import { configSchema, type Config } from './schema.js';
 
 export const SYSTEM_CONFIG_PATH = '/etc/cloudimg-sync/config.yaml';
@@ -117,9 +119,13 @@ function describeIssue(issue: z.core.$ZodIssue | undefined, raw: unknown): strin
     case 'unrecognized_keys':
       return `${key === '(top level)' ? '' : `${key}: `}unknown key(s) ${issue.keys.join(', ')}`;
     case 'invalid_union':
+      if (issue.path[0] === 'source' && issue.path.length <= 2) {
+        const type = issue.path.length === 2 ? value : (value as { type?: unknown } | undefined)?.type;
+        return `source.type: ${showValue(type, ['type'])} is not allowed; allowed: ${SOURCE_TYPE_NAMES.join(', ')}`;
+      }
       if (issue.path.at(-1) === 'type' || (issue.path.at(-2) === 'targets' && value && typeof value === 'object')) {
         const type = issue.path.at(-1) === 'type' ? value : (value as { type?: unknown }).type;
-        return `${key}: target type ${showValue(type, ['type'])} is not allowed; allowed: directory, glance`;
+        return `${key}: target type ${showValue(type, ['type'])} is not allowed; allowed: ${TARGET_TYPE_NAMES.join(', ')}`;
       }
       return `${key}: ${shown} does not match any allowed form (check "type" and its keys)`;
     default:

@@ -2,7 +2,7 @@
  * `/healthz`: healthy while the last finished cycle succeeded, not too long ago, and no cycle has been running
  * for too long (one held by a stalled peer makes every later tick skip). Fed by sync.run.started/finished.
  */
-import type { LogRecord } from '../log.js';
+import type { EventRecord } from '../events.js';
 import type { RunRecord } from '../state/store.js';
 
 export interface FinishedCycle {
@@ -82,7 +82,7 @@ export class HealthTracker {
   }
 
   /** The log tap. */
-  readonly observe = (record: LogRecord): void => {
+  readonly observe = (record: EventRecord): void => {
     if (record.event === 'sync.run.started') {
       this.cycleRunning = true;
       this.cycleStartedAt = record.time;

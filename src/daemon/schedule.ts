@@ -4,17 +4,11 @@ import { closeSync, constants, mkdirSync, openSync, readSync, writeSync } from '
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import type * as NodeCron from 'node-cron';
+import { cron } from '../config/cron.js';
 import { SyncError } from '../errors.js';
 import type { Logger } from '../log.js';
 
-/** node-cron, loaded when a schedule is first checked or started: `sync --once` without `schedule:` never needs it. */
-let nodeCron: typeof NodeCron | undefined;
-const cron = (): typeof NodeCron => (nodeCron ??= createRequire(import.meta.url)('node-cron') as typeof NodeCron);
-
-/** node-cron's expressions: 5 fields, or 6 with seconds first. */
-export function cronExpressionValid(expression: string): boolean {
-  return cron().validate(expression);
-}
+export { cronExpressionValid } from '../config/cron.js';
 
 /**
  * The schedule when the config sets none: hourly, at a minute and second fixed for this install and

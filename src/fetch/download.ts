@@ -15,7 +15,7 @@ import { ChecksumMismatchError, HttpStatusError, SyncError, errorCode } from '..
 import type { Logger } from '../log.js';
 import { fsyncPath } from '../fsync.js';
 import { createExclusive, openExistingForUpdate, removeRegularFile, writeFileExclusive } from '../local-files.js';
-import { abandonBody, getFollowingRedirects, policyOf, retryOptionsFor, watchBodySpeed, withRetries } from './http-client.js';
+import { abandonBody, getFollowingRedirects, headerValue, policyOf, retryOptionsFor, watchBodySpeed, withRetries } from './http-client.js';
 
 export interface FreeSpace {
   bavail: number | bigint;
@@ -205,8 +205,7 @@ function ifRangeValue(v: ResumeValidator): string | undefined {
 }
 
 function header(response: Dispatcher.ResponseData, name: string): string | undefined {
-  const value = response.headers[name];
-  return Array.isArray(value) ? value[0] : value;
+  return headerValue(response.headers[name]);
 }
 
 function parseContentRange(value: string | undefined): { start: number; totalBytes?: number } | undefined {

@@ -6,7 +6,7 @@
 import type { Dispatcher } from 'undici';
 import { HttpStatusError, SyncError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { abandonBody, getFollowingRedirects, policyOf, retryOptionsFor, watchBodySpeed, withRetries, type HttpPolicy } from './http-client.js';
+import { abandonBody, getFollowingRedirects, headerValue, policyOf, retryOptionsFor, watchBodySpeed, withRetries, type HttpPolicy } from './http-client.js';
 
 export const DEFAULT_TEXT_MAX_BYTES = 4 * 1024 * 1024;
 
@@ -47,10 +47,6 @@ export class DeadlineExceededError extends SyncError {
       { retryable: true },
     );
   }
-}
-
-function headerValue(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
 }
 
 async function readCapped(url: string, body: Dispatcher.ResponseData['body'], maxBytes: number, policy: HttpPolicy): Promise<Buffer> {

@@ -11,46 +11,55 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import tls from 'node:tls';
 import { Agent, request, type Dispatcher } from 'undici';
 import { SyncError, describeError, errorCode, isRetryable } from '../errors.js';
-import type { LoadedConfig } from '../config/load.js';
 import type { Logger } from '../log.js';
 import { VERSION } from '../version.js';
 
 export const USER_AGENT = `cloudimg-sync/${VERSION} (+https://github.com/cloudimg-sync/cloudimg-sync)`;
 
-export interface HttpClientOptions {
+/**
+ * The one HTTP policy: every default of timeouts and retries, used by the config schema (`http.*`), the
+ * client, the retry loop and the OpenStack agents alike.
+ */
+export const HTTP_DEFAULTS = {
   /** TCP + TLS handshake. */
-  connectTimeoutMs?: number;
+  connectTimeoutMs: 15_000,
   /** From request sent to the last response header received. */
-  headersTimeoutMs?: number;
+  headersTimeoutMs: 30_000,
   /** Longest silence between two body chunks (an idle timeout, not a total one). */
-  bodyTimeoutMs?: number;
+  idleTimeoutMs: 60_000,
+  /** Retries after the first attempt of network errors, 5xx and truncated bodies. */
+  retries: 4,
+  /** Full-jitter exponential backoff from this ... */
+  retryBaseDelayMs: 1_000,
+  /** ... up to this. */
+  retryMaxDelayMs: 60_000,
   /** Sockets per origin. */
+  connections: 8,
+  /** Follow an https URL's redirect to plain http (false: refused with HTTP_INSECURE_REDIRECT). */
+  allowInsecureRedirects: false,
+  /** Like curl's --speed-limit/--speed-time: a body slower than this over lowSpeedTimeMs is abandoned (0: off). */
+  lowSpeedBytesPerSec: 1024,
+  lowSpeedTimeMs: 60_000,
+  /** The whole of one request for a small document (listing, SHA256SUMS, signature), headers to last byte. */
+  metadataTimeoutMs: 120_000,
+} as const;
+
+/** `config.http` as the client reads it; every key optional (HTTP_DEFAULTS fill in). */
+export interface HttpClientOptions {
+  connectTimeoutMs?: number;
+  headersTimeoutMs?: number;
+  idleTimeoutMs?: number;
   connections?: number;
   userAgent?: string;
+  allowInsecureRedirects?: boolean;
+  lowSpeedBytesPerSec?: number;
+  lowSpeedTimeMs?: number;
+  metadataTimeoutMs?: number;
   /** Extra trusted CA certificates (PEM) for https origins, e.g. a private mirror's own CA. */
   ca?: string | Buffer;
   /** Basic auth for one origin (a private mirror's `user:pass@` in source.url). */
   credentials?: OriginCredentials;
-  /** Follow an https URL's redirect to plain http (default false: refused with HTTP_INSECURE_REDIRECT). */
-  allowInsecureRedirects?: boolean;
-  /** A body slower than this many bytes/s over `lowSpeedTimeMs` is abandoned (HTTP_TOO_SLOW, retried); 0 disables. */
-  lowSpeedBytesPerSec?: number;
-  lowSpeedTimeMs?: number;
-  /** The whole of one request for a small document (listing, SHA256SUMS, signature), headers to last byte. */
-  metadataTimeoutMs?: number;
 }
-
-export const DEFAULT_HTTP_CLIENT_OPTIONS = {
-  connectTimeoutMs: 10_000,
-  headersTimeoutMs: 30_000,
-  bodyTimeoutMs: 60_000,
-  connections: 8,
-  userAgent: USER_AGENT,
-  allowInsecureRedirects: false,
-  lowSpeedBytesPerSec: 1024,
-  lowSpeedTimeMs: 60_000,
-  metadataTimeoutMs: 120_000,
-} as const;
 
 /** What requests made through a client must obey beyond the Agent's own timeouts. */
 export interface HttpPolicy {
@@ -66,8 +75,13 @@ const policies = new WeakMap<Dispatcher, HttpPolicy>();
 export function policyOf(client: Dispatcher | undefined): HttpPolicy {
   const own = client && policies.get(client);
   if (own) return own;
-  const d = DEFAULT_HTTP_CLIENT_OPTIONS;
+  const d = HTTP_DEFAULTS;
   return { allowInsecureRedirects: d.allowInsecureRedirects, lowSpeedBytesPerSec: d.lowSpeedBytesPerSec, lowSpeedTimeMs: d.lowSpeedTimeMs, metadataTimeoutMs: d.metadataTimeoutMs };
+}
+
+/** The client options of a configuration: `http.*`, and the source's Basic credentials. */
+export function httpClientOptionsFor(config: { http: HttpClientOptions; sourceCredentials?: OriginCredentials }): HttpClientOptions {
+  return { ...config.http, credentials: config.sourceCredentials };
 }
 
 /**
@@ -103,6 +117,11 @@ export class OriginCredentials {
   [Symbol.for('nodejs.util.inspect.custom')](): string {
     return `OriginCredentials(${this.origin}, [redacted])`;
   }
+}
+
+/** One header's value, the first when it was sent more than once. */
+export function headerValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
 }
 
 type HeaderPairs = Iterable<[string, string | string[] | undefined]>;
@@ -148,11 +167,11 @@ function originOf(origin: Dispatcher.DispatchOptions['origin']): string {
  * of `credentials` when (and only when) it goes to their origin: each redirect hop is a request of its own.
  */
 export function createHttpClient(options: HttpClientOptions = {}): Dispatcher {
-  const o = { ...DEFAULT_HTTP_CLIENT_OPTIONS, ...options };
+  const o = { ...HTTP_DEFAULTS, userAgent: USER_AGENT, ...options };
   const agent = new Agent({
     connect: { timeout: o.connectTimeoutMs, ...(options.ca ? { ca: [...tls.rootCertificates, String(options.ca)] } : {}) },
     headersTimeout: o.headersTimeoutMs,
-    bodyTimeout: o.bodyTimeoutMs,
+    bodyTimeout: o.idleTimeoutMs,
     connections: o.connections,
   });
   const credentials = options.credentials;
@@ -167,16 +186,6 @@ export function createHttpClient(options: HttpClientOptions = {}): Dispatcher {
     lowSpeedTimeMs: o.lowSpeedTimeMs, metadataTimeoutMs: o.metadataTimeoutMs,
   });
   return client;
-}
-
-/** The client settings a configuration asks for: timeouts, limits, redirect policy and the source's credentials. */
-export function httpClientOptionsFor(config: Pick<LoadedConfig, 'http' | 'sourceCredentials'>): HttpClientOptions {
-  const h = config.http;
-  return {
-    connectTimeoutMs: h.connectTimeoutMs, bodyTimeoutMs: h.idleTimeoutMs, credentials: config.sourceCredentials,
-    allowInsecureRedirects: h.allowInsecureRedirects, lowSpeedBytesPerSec: h.lowSpeedBytesPerSec, lowSpeedTimeMs: h.lowSpeedTimeMs,
-    metadataTimeoutMs: h.metadataTimeoutMs,
-  };
 }
 
 let sharedClient: Dispatcher | undefined;
@@ -330,7 +339,6 @@ export interface RetryOptions {
   onRetry?: (err: unknown, attempt: number, delayMs: number) => void;
 }
 
-export const DEFAULT_RETRY_OPTIONS = { retries: 5, baseDelayMs: 500, maxDelayMs: 30_000 } as const;
 
 /** A caller's optional retry settings completed with the defaults, for `withRetries` on `url`. */
 export function retryOptionsFor(
@@ -338,9 +346,9 @@ export function retryOptionsFor(
   options: { retries?: number; baseDelayMs?: number; maxDelayMs?: number; signal?: AbortSignal; log?: Logger },
 ): RetryOptions {
   return {
-    retries: options.retries ?? DEFAULT_RETRY_OPTIONS.retries,
-    baseDelayMs: options.baseDelayMs ?? DEFAULT_RETRY_OPTIONS.baseDelayMs,
-    maxDelayMs: options.maxDelayMs ?? DEFAULT_RETRY_OPTIONS.maxDelayMs,
+    retries: options.retries ?? HTTP_DEFAULTS.retries,
+    baseDelayMs: options.baseDelayMs ?? HTTP_DEFAULTS.retryBaseDelayMs,
+    maxDelayMs: options.maxDelayMs ?? HTTP_DEFAULTS.retryMaxDelayMs,
     signal: options.signal,
     log: options.log,
     url,

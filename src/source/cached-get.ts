@@ -1,11 +1,10 @@
 import type { Dispatcher } from 'undici';
 import { getText } from '../fetch/get-text.js';
 import type { Logger } from '../log.js';
-import type { StateStore } from '../state/store.js';
-import type { CachedGet, CachedText } from './discover.js';
+import type { CachedGet, CachedText, SourceCache } from './source.js';
 
 export interface CachedGetOptions {
-  store: StateStore;
+  store: SourceCache;
   client?: Dispatcher;
   retries?: number;
   baseDelayMs?: number;

@@ -18,7 +18,7 @@ import { request } from 'undici';
 import { KeystoneSession } from '../../src/openstack/keystone.js';
 import { GlanceClient } from '../../src/openstack/glance.js';
 import { resolveAuthSettings } from '../../src/openstack/auth-config.js';
-import { PROP } from '../../src/targets/glance-image-spec.js';
+import { PROP } from '../../src/targets/glance/image-spec.js';
 import { createSyncWorld, type SyncWorld } from '../support/sync-world.js';
 import { describeWithOpenStack, loadOpenStackEnv } from './openstack-env.js';
 

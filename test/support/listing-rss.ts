@@ -3,7 +3,7 @@
  * parsing and its peak RSS: `node --import tsx test/support/listing-rss.ts`. Used by
  * test/unit/source-integrity.test.ts; the process does nothing else, so the peak is the parse's.
  */
-import { parseListing } from '../../src/source/listing.js';
+import { parseListing } from '../../src/source/listing/parse-listing.js';
 
 const LISTING_BYTES = 4 * 1024 * 1024;
 

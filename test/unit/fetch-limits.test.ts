@@ -41,7 +41,7 @@ describe('deadlines and low-speed limits', () => {
     const fault = mirror.inject({ path: IMAGE, fault: 'slow', bytesPerSecond: 0.5 });
     try {
       const started = Date.now();
-      await withClient({ bodyTimeoutMs: 10_000, lowSpeedBytesPerSec: 1000, lowSpeedTimeMs: 1_000 }, (client) =>
+      await withClient({ idleTimeoutMs: 10_000, lowSpeedBytesPerSec: 1000, lowSpeedTimeMs: 1_000 }, (client) =>
         assert.rejects(downloadFile(mirror.urlOf(IMAGE), path.join(dir, 'trickle.img'), { client, ...once }), { code: 'HTTP_TOO_SLOW' }));
       assert.ok(Date.now() - started < 8_000, `gave up after ${Date.now() - started} ms`);
     } finally {
@@ -52,7 +52,7 @@ describe('deadlines and low-speed limits', () => {
   test('a listing that trickles hits the per-request deadline for metadata (HTTP_DEADLINE)', { timeout: 20_000 }, async () => {
     const fault = mirror.inject({ path: LISTING, fault: 'slow', bytesPerSecond: 0.5 });
     try {
-      await withClient({ bodyTimeoutMs: 10_000, lowSpeedBytesPerSec: 0, metadataTimeoutMs: 1_500 }, (client) =>
+      await withClient({ idleTimeoutMs: 10_000, lowSpeedBytesPerSec: 0, metadataTimeoutMs: 1_500 }, (client) =>
         assert.rejects(getText(mirror.urlOf(LISTING), { client, ...once }), { code: 'HTTP_DEADLINE' }));
     } finally {
       fault.remove();

@@ -7,10 +7,10 @@ import { after, afterEach, before, beforeEach, describe, test } from 'node:test'
 import { downloadFile } from '../../src/fetch/download.js';
 import { createHttpClient } from '../../src/fetch/http-client.js';
 import { silentLogger } from '../../src/log.js';
-import type { UpstreamImage } from '../../src/source/image.js';
+import type { UpstreamImage } from '../../src/image.js';
 import { acquireStateLock } from '../../src/state/lock.js';
 import { StateStore } from '../../src/state/store.js';
-import { DirectoryTarget } from '../../src/targets/directory.js';
+import { DirectoryTarget } from '../../src/targets/directory/target.js';
 import { startMirror, type Mirror } from '../fixtures/mirror/index.js';
 
 const VICTIM_TEXT = 'the operator\'s file, not an image\n';

@@ -3,8 +3,8 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, test } from 'node:test';
-import { LISTING_MAX_ROWS, parseListing } from '../../src/source/listing.js';
-import { parseSha256Sums } from '../../src/source/sha256sums.js';
+import { LISTING_MAX_ROWS, parseListing } from '../../src/source/listing/parse-listing.js';
+import { parseSha256Sums } from '../../src/source/listing/sha256sums.js';
 
 const MiB = 1024 * 1024;
 

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
-import { parseListing } from '../../src/source/listing.js';
+import { parseListing } from '../../src/source/listing/parse-listing.js';
 import { resolveRelease } from '../../src/source/releases.js';
-import { parseSha256Sums } from '../../src/source/sha256sums.js';
-import { compareSerials } from '../../src/source/image.js';
-import { discoverImages } from '../../src/source/discover.js';
+import { parseSha256Sums } from '../../src/source/listing/sha256sums.js';
+import { compareSerials } from '../../src/image.js';
+import { discoverImages } from '../../src/source/listing/discover.js';
 import { createLogger } from '../../src/log.js';
 import { renderListingPage } from '../fixtures/mirror/listing.js';
 

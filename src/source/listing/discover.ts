@@ -1,32 +1,11 @@
-import { HttpStatusError, SyncError, describeError } from '../errors.js';
-import type { Logger } from '../log.js';
-import { compareSerials, type Arch, type Channel, type UpstreamImage, type Variant } from './image.js';
-import type { ReleaseName } from './releases.js';
+import { HttpStatusError, SyncError, describeError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import { compareSerials, type Arch, type Channel, type UpstreamImage, type Variant } from '../../image.js';
+import type { ReleaseName } from '../releases.js';
 import { parseSha256Sums } from './sha256sums.js';
-import { verifyDetachedSignature, type Keyring } from './signature.js';
-
-/**
- * The keyring, loaded when first needed, with an id that changes when its file does. `verifiedSums`
- * remembers which SHA256SUMS verified with which keyring id, so a list and signature that are both
- * unchanged (304) since they verified are not verified again.
- */
-export interface KeyringSource {
-  id: string;
-  load(): Promise<Keyring>;
-  verifiedSums?: { get(url: string): string | undefined; set(url: string, verifiedWith: string): void };
-}
-
-/** GET a small text resource, answering from a cache when the server says it is unchanged. */
-export type CachedGet = (url: string) => Promise<CachedText>;
-
-export interface CachedText {
-  body: Buffer;
-  changed: boolean;
-  /** The server's Last-Modified, when it sent one. */
-  lastModified?: string;
-  /** What this body was read as, kept beside it (JSON) until the body changes. */
-  parsed?: { get(): string | undefined; set(json: string): void };
-}
+import type { KeyringSource } from '../keyring.js';
+import { verifyDetachedSignature } from '../signature.js';
+import type { CachedGet, CachedText, DiscoveryResult } from '../source.js';
 
 export interface DiscoverOptions {
   sourceUrl: string;
@@ -38,12 +17,6 @@ export interface DiscoverOptions {
   keyring: KeyringSource | undefined;
   get: CachedGet;
   log: Logger;
-}
-
-export interface DiscoveryResult {
-  images: UpstreamImage[];
-  /** Releases that could not be read this cycle, with the reason. */
-  failures: Array<{ release: string; error: unknown }>;
 }
 
 /** How many serials, newest first, to try when the newest has been pruned between listing and fetch. */
@@ -114,7 +87,7 @@ const FOLDERS_FORMAT = 1;
 async function serialFolders(listing: CachedText, listingUrl: string, channel: Channel): Promise<SerialFolder[]> {
   const remembered = listing.changed ? undefined : rememberedFolders(listing.parsed?.get());
   if (remembered) return remembered;
-  const { parseListing } = await import('./listing.js');
+  const { parseListing } = await import('./parse-listing.js');
   const folders = parseListing(listing.body.toString('utf8'), listingUrl)
     .filter((e) => e.isDirectory)
     .map((e) => ({ serial: SERIAL_DIR_RE[channel].exec(e.name)?.[1], url: e.url, modified: e.modified?.toISOString() }))

@@ -2,12 +2,13 @@ import { constants } from 'node:fs';
 import { copyFile, link, lstat, open, readdir, rename, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { SyncError } from '../errors.js';
-import type { Logger } from '../log.js';
-import { fsyncPath } from '../fsync.js';
-import { makeDirInside, removeInside, removeRegularFile, UnsafePathError, writeFileExclusive } from '../local-files.js';
-import type { UpstreamImage } from '../source/image.js';
-import type { PublishContext, PublishedImage, PublishResult, Target, VerifiedFile } from './target.js';
+import { probeWritableDirectory } from '../../directory-writable.js';
+import { SyncError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import { fsyncPath } from '../../fsync.js';
+import { makeDirInside, removeInside, removeRegularFile, UnsafePathError, writeFileExclusive } from '../../local-files.js';
+import type { UpstreamImage } from '../../image.js';
+import type { PublishContext, PublishedImage, PublishResult, Target, VerifiedFile } from '../target.js';
 
 const MANIFEST_SUFFIX = '.cloudimg-sync.json';
 export const DEFAULT_IMAGE_MODE = 0o644;
@@ -103,6 +104,11 @@ export class DirectoryTarget implements Target {
       throw directoryError(err, this.root);
     }
     return { ref: dest, adopted: false };
+  }
+
+  /** The directory is writable (or can be created). */
+  async check(): Promise<string> {
+    return probeWritableDirectory(this.root);
   }
 
   async listPublished(_ctx: { log: Logger }): Promise<PublishedImage[]> {

@@ -1,7 +1,7 @@
 // A streaming tokenizer (htmlparser2's Parser with a handler): no DOM is built, so a page costs the rows it
 // yields, not a tree of every node in it (a 4 MiB page of dense links took 255 MB as a cheerio DOM).
 import { Parser } from 'htmlparser2';
-import { SyncError } from '../errors.js';
+import { SyncError } from '../../errors.js';
 
 /** One row of an Apache autoindex listing. */
 export interface ListingEntry {
