@@ -82,6 +82,12 @@ export function validateConfig(raw: unknown, origin: string, _configDir?: string
     throw new ConfigError(`${origin}: source.keyring: ${keyringPath} does not exist`, 'point source.keyring at an armored OpenPGP public key file');
   }
   const { url, credentials } = OriginCredentials.split(config.source.url);
+  // web-download makes Glance fetch the image URL itself: it would need the mirror's password, which never leaves.
+  const fetchedByGlance = config.targets.findIndex((t) => t.type === 'glance' && (t as { method?: string }).method === 'web-download');
+  if (credentials && fetchedByGlance >= 0) {
+    throw new ConfigError(`${origin}: targets[${fetchedByGlance}].method: web-download cannot fetch from a source.url with a user and password`,
+      'use method put or stream for a private mirror (cloudimg-sync downloads, verifies and uploads)');
+  }
   return {
     ...config, source: { ...config.source, url }, origin, releaseNames, keyringPath,
     sourceUrlShown: redactUrl(config.source.url), ...(credentials ? { sourceCredentials: credentials } : {}),

@@ -55,6 +55,16 @@ describe('config errors never echo secrets', () => {
   });
 });
 
+test('a private mirror\'s credentials are taken out of source.url and never handed to Glance (web-download is refused)', () => {
+  const c = validateConfig({ source: { url: `https://mirror:${SECRET}@m.example/ubuntu/` } }, 'x');
+  assert.equal(c.source.url, 'https://m.example/ubuntu/');
+  assert.equal(c.sourceUrlShown, 'https://mirror:***@m.example/ubuntu/');
+  assert.ok(!JSON.stringify(c).includes(SECRET));
+  const message = configError({ source: { url: `https://mirror:${SECRET}@m.example/` }, targets: [{ name: 'g', type: 'glance', method: 'web-download' }] });
+  assert.match(message, /targets\[0\]\.method: web-download cannot fetch from a source\.url with a user and password/);
+  assert.ok(!message.includes(SECRET));
+});
+
 describe('redactUrl', () => {
   test('masks the password and keeps the user, host and path', () => {
     assert.equal(redactUrl(`https://mirror:${SECRET}@m.example:8443/ubuntu/`), 'https://mirror:***@m.example:8443/ubuntu/');
