@@ -18,6 +18,7 @@ export const EVENTS = {
   'source.sums.verified': ['info'],
   'source.signature.key_expired': ['warn'],
   'source.rollback.refused': ['warn'],
+  'source.streams.verified': ['info'],
   'source.release.failed': ['error'],
   'source.serial.pruned': ['warn'],
   'source.arch.missing': ['warn'],

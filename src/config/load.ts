@@ -81,7 +81,8 @@ export function validateConfig(raw: unknown, origin: string, _configDir?: string
   if (config.source.verifySignature && !existsSync(keyringPath)) {
     throw new ConfigError(`${origin}: source.keyring: ${keyringPath} does not exist`, 'point source.keyring at an armored OpenPGP public key file');
   }
-  const { url, credentials } = OriginCredentials.split(config.source.url);
+  // A source without a url (simplestreams derives its default) has no credentials to take out.
+  const { url, credentials } = config.source.url === undefined ? { url: undefined, credentials: undefined } : OriginCredentials.split(config.source.url);
   // web-download makes Glance fetch the image URL itself: it would need the mirror's password, which never leaves.
   const fetchedByGlance = config.targets.findIndex((t) => t.type === 'glance' && (t as { method?: string }).method === 'web-download');
   if (credentials && fetchedByGlance >= 0) {
@@ -89,8 +90,8 @@ export function validateConfig(raw: unknown, origin: string, _configDir?: string
       'use method put or stream for a private mirror (cloudimg-sync downloads, verifies and uploads)');
   }
   return {
-    ...config, source: { ...config.source, url }, origin, releaseNames, keyringPath,
-    sourceUrlShown: redactUrl(config.source.url), ...(credentials ? { sourceCredentials: credentials } : {}),
+    ...config, source: url === undefined ? config.source : { ...config.source, url }, origin, releaseNames, keyringPath,
+    sourceUrlShown: config.source.url === undefined ? '(the source type\'s default)' : redactUrl(config.source.url), ...(credentials ? { sourceCredentials: credentials } : {}),
   };
 }
 
