@@ -132,14 +132,14 @@ describe('image files', () => {
   test('min_disk comes from the qcow2 virtual size, rounded up to whole GiB', async () => {
     const file = path.join(dir, 'disk.img');
     await writeQcow2Image(file, { fileSizeBytes: 256 * 1024, virtualSizeBytes: 3584 * 1024 * 1024 });
-    assert.deepEqual(await readDiskImageInfo(file), { format: 'qcow2', virtualSizeBytes: 3584 * 1024 * 1024 });
+    assert.deepEqual(await readDiskImageInfo(file), { format: 'qcow2', virtualSizeBytes: 3584 * 1024 * 1024, refersToOtherFiles: false });
     assert.equal(minDiskGiB(3584 * 1024 * 1024), 4);
     assert.equal(minDiskGiB(2 * 1024 ** 3), 2);
   });
   test('a file without the qcow2 magic is raw, sized by its length', async () => {
     const file = path.join(dir, 'disk.raw');
     await writeFile(file, Buffer.alloc(5000, 1));
-    assert.deepEqual(await readDiskImageInfo(file), { format: 'raw', virtualSizeBytes: 5000 });
+    assert.deepEqual(await readDiskImageInfo(file), { format: 'raw', virtualSizeBytes: 5000, refersToOtherFiles: false });
   });
   test('a file is digested as Glance digests it: size, sha256, md5 (checksum) and sha512 (os_hash_value)', async () => {
     const data = randomBytes(3 * 1024 * 1024 + 5);
