@@ -35,6 +35,11 @@ const glanceTarget = z.strictObject({
   endpoint: z.string().url().optional(),
   visibility: z.enum(['public', 'private', 'shared', 'community']).default('private'),
   containerFormat: z.enum(['bare', 'ovf', 'ova', 'aki', 'ari', 'ami', 'docker', 'compressed']).default('bare'),
+  /**
+   * What Glance stores: the signed qcow2 as it is, or its guest disk as raw (`qemu-img convert`, for Ceph RBD
+   * stores, which boot only raw without converting on every boot).
+   */
+  diskFormat: z.enum(['qcow2', 'raw']).default('qcow2'),
   nameTemplate: glanceNameTemplate.default('Ubuntu {version} ({codename}) {arch} {serial}'),
   /** Name given to the newest image of each release/arch (the previous one gets its template name back). */
   stableName: glanceNameTemplate.optional(),
@@ -48,6 +53,9 @@ const glanceTarget = z.strictObject({
   /** How long an import (web-download, glance-direct) may take before it counts as failed. */
   importTimeoutMinutes: z.number().positive().default(30),
   auth: z.record(z.string(), z.string()).optional(),
+}).refine((t) => !(t.diskFormat === 'raw' && t.method === 'web-download'), {
+  path: ['diskFormat'],
+  message: 'raw needs method put, stream or glance-direct: with web-download Glance fetches the qcow2 itself (enable its image_conversion import plugin for raw instead)',
 });
 
 export const configSchema = z.strictObject({

@@ -23,6 +23,12 @@ export const PROP = {
   latest: 'cloudimg_sync_latest',
   /** ISO time retention hid the image. */
   hiddenAt: 'cloudimg_sync_hidden_at',
+  /** `qcow2` when Glance holds the guest disk of the signed qcow2 as raw (converted by us or by Glance). */
+  convertedFrom: 'cloudimg_sync_converted_from',
+  /** Digests of the raw bytes, computed here from the verified qcow2's conversion. */
+  rawSha256: 'cloudimg_sync_raw_sha256',
+  rawMd5: 'cloudimg_sync_raw_md5',
+  rawSha512: 'cloudimg_sync_raw_sha512',
 } as const;
 
 /**
@@ -102,10 +108,21 @@ export function propertyOf(image: GlanceImage, key: string): string | undefined 
   return typeof value === 'string' ? value : undefined;
 }
 
-/** Glance holds the verified bytes (checked by us) and the image is complete. */
-export function isVerifiedCopy(image: GlanceImage, file: { sha256: string; sizeBytes: number }): boolean {
-  return image.status === 'active' && propertyOf(image, PROP.verified) === 'true'
-    && propertyOf(image, PROP.sha256) === file.sha256 && image.size === file.sizeBytes;
+/**
+ * Glance holds the verified bytes (checked by us) and the image is complete: the file itself, or, for an
+ * image converted to raw, the guest disk of that file (`virtualSizeBytes` long, with the raw digests we
+ * recorded when we verified it). Either format is a verified copy, whatever the target's diskFormat now.
+ */
+export function isVerifiedCopy(image: GlanceImage, file: { sha256: string; sizeBytes: number; virtualSizeBytes?: number }): boolean {
+  if (image.status !== 'active' || propertyOf(image, PROP.verified) !== 'true' || propertyOf(image, PROP.sha256) !== file.sha256) return false;
+  if (propertyOf(image, PROP.convertedFrom) === undefined) return image.size === file.sizeBytes;
+  return image.disk_format === 'raw' && image.size === file.virtualSizeBytes
+    && image.checksum === propertyOf(image, PROP.rawMd5) && image.os_hash_value === propertyOf(image, PROP.rawSha512);
+}
+
+/** The properties that mark an image as the raw conversion of the signed qcow2, with the raw bytes' digests. */
+export function rawConversionProperties(raw: { sha256: string; md5: string; sha512: string }): Record<string, string> {
+  return { [PROP.convertedFrom]: 'qcow2', [PROP.rawSha256]: raw.sha256, [PROP.rawMd5]: raw.md5, [PROP.rawSha512]: raw.sha512 };
 }
 
 /**

@@ -2,13 +2,18 @@
  * Publishes verified images into Glance v2 through Keystone.
  *
  *   lookup (ours: owner = our project, this target, same sha256, hidden included)
- *     -> adopt a verified copy | delete leftovers -> create hidden + private -> onRef(id)
- *     -> upload (put / glance-direct / web-download) -> compare size, md5, sha512 with ours
+ *     -> adopt a verified copy | delete leftovers -> [diskFormat raw: qemu-img convert] -> create hidden + private
+ *     -> onRef(id) -> upload (put / glance-direct / web-download) -> compare size, md5, sha512 with ours
  *     -> reveal (visibility, os_hidden=false, cloudimg_sync_verified=true) -> move the latest pointer
+ *
+ * Raw: the verified qcow2 is converted into a sparse file beside it and that is uploaded, digested on the way
+ * (qemu-img cannot write to a pipe; `stream` therefore converts after the verified download too). An import
+ * that Glance's image_conversion plugin turned into raw is checked against a local conversion of the file.
  *
  * Any failure between create and reveal deletes the image; a crash leaves a hidden, unverified image
  * that the next publish of the same file deletes (or retention, once it is past `keep`).
  */
+import { rm } from 'node:fs/promises';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { GlanceTargetConfig } from '../config/schema.js';
@@ -21,10 +26,11 @@ import { KeystoneSession } from '../openstack/keystone.js';
 import { tokenProjectId } from '../openstack/token-project.js';
 import type { UpstreamImage } from '../source/image.js';
 import {
-  PROP, createImageRequest, isVerifiedCopy, newestVerified, propertyOf, renderImageName, seriesFilter, toPublishedImage,
+  PROP, createImageRequest, isVerifiedCopy, newestVerified, propertyOf, rawConversionProperties, renderImageName, seriesFilter, toPublishedImage,
 } from './glance-image-spec.js';
-import { FileUploadReader, digestFile, type ImageDigests } from './image-digests.js';
+import { FileUploadReader, digestFile, sha256OfFile, type ImageDigests } from './image-digests.js';
 import { minDiskGiB, readDiskImageInfo } from './qcow2-info.js';
+import { convertToRaw, qemuImgVersion, type RawCopy } from './raw-conversion.js';
 import type { PublishContext, PublishedImage, PublishResult, StreamPublishContext, Target, VerifiedFile } from './target.js';
 
 export type GlanceUploadMethod = GlanceTargetConfig['method'];
@@ -73,14 +79,17 @@ export class GlanceTarget implements Target {
   private connection: Promise<Connection> | undefined;
   private importMethods: Promise<string[]> | undefined;
 
-  /** Only with `method: stream`: the sync loop then hands over the download as it arrives. */
+  /**
+   * Only with `method: stream` (and not `diskFormat: raw`, which converts the whole verified file first): the
+   * sync loop then hands over the download as it arrives.
+   */
   readonly publishStream?: (image: UpstreamImage, body: Readable, ctx: StreamPublishContext) => Promise<PublishResult>;
 
   constructor(readonly config: GlanceTargetConfig, options: GlanceTargetOptions = {}) {
     this.name = config.name;
     this.hideGraceMs = config.hideGraceHours * 3_600_000;
     this.options = options;
-    if (config.method === 'stream') this.publishStream = (image, body, ctx) => this.publishWhileDownloading(image, body, ctx);
+    if (config.method === 'stream' && config.diskFormat !== 'raw') this.publishStream = (image, body, ctx) => this.publishWhileDownloading(image, body, ctx);
   }
 
   /**
@@ -98,7 +107,7 @@ export class GlanceTarget implements Target {
     if (copy) {
       body.destroy();
       const file = await ctx.verified;
-      if (isVerifiedCopy(copy, file)) {
+      if (isVerifiedCopy(copy, { ...file, virtualSizeBytes: (await readDiskImageInfo(file.path)).virtualSizeBytes })) {
         await this.revealAndPoint(glance, copy, series, image, log, ctx.signal);
         return { ref: copy.id, adopted: true };
       }
@@ -131,8 +140,9 @@ export class GlanceTarget implements Target {
         throw new SyncError('GLANCE_UPLOAD_INCOMPLETE', `the stream to image ${created.id} carried ${streamedBytes} of ${file.sizeBytes} bytes`, 'retried with the verified file', { retryable: true });
       }
       const local = await digestsOfVerified(file, streamedBytes, ctx.signal);
+      checkSentFile(local, file);
       held = await glance.getImage(created.id, ctx.signal);
-      checkHeldBytes(held, local, file);
+      checkHeldBytes(held, local);
       const disk = await readDiskImageInfo(file.path);
       // Sent with the reveal, in the same PATCH: the image is never visible without them.
       if (disk.format !== 'qcow2') fix.push({ op: 'replace', path: '/disk_format', value: disk.format });
@@ -152,10 +162,11 @@ export class GlanceTarget implements Target {
   async publish(image: UpstreamImage, file: VerifiedFile, ctx: PublishContext): Promise<PublishResult> {
     const { glance, projectId } = await this.connect(ctx.signal);
     const log = ctx.log;
+    const disk = await readDiskImageInfo(file.path);
     // One lookup serves both the search for an earlier copy and the latest pointer of the series.
     let series = await this.findOurs(glance, projectId, seriesFilter(image), ctx.signal);
     const same = series.filter((i) => propertyOf(i, PROP.sha256) === file.sha256);
-    const copies = same.filter((i) => isVerifiedCopy(i, file)).sort((a, b) => (a.created_at ?? '').localeCompare(b.created_at ?? ''));
+    const copies = same.filter((i) => isVerifiedCopy(i, { ...file, virtualSizeBytes: disk.virtualSizeBytes })).sort((a, b) => (a.created_at ?? '').localeCompare(b.created_at ?? ''));
     series = await this.deleteLeftovers(glance, series, same.filter((i) => !copies.includes(i)), log, ctx.signal);
     const adopted = copies[0];
     if (adopted) {
@@ -165,25 +176,47 @@ export class GlanceTarget implements Target {
     }
 
     const method = await this.chooseMethod(glance, log, ctx.signal);
-    const disk = await readDiskImageInfo(file.path);
     if (disk.format !== 'qcow2') log.warn({ event: 'glance.image.not_qcow2', path: file.path }, `${image.fileName} is not qcow2; publishing it as raw`);
-    const request = createImageRequest(this.config, image, file, { format: disk.format, minDiskGiB: minDiskGiB(disk.virtualSizeBytes) });
-    const created = await this.createRecorded(glance, request, method, ctx);
-    let held: GlanceImage;
+    const raw = this.config.diskFormat === 'raw' && disk.format === 'qcow2' ? await this.convertVerified(file, log, ctx.signal) : undefined;
     try {
-      const started = performance.now();
-      const local = await this.transfer(glance, created.id, method, image, file, ctx.signal, ctx.onProgress);
-      held = await glance.getImage(created.id, ctx.signal);
-      checkHeldBytes(held, local, file);
-      log.info({ event: 'glance.image.verified', imageId: created.id, method, bytes: local.sizeBytes, md5: local.md5, durationMs: Math.round(performance.now() - started) },
-        `Glance holds the verified bytes of ${image.fileName} (size, md5, sha512 match)`);
-    } catch (err) {
-      await this.discard(glance, created.id, log, err);
-      // The upload was not digested (the download's digests stood in): find out whether the cache file moved.
-      throw err instanceof GlanceHashMismatchError && file.digests ? await explainMismatch(err, file, ctx.signal) : err;
+      const request = createImageRequest(this.config, image, file, { format: raw ? 'raw' : disk.format, minDiskGiB: minDiskGiB(disk.virtualSizeBytes) });
+      if (raw) request[PROP.convertedFrom] = 'qcow2';
+      const created = await this.createRecorded(glance, request, method, ctx);
+      let held: GlanceImage;
+      const fix: JsonPatchOp[] = [];
+      try {
+        const started = performance.now();
+        const local = await this.transfer(glance, created.id, method, image, raw ?? file, ctx.signal, ctx.onProgress);
+        held = await glance.getImage(created.id, ctx.signal);
+        let verifiedAgainst = local;
+        if (raw) {
+          checkHeldBytes(held, local);
+        } else {
+          checkSentFile(local, file);
+          if (held.disk_format === 'raw' && request.disk_format === 'qcow2') {
+            // Glance's image_conversion import plugin stored the guest disk as raw: what it must hold now is the
+            // raw conversion of the verified file, made here the same way.
+            verifiedAgainst = await this.rawDigestsOf(file, log, ctx.signal);
+            log.info({ event: 'glance.image.converted_by_glance', imageId: created.id, method, diskFormat: held.disk_format },
+              `Glance converted image ${created.id} to raw on import; checking it against a local conversion`);
+          }
+          checkHeldBytes(held, verifiedAgainst);
+        }
+        if (verifiedAgainst !== local || raw) {
+          for (const [key, value] of Object.entries(rawConversionProperties(verifiedAgainst))) fix.push({ op: 'add', path: `/${key}`, value });
+        }
+        log.info({ event: 'glance.image.verified', imageId: created.id, method, bytes: verifiedAgainst.sizeBytes, md5: verifiedAgainst.md5, durationMs: Math.round(performance.now() - started) },
+          `Glance holds the verified bytes of ${image.fileName}${verifiedAgainst === local && !raw ? '' : ' converted to raw'} (size, md5, sha512 match)`);
+      } catch (err) {
+        await this.discard(glance, created.id, log, err);
+        // The upload was not digested (the download's digests stood in): find out whether the cache file moved.
+        throw err instanceof GlanceHashMismatchError && file.digests && !raw ? await explainMismatch(err, file, ctx.signal) : err;
+      }
+      await this.revealNew(glance, held, series, image, log, ctx.signal, fix);
+      return { ref: held.id, adopted: false };
+    } finally {
+      if (raw) await rm(raw.path, { force: true });
     }
-    await this.revealNew(glance, held, series, image, log, ctx.signal);
-    return { ref: held.id, adopted: false };
   }
 
   async listPublished(ctx: { log: Logger }): Promise<PublishedImage[]> {
@@ -234,7 +267,8 @@ export class GlanceTarget implements Target {
     const method = await this.chooseMethod(glance, ctx.log, ctx.signal);
     const ours = await this.findOurs(glance, projectId, {}, ctx.signal);
     const used = method === this.config.method ? method : `${method} (${this.config.method} not available)`;
-    return `Glance ${endpoint}, project ${projectId}, method ${used}, ${ours.length} image(s) of this target`;
+    const format = this.config.diskFormat === 'raw' ? `, disk format raw (${await qemuImgVersion()})` : '';
+    return `Glance ${endpoint}, project ${projectId}, method ${used}${format}, ${ours.length} image(s) of this target`;
   }
 
   /** Release the HTTP connections (when the target made its own session). */
@@ -303,10 +337,19 @@ export class GlanceTarget implements Target {
     return 'put';
   }
 
-  /** Move the bytes with `method`; returns the digests of what we sent (or, for web-download, of the verified file). */
+  /**
+   * Move the bytes with `method`; returns the digests of what we sent (or, for web-download, of the verified
+   * file). `file` is the verified file, or its raw conversion (digested while it is sent).
+   */
   private async transfer(
-    glance: GlanceClient, id: string, method: 'put' | 'web-download' | 'glance-direct', image: UpstreamImage, file: VerifiedFile, signal?: AbortSignal, onProgress?: (bytes: number) => void,
+    glance: GlanceClient, id: string, method: 'put' | 'web-download' | 'glance-direct', image: UpstreamImage, file: VerifiedFile | RawCopy,
+    signal?: AbortSignal, onProgress?: (bytes: number) => void,
   ): Promise<ImageDigests> {
+    if (!('sha256' in file)) {
+      if (method === 'web-download') throw new SyncError('GLANCE_RAW_WEB_DOWNLOAD', 'web-download cannot carry a local raw conversion', 'use method put, stream or glance-direct with diskFormat: raw');
+      const sent = await this.sendFile(glance, id, method, file.path, file.sizeBytes, true, signal, onProgress);
+      return sent.digests!;
+    }
     const importOptions = { timeoutMs: this.config.importTimeoutMinutes * 60_000, intervalMs: this.options.importPollIntervalMs ?? 1_000, signal };
     if (method === 'web-download') {
       const [local] = await Promise.all([
@@ -315,21 +358,58 @@ export class GlanceTarget implements Target {
       ]);
       return local;
     }
-    // Read afresh if Glance refuses the token and the client sends it again. Digested on the way only when
-    // the download did not digest it already.
-    const reader = new FileUploadReader(file.path, { signal, digest: !file.digests });
+    // Digested on the way only when the download did not digest it already.
+    const sent = await this.sendFile(glance, id, method, file.path, file.sizeBytes, !file.digests, signal, onProgress);
+    return sent.digests ?? digestsOfVerified(file, sent.bytes, signal);
+  }
+
+  /** put, or stage + glance-direct import, of a file: the bytes read, and their digests when asked to digest them on the way. */
+  private async sendFile(
+    glance: GlanceClient, id: string, method: 'put' | 'glance-direct', filePath: string, sizeBytes: number, digest: boolean, signal?: AbortSignal, onProgress?: (bytes: number) => void,
+  ): Promise<{ bytes: number; digests?: ImageDigests }> {
+    // Read afresh if Glance refuses the token and the client sends it again.
+    const reader = new FileUploadReader(filePath, { signal, digest });
     reader.onBytes = onProgress;
     const open = () => this.uploadBody(reader);
     if (method === 'put') {
-      await glance.uploadImageData(id, open, file.sizeBytes, signal);
+      await glance.uploadImageData(id, open, sizeBytes, signal);
     } else {
-      await glance.stageImageData(id, open, file.sizeBytes, signal);
+      await glance.stageImageData(id, open, sizeBytes, signal);
       await glance.importImage(id, { name: 'glance-direct' }, signal);
-      await glance.waitForImport(id, importOptions);
+      await glance.waitForImport(id, { timeoutMs: this.config.importTimeoutMinutes * 60_000, intervalMs: this.options.importPollIntervalMs ?? 1_000, signal });
     }
-    const sentBytes = reader.bytesRead();
-    if (sentBytes === undefined) throw new SyncError('GLANCE_UPLOAD_INCOMPLETE', `the upload of image ${id} ended before the whole file was read`, 'retried next cycle', { retryable: true });
-    return reader.digests() ?? digestsOfVerified(file, sentBytes, signal);
+    const bytes = reader.bytesRead();
+    if (bytes === undefined) throw new SyncError('GLANCE_UPLOAD_INCOMPLETE', `the upload of image ${id} ended before the whole file was read`, 'retried next cycle', { retryable: true });
+    const digests = reader.digests();
+    return digests ? { bytes, digests } : { bytes };
+  }
+
+  /**
+   * The verified qcow2 as a raw file beside it. The qcow2 is hashed again while qemu-img reads it: what is
+   * converted must still be what was verified.
+   */
+  private async convertVerified(file: VerifiedFile, log: Logger, signal?: AbortSignal): Promise<RawCopy> {
+    const started = performance.now();
+    const [converted, hashed] = await Promise.allSettled([convertToRaw(file.path, `${file.path}.raw`, { signal }), sha256OfFile(file.path, signal)]);
+    if (converted.status === 'rejected' || hashed.status === 'rejected' || hashed.value.sha256 !== file.sha256) {
+      if (converted.status === 'fulfilled') await rm(converted.value.path, { force: true });
+      if (converted.status === 'rejected') throw converted.reason;
+      if (hashed.status === 'rejected') throw hashed.reason;
+      throw cacheFileChanged(file, hashed.value);
+    }
+    log.info({ event: 'glance.raw.converted', sourceBytes: file.sizeBytes, bytes: converted.value.sizeBytes, durationMs: Math.round(performance.now() - started) },
+      `converted ${file.path} to raw (${converted.value.sizeBytes} bytes)`);
+    return converted.value;
+  }
+
+  /** Digests of the verified file's raw conversion (made, digested, removed). */
+  private async rawDigestsOf(file: VerifiedFile, log: Logger, signal?: AbortSignal): Promise<ImageDigests> {
+    const raw = await this.convertVerified(file, log, signal);
+    try {
+      return await digestFile(raw.path, signal);
+    } finally {
+      await rm(raw.path, { force: true });
+    }
   }
 
   /**
@@ -469,7 +549,7 @@ async function explainMismatch(err: GlanceHashMismatchError, file: VerifiedFile,
   return cacheFileChanged(file, now);
 }
 
-function cacheFileChanged(file: VerifiedFile, now: ImageDigests): SyncError {
+function cacheFileChanged(file: VerifiedFile, now: Pick<ImageDigests, 'sha256' | 'sizeBytes'>): SyncError {
   return new SyncError(
     'CACHE_FILE_CHANGED',
     `${file.path} changed since it was verified (sha256 now ${now.sha256}, ${now.sizeBytes} bytes; verified ${file.sha256}, ${file.sizeBytes} bytes)`,
@@ -477,9 +557,13 @@ function cacheFileChanged(file: VerifiedFile, now: ImageDigests): SyncError {
   );
 }
 
-/** Compare what Glance says it holds with what we sent; throws unless every digest agrees. */
-function checkHeldBytes(held: GlanceImage, local: ImageDigests, file: VerifiedFile): void {
+/** What was read from the cached file for the upload is still the verified file. */
+function checkSentFile(local: ImageDigests, file: VerifiedFile): void {
   if (local.sha256 !== file.sha256 || local.sizeBytes !== file.sizeBytes) throw cacheFileChanged(file, local);
+}
+
+/** Compare what Glance says it holds with what it must hold; throws unless every digest agrees. */
+function checkHeldBytes(held: GlanceImage, local: Pick<ImageDigests, 'sizeBytes' | 'md5' | 'sha512'>): void {
   if (held.status !== 'active') {
     throw new SyncError('GLANCE_UPLOAD_INCOMPLETE', `image ${held.id} is ${held.status} after the upload, not active`, 'Glance did not finish storing the data; see its logs; retried next cycle', { retryable: true });
   }

@@ -1,4 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 
 /**
@@ -107,6 +108,17 @@ export class FileUploadReader implements AsyncIterable<Buffer> {
 
 async function readAt(file: FileHandle, buffer: Buffer, position: number): Promise<number> {
   return (await file.read(buffer, 0, buffer.length, position)).bytesRead;
+}
+
+/** sha256 of a whole file, and its length: is a cached file still the one verified? */
+export async function sha256OfFile(filePath: string, signal?: AbortSignal): Promise<{ sha256: string; sizeBytes: number }> {
+  const hash = createHash('sha256');
+  let sizeBytes = 0;
+  for await (const chunk of createReadStream(filePath, { highWaterMark: READ_CHUNK_BYTES, signal }) as AsyncIterable<Buffer>) {
+    sizeBytes += chunk.length;
+    hash.update(chunk);
+  }
+  return { sha256: hash.digest('hex'), sizeBytes };
 }
 
 /** Digest a whole file (for imports, where Glance fetches the bytes itself). */

@@ -8,7 +8,7 @@
  * is removed. qemu-img cannot write to a pipe (its `file` driver needs a regular file to resize and seek),
  * so the raw copy lands on disk: about the image's allocated guest data, not its virtual size.
  */
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { constants } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
 import { SyncError } from '../errors.js';
@@ -72,6 +72,17 @@ export async function convertToRaw(source: string, dest: string, options: { sign
     throw err;
   }
   return { path: dest, sizeBytes: info.virtualSizeBytes };
+}
+
+/** `qemu-img version ...` (for `cloudimg-sync check`); QEMU_IMG_MISSING when it is not installed. */
+export async function qemuImgVersion(): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(QEMU_IMG, ['--version'], (err, stdout) => {
+      if ((err as NodeJS.ErrnoException | null)?.code === 'ENOENT') reject(new QemuImgMissingError(QEMU_IMG));
+      else if (err) reject(new RawConversionError('(none)', `${QEMU_IMG} --version failed: ${err.message}`));
+      else resolve(stdout.split('\n')[0]?.trim() ?? 'qemu-img');
+    });
+  });
 }
 
 function runQemuImg(args: readonly string[], source: string, signal?: AbortSignal): Promise<void> {
