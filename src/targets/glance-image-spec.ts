@@ -25,8 +25,7 @@ export const PROP = {
   hiddenAt: 'cloudimg_sync_hidden_at',
   /** `qcow2` when Glance holds the guest disk of the signed qcow2 as raw (converted by us or by Glance). */
   convertedFrom: 'cloudimg_sync_converted_from',
-  /** Digests of the raw bytes, computed here from the verified qcow2's conversion. */
-  rawSha256: 'cloudimg_sync_raw_sha256',
+  /** md5 and sha512 of the raw bytes, computed here from the verified qcow2's conversion. */
   rawMd5: 'cloudimg_sync_raw_md5',
   rawSha512: 'cloudimg_sync_raw_sha512',
 } as const;
@@ -121,8 +120,8 @@ export function isVerifiedCopy(image: GlanceImage, file: { sha256: string; sizeB
 }
 
 /** The properties that mark an image as the raw conversion of the signed qcow2, with the raw bytes' digests. */
-export function rawConversionProperties(raw: { sha256: string; md5: string; sha512: string }): Record<string, string> {
-  return { [PROP.convertedFrom]: 'qcow2', [PROP.rawSha256]: raw.sha256, [PROP.rawMd5]: raw.md5, [PROP.rawSha512]: raw.sha512 };
+export function rawConversionProperties(raw: { md5: string; sha512: string }): Record<string, string> {
+  return { [PROP.convertedFrom]: 'qcow2', [PROP.rawMd5]: raw.md5, [PROP.rawSha512]: raw.sha512 };
 }
 
 /**

@@ -28,7 +28,7 @@ import type { UpstreamImage } from '../source/image.js';
 import {
   PROP, createImageRequest, isVerifiedCopy, newestVerified, propertyOf, rawConversionProperties, renderImageName, seriesFilter, toPublishedImage,
 } from './glance-image-spec.js';
-import { FileUploadReader, digestFile, sha256OfFile, type ImageDigests } from './image-digests.js';
+import { FileUploadReader, digestFile, glanceDigestsOfFile, sha256OfFile, type GlanceDigests, type ImageDigests } from './image-digests.js';
 import { minDiskGiB, readDiskImageInfo } from './qcow2-info.js';
 import { convertToRaw, qemuImgVersion, type RawCopy } from './raw-conversion.js';
 import type { PublishContext, PublishedImage, PublishResult, StreamPublishContext, Target, VerifiedFile } from './target.js';
@@ -186,27 +186,30 @@ export class GlanceTarget implements Target {
       const fix: JsonPatchOp[] = [];
       try {
         const started = performance.now();
-        const local = await this.transfer(glance, created.id, method, image, raw ?? file, ctx.signal, ctx.onProgress);
-        held = await glance.getImage(created.id, ctx.signal);
-        let verifiedAgainst = local;
+        /** What Glance must hold: the digests of what we sent (or of the verified file, for web-download). */
+        let expected: GlanceDigests;
         if (raw) {
-          checkHeldBytes(held, local);
+          expected = await this.sendRaw(glance, created.id, method, raw, ctx.signal, ctx.onProgress);
         } else {
+          const local = await this.transfer(glance, created.id, method, image, file, ctx.signal, ctx.onProgress);
           checkSentFile(local, file);
-          if (held.disk_format === 'raw' && request.disk_format === 'qcow2') {
-            // Glance's image_conversion import plugin stored the guest disk as raw: what it must hold now is the
-            // raw conversion of the verified file, made here the same way.
-            verifiedAgainst = await this.rawDigestsOf(file, log, ctx.signal);
-            log.info({ event: 'glance.image.converted_by_glance', imageId: created.id, method, diskFormat: held.disk_format },
-              `Glance converted image ${created.id} to raw on import; checking it against a local conversion`);
-          }
-          checkHeldBytes(held, verifiedAgainst);
+          expected = local;
         }
-        if (verifiedAgainst !== local || raw) {
-          for (const [key, value] of Object.entries(rawConversionProperties(verifiedAgainst))) fix.push({ op: 'add', path: `/${key}`, value });
+        held = await glance.getImage(created.id, ctx.signal);
+        const convertedByGlance = !raw && held.disk_format === 'raw' && request.disk_format === 'qcow2';
+        if (convertedByGlance) {
+          // Glance's image_conversion import plugin stored the guest disk as raw: what it must hold now is the raw
+          // conversion of the verified file, made here the same way.
+          log.info({ event: 'glance.image.converted_by_glance', imageId: created.id, method, diskFormat: held.disk_format },
+            `Glance converted image ${created.id} to raw on import; checking it against a local conversion`);
+          expected = await this.rawDigestsOf(file, log, ctx.signal);
         }
-        log.info({ event: 'glance.image.verified', imageId: created.id, method, bytes: verifiedAgainst.sizeBytes, md5: verifiedAgainst.md5, durationMs: Math.round(performance.now() - started) },
-          `Glance holds the verified bytes of ${image.fileName}${verifiedAgainst === local && !raw ? '' : ' converted to raw'} (size, md5, sha512 match)`);
+        checkHeldBytes(held, expected);
+        if (raw || convertedByGlance) {
+          for (const [key, value] of Object.entries(rawConversionProperties(expected))) fix.push({ op: 'add', path: `/${key}`, value });
+        }
+        log.info({ event: 'glance.image.verified', imageId: created.id, method, bytes: expected.sizeBytes, md5: expected.md5, durationMs: Math.round(performance.now() - started) },
+          `Glance holds the verified bytes of ${image.fileName}${raw || convertedByGlance ? ' converted to raw' : ''} (size, md5, sha512 match)`);
       } catch (err) {
         await this.discard(glance, created.id, log, err);
         // The upload was not digested (the download's digests stood in): find out whether the cache file moved.
@@ -339,17 +342,12 @@ export class GlanceTarget implements Target {
 
   /**
    * Move the bytes with `method`; returns the digests of what we sent (or, for web-download, of the verified
-   * file). `file` is the verified file, or its raw conversion (digested while it is sent).
+   * file).
    */
   private async transfer(
-    glance: GlanceClient, id: string, method: 'put' | 'web-download' | 'glance-direct', image: UpstreamImage, file: VerifiedFile | RawCopy,
+    glance: GlanceClient, id: string, method: 'put' | 'web-download' | 'glance-direct', image: UpstreamImage, file: VerifiedFile,
     signal?: AbortSignal, onProgress?: (bytes: number) => void,
   ): Promise<ImageDigests> {
-    if (!('sha256' in file)) {
-      if (method === 'web-download') throw new SyncError('GLANCE_RAW_WEB_DOWNLOAD', 'web-download cannot carry a local raw conversion', 'use method put, stream or glance-direct with diskFormat: raw');
-      const sent = await this.sendFile(glance, id, method, file.path, file.sizeBytes, true, signal, onProgress);
-      return sent.digests!;
-    }
     const importOptions = { timeoutMs: this.config.importTimeoutMinutes * 60_000, intervalMs: this.options.importPollIntervalMs ?? 1_000, signal };
     if (method === 'web-download') {
       const [local] = await Promise.all([
@@ -363,10 +361,21 @@ export class GlanceTarget implements Target {
     return sent.digests ?? digestsOfVerified(file, sent.bytes, signal);
   }
 
+  /** The raw conversion, uploaded with its md5 and sha512 computed on the way. */
+  private async sendRaw(
+    glance: GlanceClient, id: string, method: 'put' | 'web-download' | 'glance-direct', raw: RawCopy, signal?: AbortSignal, onProgress?: (bytes: number) => void,
+  ): Promise<GlanceDigests> {
+    // The schema refuses web-download with diskFormat raw; a Glance without glance-direct falls back to put.
+    if (method === 'web-download') throw new SyncError('GLANCE_RAW_WEB_DOWNLOAD', 'web-download cannot carry a local raw conversion', 'use method put, stream or glance-direct with diskFormat: raw');
+    const sent = await this.sendFile(glance, id, method, raw.path, raw.sizeBytes, 'glance', signal, onProgress);
+    return sent.glanceDigests!;
+  }
+
   /** put, or stage + glance-direct import, of a file: the bytes read, and their digests when asked to digest them on the way. */
   private async sendFile(
-    glance: GlanceClient, id: string, method: 'put' | 'glance-direct', filePath: string, sizeBytes: number, digest: boolean, signal?: AbortSignal, onProgress?: (bytes: number) => void,
-  ): Promise<{ bytes: number; digests?: ImageDigests }> {
+    glance: GlanceClient, id: string, method: 'put' | 'glance-direct', filePath: string, sizeBytes: number, digest: boolean | 'glance',
+    signal?: AbortSignal, onProgress?: (bytes: number) => void,
+  ): Promise<{ bytes: number; digests?: ImageDigests; glanceDigests?: GlanceDigests }> {
     // Read afresh if Glance refuses the token and the client sends it again.
     const reader = new FileUploadReader(filePath, { signal, digest });
     reader.onBytes = onProgress;
@@ -380,8 +389,7 @@ export class GlanceTarget implements Target {
     }
     const bytes = reader.bytesRead();
     if (bytes === undefined) throw new SyncError('GLANCE_UPLOAD_INCOMPLETE', `the upload of image ${id} ended before the whole file was read`, 'retried next cycle', { retryable: true });
-    const digests = reader.digests();
-    return digests ? { bytes, digests } : { bytes };
+    return { bytes, digests: reader.digests(), glanceDigests: reader.glanceDigests() };
   }
 
   /**
@@ -403,10 +411,10 @@ export class GlanceTarget implements Target {
   }
 
   /** Digests of the verified file's raw conversion (made, digested, removed). */
-  private async rawDigestsOf(file: VerifiedFile, log: Logger, signal?: AbortSignal): Promise<ImageDigests> {
+  private async rawDigestsOf(file: VerifiedFile, log: Logger, signal?: AbortSignal): Promise<GlanceDigests> {
     const raw = await this.convertVerified(file, log, signal);
     try {
-      return await digestFile(raw.path, signal);
+      return await glanceDigestsOfFile(raw.path, signal);
     } finally {
       await rm(raw.path, { force: true });
     }
@@ -563,7 +571,7 @@ function checkSentFile(local: ImageDigests, file: VerifiedFile): void {
 }
 
 /** Compare what Glance says it holds with what it must hold; throws unless every digest agrees. */
-function checkHeldBytes(held: GlanceImage, local: Pick<ImageDigests, 'sizeBytes' | 'md5' | 'sha512'>): void {
+function checkHeldBytes(held: GlanceImage, local: GlanceDigests): void {
   if (held.status !== 'active') {
     throw new SyncError('GLANCE_UPLOAD_INCOMPLETE', `image ${held.id} is ${held.status} after the upload, not active`, 'Glance did not finish storing the data; see its logs; retried next cycle', { retryable: true });
   }

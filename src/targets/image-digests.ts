@@ -6,31 +6,41 @@ import { open, type FileHandle } from 'node:fs/promises';
  * What we know of the bytes handed to Glance: sha256 ties them to the signed SHA256SUMS, md5 and sha512
  * are what Glance reports back (`checksum`, `os_hash_value`), so the two ends can be compared.
  */
-export interface ImageDigests {
-  sizeBytes: number;
+export interface ImageDigests extends GlanceDigests {
   sha256: string;
+}
+
+/** What Glance reports of the bytes it holds: size, `checksum` (md5), `os_hash_value` (sha512). */
+export interface GlanceDigests {
+  sizeBytes: number;
   md5: string;
   sha512: string;
 }
 
-/** sha256, md5 and sha512 of a byte sequence fed in chunks, with the running byte count. */
+/** md5 and sha512 (and sha256 unless told not to) of a byte sequence fed in chunks, with the running byte count. */
 class ImageHasher {
-  private readonly hashes: Record<'sha256' | 'md5' | 'sha512', Hash> = {
-    sha256: createHash('sha256'), md5: createHash('md5'), sha512: createHash('sha512'),
-  };
+  private readonly md5 = createHash('md5');
+  private readonly sha512 = createHash('sha512');
+  private readonly sha256: Hash | undefined;
   bytes = 0;
+
+  constructor(withSha256: boolean) {
+    this.sha256 = withSha256 ? createHash('sha256') : undefined;
+  }
 
   update(chunk: Uint8Array): void {
     this.bytes += chunk.length;
-    for (const hash of Object.values(this.hashes)) hash.update(chunk);
+    this.md5.update(chunk);
+    this.sha512.update(chunk);
+    this.sha256?.update(chunk);
   }
 
-  digest(): ImageDigests {
+  digest(): GlanceDigests & { sha256?: string } {
     return {
       sizeBytes: this.bytes,
-      sha256: this.hashes.sha256.digest('hex'),
-      md5: this.hashes.md5.digest('hex'),
-      sha512: this.hashes.sha512.digest('hex'),
+      ...(this.sha256 ? { sha256: this.sha256.digest('hex') } : {}),
+      md5: this.md5.digest('hex'),
+      sha512: this.sha512.digest('hex'),
     };
   }
 }
@@ -41,8 +51,11 @@ const RING_BUFFERS = 3;
 
 export interface FileUploadReaderOptions {
   signal?: AbortSignal;
-  /** Digest the bytes as they are read, for a file whose md5 and sha512 are not known yet. Default true. */
-  digest?: boolean;
+  /**
+   * Digest the bytes as they are read, for a file whose md5 and sha512 are not known yet. Default true;
+   * `glance`: md5 and sha512 only (a raw conversion, which no signed sha256 describes).
+   */
+  digest?: boolean | 'glance';
 }
 
 /**
@@ -57,7 +70,7 @@ export interface FileUploadReaderOptions {
  * deleted. Each iteration reads the file afresh.
  */
 export class FileUploadReader implements AsyncIterable<Buffer> {
-  private result: ImageDigests | undefined;
+  private result: (GlanceDigests & { sha256?: string }) | undefined;
   private wholeFileBytes: number | undefined;
   /** Told the running byte count after every chunk (upload progress). */
   onBytes: ((bytes: number) => void) | undefined;
@@ -69,15 +82,22 @@ export class FileUploadReader implements AsyncIterable<Buffer> {
     return this.wholeFileBytes;
   }
 
-  /** The digests once the whole file was read (when digesting); undefined before the end. */
+  /** The digests once the whole file was read (when digesting with sha256); undefined before the end. */
   digests(): ImageDigests | undefined {
-    return this.result;
+    const result = this.result;
+    return result?.sha256 !== undefined ? { ...result, sha256: result.sha256 } : undefined;
+  }
+
+  /** md5 and sha512 once the whole file was read (when digesting); undefined before the end. */
+  glanceDigests(): GlanceDigests | undefined {
+    const result = this.result;
+    return result && { sizeBytes: result.sizeBytes, md5: result.md5, sha512: result.sha512 };
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<Buffer> {
     this.result = undefined;
     this.wholeFileBytes = undefined;
-    const hasher = this.options.digest === false ? undefined : new ImageHasher();
+    const hasher = this.options.digest === false ? undefined : new ImageHasher(this.options.digest !== 'glance');
     const ring = Array.from({ length: RING_BUFFERS }, () => Buffer.allocUnsafe(READ_CHUNK_BYTES));
     const file = await open(this.filePath, 'r');
     let reading: Promise<number> | undefined;
@@ -119,6 +139,13 @@ export async function sha256OfFile(filePath: string, signal?: AbortSignal): Prom
     hash.update(chunk);
   }
   return { sha256: hash.digest('hex'), sizeBytes };
+}
+
+/** md5 and sha512 of a whole file: what Glance must report for it. */
+export async function glanceDigestsOfFile(filePath: string, signal?: AbortSignal): Promise<GlanceDigests> {
+  const reader = new FileUploadReader(filePath, { signal, digest: 'glance' });
+  for await (const _ of reader) { /* digested while read */ }
+  return reader.glanceDigests()!;
 }
 
 /** Digest a whole file (for imports, where Glance fetches the bytes itself). */
