@@ -1,21 +1,14 @@
 /**
- * Ubuntu codename <-> version, from Debian's distro-info-data (ubuntu.csv). Kept current by hand; a release
- * missing here still works on the release channel, whose file names carry the version (see discover.ts).
+ * Ubuntu codename <-> version and end-of-life dates, from the shipped table (ubuntu-release-table.ts,
+ * rebuilt from Debian's distro-info-data by scripts/update-release-table.ts). A release missing here still
+ * works on the release channel, whose file names carry the version (see discover.ts).
  */
-const UBUNTU_RELEASES: ReadonlyArray<readonly [codename: string, version: string]> = [
-  ['warty', '4.10'], ['hoary', '5.04'], ['breezy', '5.10'], ['dapper', '6.06'], ['edgy', '6.10'], ['feisty', '7.04'],
-  ['gutsy', '7.10'], ['hardy', '8.04'], ['intrepid', '8.10'], ['jaunty', '9.04'], ['karmic', '9.10'],
-  ['lucid', '10.04'], ['maverick', '10.10'], ['natty', '11.04'], ['oneiric', '11.10'], ['precise', '12.04'],
-  ['quantal', '12.10'], ['raring', '13.04'], ['saucy', '13.10'], ['trusty', '14.04'], ['utopic', '14.10'],
-  ['vivid', '15.04'], ['wily', '15.10'], ['xenial', '16.04'], ['yakkety', '16.10'], ['zesty', '17.04'],
-  ['artful', '17.10'], ['bionic', '18.04'], ['cosmic', '18.10'], ['disco', '19.04'], ['eoan', '19.10'],
-  ['focal', '20.04'], ['groovy', '20.10'], ['hirsute', '21.04'], ['impish', '21.10'], ['jammy', '22.04'],
-  ['kinetic', '22.10'], ['lunar', '23.04'], ['mantic', '23.10'], ['noble', '24.04'], ['oracular', '24.10'],
-  ['plucky', '25.04'], ['questing', '25.10'], ['resolute', '26.04'], ['stonking', '26.10'],
-];
+import { UBUNTU_RELEASE_TABLE, type UbuntuRelease } from './ubuntu-release-table.js';
 
-const VERSION_BY_CODENAME = new Map(UBUNTU_RELEASES.map(([c, v]) => [c, v]));
-const CODENAME_BY_VERSION = new Map(UBUNTU_RELEASES.map(([c, v]) => [v, c]));
+export type { UbuntuRelease } from './ubuntu-release-table.js';
+
+const BY_CODENAME = new Map(UBUNTU_RELEASE_TABLE.map((r) => [r.codename, r]));
+const CODENAME_BY_VERSION = new Map(UBUNTU_RELEASE_TABLE.map((r) => [r.version, r.codename]));
 
 export interface ReleaseName {
   codename: string;
@@ -33,10 +26,45 @@ export function resolveRelease(name: string): ReleaseName | undefined {
     const codename = CODENAME_BY_VERSION.get(trimmed);
     return codename ? { codename, version: trimmed } : undefined;
   }
-  if (CODENAME_RE.test(trimmed)) return { codename: trimmed, version: VERSION_BY_CODENAME.get(trimmed) ?? '' };
+  if (CODENAME_RE.test(trimmed)) return { codename: trimmed, version: BY_CODENAME.get(trimmed)?.version ?? '' };
   return undefined;
 }
 
 export function knownReleases(): string[] {
-  return UBUNTU_RELEASES.map(([c, v]) => `${c} (${v})`);
+  return UBUNTU_RELEASE_TABLE.map((r) => `${r.codename} (${r.version})`);
+}
+
+/** What the shipped table says of a codename; undefined for one it does not know. */
+export function releaseInfo(codename: string): UbuntuRelease | undefined {
+  return BY_CODENAME.get(codename);
+}
+
+/** Where an end-of-life date came from: the shipped table, or the source's own metadata (simplestreams `support_eol`). */
+export type EolOrigin = 'table' | 'source';
+
+export interface ReleaseSupport {
+  /** End of standard support, YYYY-MM-DD; undefined when neither the source nor the table knows it. */
+  eol?: string;
+  /** End of ESM (LTS only), from the table. */
+  eolEsm?: string;
+  eolOrigin?: EolOrigin;
+  /** True once the end-of-life day has begun (UTC). */
+  pastEol: boolean;
+}
+
+/**
+ * A release's support status at `nowMs`. The source's own date (simplestreams `support_eol`) wins over the
+ * table: it is what upstream publishes today. Pure.
+ */
+export function releaseSupport(codename: string, nowMs: number, sourceEol?: string): ReleaseSupport {
+  const row = BY_CODENAME.get(codename);
+  const eol = sourceEol ?? row?.eol;
+  const eolOrigin: EolOrigin | undefined = sourceEol ? 'source' : row ? 'table' : undefined;
+  const eolMs = eol ? Date.parse(`${eol}T00:00:00Z`) : Number.NaN;
+  return {
+    ...(eol ? { eol } : {}),
+    ...(row?.eolEsm ? { eolEsm: row.eolEsm } : {}),
+    ...(eolOrigin ? { eolOrigin } : {}),
+    pastEol: Number.isFinite(eolMs) && nowMs >= eolMs,
+  };
 }
