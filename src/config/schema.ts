@@ -20,6 +20,30 @@ export const GLANCE_NAME_PLACEHOLDERS = ['version', 'codename', 'release', 'arch
  */
 export const GLANCE_RESERVED_PROPERTY = /^(id|name|status|visibility|protected|os_hidden|owner|size|virtual_size|checksum|os_hash_algo|os_hash_value|disk_format|container_format|min_disk|min_ram|tags|created_at|updated_at|locations|direct_url|self|file|schema|os_glance_.*|os_distro|os_version|architecture|ubuntu_codename|ubuntu_serial|cloudimg_sync_.*)$/;
 
+const noReservedKey = [
+  (p: Record<string, string>) => Object.keys(p).every((k) => !GLANCE_RESERVED_PROPERTY.test(k)),
+  'a reserved key (a Glance image field, os_glance_*, os_distro, os_version, architecture, ubuntu_*, cloudimg_sync_*) cannot be set as a property',
+] as const;
+const propertyMap = z.record(z.string(), z.string()).refine(...noReservedKey);
+/** One value or a list of them, as a list. */
+function oneOrMany<T extends z.ZodType>(schema: T) {
+  return z.union([schema, z.array(schema).min(1)]).transform((v) => (Array.isArray(v) ? v : [v]) as z.output<T>[]);
+}
+// YAML reads 20.10 as the number 20.1: put the two decimals back.
+const releaseName = z.union([z.string(), z.number().transform((n) => n.toFixed(2))]);
+/** Properties for the images a `match` selects (every field that is given must match; none: every image). */
+const propertyRule = z.strictObject({
+  match: z.strictObject({
+    channel: oneOrMany(z.enum(CHANNELS)).optional(),
+    variant: oneOrMany(z.enum(VARIANTS)).optional(),
+    /** Codenames or versions. */
+    release: oneOrMany(releaseName).optional(),
+    arch: oneOrMany(z.enum(ARCHES)).optional(),
+  }).default({}),
+  set: propertyMap,
+});
+export type GlancePropertyRule = z.infer<typeof propertyRule>;
+
 const glanceNameTemplate = z.string().min(1).refine(
   (t) => [...t.matchAll(/\{([^}]*)\}/g)].every((m) => (GLANCE_NAME_PLACEHOLDERS as readonly string[]).includes(m[1] ?? '')),
   `unknown placeholder; use ${GLANCE_NAME_PLACEHOLDERS.map((p) => `{${p}}`).join(' ')}`,
@@ -45,10 +69,20 @@ const glanceTarget = z.strictObject({
   stableName: glanceNameTemplate.optional(),
   tags: z.array(z.string().min(1)).default([]),
   keepTags: z.array(z.string().min(1)).default(['cloudimg-sync-keep']),
-  properties: z
-    .record(z.string(), z.string())
-    .default({})
-    .refine((p) => Object.keys(p).every((k) => !GLANCE_RESERVED_PROPERTY.test(k)), 'a reserved key (a Glance image field, os_glance_*, os_distro, os_version, architecture, ubuntu_*, cloudimg_sync_*) cannot be set as a property'),
+  /**
+   * Extra properties: a map for every image, or a list of rules `{ match: { channel, variant, release, arch }, set: {...} }`
+   * applied in order (a later rule wins). Either way they override the defaults (hw_*, os_admin_user, SCS).
+   */
+  properties: z.preprocess(
+    (v) => (v && typeof v === 'object' && !Array.isArray(v) ? [{ set: v }] : v),
+    z.array(propertyRule),
+  ).default([]),
+  /** Glance's `hypervisor_type` property (unset by default: any hypervisor). */
+  hypervisorType: z.enum(['qemu', 'kvm']).optional(),
+  /** Glance's `min_ram`, in MiB (0: no minimum). */
+  minRamMiB: z.number().int().min(0).default(0),
+  /** Opt-in metadata sets: `scs` adds the SCS image metadata standard's fields (scs-0102), derived from the stream. */
+  metadata: z.enum(['scs']).optional(),
   hideGraceHours: z.number().nonnegative().default(72),
   /** How long an import (web-download, glance-direct) may take before it counts as failed. */
   importTimeoutMinutes: z.number().positive().default(30),

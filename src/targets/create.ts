@@ -19,7 +19,7 @@ export function createTargets(config: LoadedConfig, options: CreateTargetsOption
       case 'directory':
         return new DirectoryTarget(t.name, path.resolve(t.path));
       case 'glance':
-        return new GlanceTarget(t, { env: options.env, log: options.log });
+        return new GlanceTarget(t, { env: options.env, log: options.log, keep: config.keep });
     }
   });
 }

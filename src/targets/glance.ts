@@ -48,6 +48,8 @@ export interface GlanceTargetOptions {
   importPollIntervalMs?: number;
   /** Clock of the hidden-at mark. */
   now?: () => number;
+  /** Newest serials kept per stream (the config's `keep`): SCS's uuid_validity says so. */
+  keep?: number;
 }
 
 /** Glance holds other bytes than the ones verified against the signed SHA256SUMS. */
@@ -115,7 +117,7 @@ export class GlanceTarget implements Target {
     }
     series = await this.deleteLeftovers(glance, series, same, log, ctx.signal);
     // The disk format and min_disk come from the verified file, set in the reveal step.
-    const request = createImageRequest(this.config, image, { sha256: image.sha256 }, { format: 'qcow2', minDiskGiB: 0 });
+    const request = createImageRequest(this.config, image, { sha256: image.sha256 }, { format: 'qcow2', minDiskGiB: 0 }, { keep: this.options.keep });
     const created = await this.createRecorded(glance, request, 'stream', ctx);
     let held: GlanceImage;
     const fix: JsonPatchOp[] = [];
@@ -179,7 +181,7 @@ export class GlanceTarget implements Target {
     if (disk.format !== 'qcow2') log.warn({ event: 'glance.image.not_qcow2', path: file.path }, `${image.fileName} is not qcow2; publishing it as raw`);
     const raw = this.config.diskFormat === 'raw' && disk.format === 'qcow2' ? await this.convertVerified(file, log, ctx.signal) : undefined;
     try {
-      const request = createImageRequest(this.config, image, file, { format: raw ? 'raw' : disk.format, minDiskGiB: minDiskGiB(disk.virtualSizeBytes) });
+      const request = createImageRequest(this.config, image, file, { format: raw ? 'raw' : disk.format, minDiskGiB: minDiskGiB(disk.virtualSizeBytes) }, { keep: this.options.keep });
       if (raw) request[PROP.convertedFrom] = 'qcow2';
       const created = await this.createRecorded(glance, request, method, ctx);
       let held: GlanceImage;
