@@ -81,6 +81,8 @@ const glanceTarget = z.strictObject({
   hypervisorType: z.enum(['qemu', 'kvm']).optional(),
   /** Glance's `min_ram`, in MiB (0: no minimum). */
   minRamMiB: z.number().int().min(0).default(0),
+  /** With `visibility: shared`: the projects (names or ids) the images are shared with, and accepted for where the credentials allow. */
+  members: z.array(z.string().min(1)).default([]),
   /** Opt-in metadata sets: `scs` adds the SCS image metadata standard's fields (scs-0102), derived from the stream. */
   metadata: z.enum(['scs']).optional(),
   hideGraceHours: z.number().nonnegative().default(72),
@@ -90,6 +92,9 @@ const glanceTarget = z.strictObject({
 }).refine((t) => !(t.diskFormat === 'raw' && t.method === 'web-download'), {
   path: ['diskFormat'],
   message: 'raw needs method put, stream or glance-direct: with web-download Glance fetches the qcow2 itself (enable its image_conversion import plugin for raw instead)',
+}).refine((t) => t.members.length === 0 || t.visibility === 'shared', {
+  path: ['members'],
+  message: 'members need visibility: shared (Glance shares only shared images with projects)',
 });
 
 export const configSchema = z.strictObject({

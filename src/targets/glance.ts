@@ -23,6 +23,7 @@ import { loadAuthSettings } from '../openstack/auth-config.js';
 import { OpenStackError } from '../openstack/errors.js';
 import { GlanceClient, type CreateImageRequest, type GlanceImage, type JsonPatchOp, type UploadBody } from '../openstack/glance.js';
 import { KeystoneSession } from '../openstack/keystone.js';
+import { resolveProjectIds } from '../openstack/projects.js';
 import { tokenProjectId } from '../openstack/token-project.js';
 import type { UpstreamImage } from '../source/image.js';
 import {
@@ -80,6 +81,7 @@ export class GlanceTarget implements Target {
   private readonly options: GlanceTargetOptions;
   private connection: Promise<Connection> | undefined;
   private importMethods: Promise<string[]> | undefined;
+  private memberIds: Promise<string[]> | undefined;
 
   /**
    * Only with `method: stream` (and not `diskFormat: raw`, which converts the whole verified file first): the
@@ -101,7 +103,8 @@ export class GlanceTarget implements Target {
    * deleted.
    */
   private async publishWhileDownloading(image: UpstreamImage, body: Readable, ctx: StreamPublishContext): Promise<PublishResult> {
-    const { glance, projectId } = await this.connect(ctx.signal);
+    const { session, glance, projectId } = await this.connect(ctx.signal);
+    await this.members(session, ctx.signal);
     const log = ctx.log;
     let series = await this.findOurs(glance, projectId, seriesFilter(image), ctx.signal);
     const same = series.filter((i) => propertyOf(i, PROP.sha256) === image.sha256);
@@ -162,7 +165,9 @@ export class GlanceTarget implements Target {
   }
 
   async publish(image: UpstreamImage, file: VerifiedFile, ctx: PublishContext): Promise<PublishResult> {
-    const { glance, projectId } = await this.connect(ctx.signal);
+    const { session, glance, projectId } = await this.connect(ctx.signal);
+    // Before anything is made: a member that does not resolve fails the publication cleanly.
+    await this.members(session, ctx.signal);
     const log = ctx.log;
     const disk = await readDiskImageInfo(file.path);
     // One lookup serves both the search for an earlier copy and the latest pointer of the series.
@@ -465,6 +470,43 @@ export class GlanceTarget implements Target {
     }
     if (newest && (previous.length > 0 || ops.get(newest.id)?.some((o) => o.path === `/${PROP.latest}`))) {
       log.info({ event: 'glance.latest.moved', imageId: newest.id, previous, ...(stableName ? { stableName } : {}) }, `latest pointer now on ${newest.id}`);
+    }
+    await this.shareWithMembers(glance, image.id, log, signal);
+  }
+
+  /** The configured member projects as ids, resolved once per target (a failure is tried again next time). */
+  private members(session: KeystoneSession, signal?: AbortSignal): Promise<string[]> {
+    if (this.config.members.length === 0) return Promise.resolve([]);
+    this.memberIds ??= resolveProjectIds(session, this.config.members, signal).catch((err: unknown) => {
+      this.memberIds = undefined;
+      throw err;
+    });
+    return this.memberIds;
+  }
+
+  /**
+   * Share a revealed image with every configured member project that does not have it yet, and accept it on
+   * their behalf where Glance lets these credentials (an admin may; otherwise the project accepts it itself).
+   * Members added by hand are left alone.
+   */
+  private async shareWithMembers(glance: GlanceClient, id: string, log: Logger, signal?: AbortSignal): Promise<void> {
+    const wanted = await (this.memberIds ?? Promise.resolve([]));
+    if (wanted.length === 0) return;
+    const status = new Map((await glance.listMembers(id, signal)).map((m) => [m.member_id, m.status]));
+    for (const member of wanted) {
+      if (!status.has(member)) {
+        await glance.addMember(id, member, signal);
+        log.info({ event: 'glance.member.added', imageId: id, member }, `shared image ${id} with project ${member}`);
+      }
+      if (status.get(member) === 'accepted') continue;
+      try {
+        await glance.setMemberStatus(id, member, 'accepted', signal);
+      } catch (err) {
+        if (!(err instanceof OpenStackError && (err.status === 403 || err.status === 404))) throw err;
+        if (status.get(member) === 'pending') continue; // said so when it was added
+        log.warn({ event: 'glance.member.pending', imageId: id, member, err: describeError(err) },
+          `project ${member} has to accept image ${id} itself (these credentials may not accept for it)`);
+      }
     }
   }
 

@@ -121,6 +121,11 @@ describe('metadata operators expect', () => {
     assert.throws(() => glanceConfig({ properties: [{ match: { flavor: 'x' }, set: { a: 'b' } }] }), /properties\[0\]\.match: unknown key\(s\) flavor/);
     assert.throws(() => glanceConfig({ properties: [{ match: { arch: 'sparc' }, set: { a: 'b' } }] }), /sparc/);
   });
+  test('members need visibility shared; raw cannot go with web-download', () => {
+    assert.throws(() => glanceConfig({ members: ['lab'] }), /targets\[0\]\.members: \["lab"\]: members need visibility: shared/);
+    assert.deepEqual(glanceConfig({ visibility: 'shared', members: ['lab'] }).members, ['lab']);
+    assert.throws(() => glanceConfig({ method: 'web-download', diskFormat: 'raw' }), /diskFormat: "raw": raw needs method put, stream or glance-direct/);
+  });
   test('metadata: scs adds the SCS fields derived from the stream: EOL, serial date, keep; properties override them', () => {
     assert.equal(imageProperties(glanceConfig(), noble, noble.sha256).replace_frequency, undefined, 'opt-in');
     const scs = imageProperties(glanceConfig({ metadata: 'scs' }), noble, noble.sha256, { keep: 3 });
