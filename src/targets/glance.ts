@@ -74,8 +74,11 @@ interface Connection {
 export class GlanceTarget implements Target {
   readonly type = 'glance';
   readonly hidesBeforeDelete = true;
-  /** Glance's checksum and os_hash_value are compared with the verified file's md5 and sha512. */
-  readonly wantsDigests = true;
+  /**
+   * Glance's checksum and os_hash_value are compared with the verified file's md5 and sha512. Not for raw:
+   * Glance then holds the conversion, digested while it is uploaded.
+   */
+  readonly wantsDigests: boolean;
   readonly name: string;
   readonly hideGraceMs: number;
   private readonly options: GlanceTargetOptions;
@@ -92,6 +95,7 @@ export class GlanceTarget implements Target {
   constructor(readonly config: GlanceTargetConfig, options: GlanceTargetOptions = {}) {
     this.name = config.name;
     this.hideGraceMs = config.hideGraceHours * 3_600_000;
+    this.wantsDigests = config.diskFormat !== 'raw';
     this.options = options;
     if (config.method === 'stream' && config.diskFormat !== 'raw') this.publishStream = (image, body, ctx) => this.publishWhileDownloading(image, body, ctx);
   }

@@ -1,5 +1,4 @@
 import { createHash, type Hash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 
 /**
@@ -133,10 +132,20 @@ async function readAt(file: FileHandle, buffer: Buffer, position: number): Promi
 /** sha256 of a whole file, and its length: is a cached file still the one verified? */
 export async function sha256OfFile(filePath: string, signal?: AbortSignal): Promise<{ sha256: string; sizeBytes: number }> {
   const hash = createHash('sha256');
+  // One buffer, reused: the hash has taken the bytes in before the next read overwrites them.
+  const buffer = Buffer.allocUnsafe(READ_CHUNK_BYTES);
+  const file = await open(filePath, 'r');
   let sizeBytes = 0;
-  for await (const chunk of createReadStream(filePath, { highWaterMark: READ_CHUNK_BYTES, signal }) as AsyncIterable<Buffer>) {
-    sizeBytes += chunk.length;
-    hash.update(chunk);
+  try {
+    for (;;) {
+      signal?.throwIfAborted();
+      const bytesRead = await readAt(file, buffer, sizeBytes);
+      if (bytesRead === 0) break;
+      hash.update(buffer.subarray(0, bytesRead));
+      sizeBytes += bytesRead;
+    }
+  } finally {
+    await file.close();
   }
   return { sha256: hash.digest('hex'), sizeBytes };
 }
