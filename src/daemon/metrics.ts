@@ -3,8 +3,8 @@
  * Nothing here reaches into the sync loop: what is not in an event or in state is not measured.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { LogRecord } from '../log.js';
-import { compareSerials } from '../source/image.js';
+import type { EventRecord } from '../events.js';
+import { compareSerials } from '../image.js';
 import { IMAGE_STATES } from '../state/transitions.js';
 import type { RunRecord, StateStore } from '../state/store.js';
 
@@ -33,6 +33,7 @@ export class SyncMetrics {
   private readonly downloadSeconds: Histogram;
   private readonly uploadSeconds: Histogram<'target'>;
   private readonly failures: Counter<'step'>;
+  private readonly publicationLag: Gauge<'stream' | 'release' | 'arch' | 'target'>;
   private readonly downloads = new Map<string, DownloadTally>();
 
   constructor(state: () => StateView | undefined, now: () => number = Date.now) {
@@ -47,6 +48,11 @@ export class SyncMetrics {
     this.uploadBytes = new Counter({ name: `${PREFIX}upload_bytes_total`, help: 'Image bytes published to targets (adopted images move none).', labelNames: ['target'], registers });
     this.downloadSeconds = new Histogram({ name: `${PREFIX}download_duration_seconds`, help: 'Duration of image downloads that completed.', buckets: TRANSFER_BUCKETS_SECONDS, registers });
     this.uploadSeconds = new Histogram({ name: `${PREFIX}upload_duration_seconds`, help: 'Duration of publications that moved bytes.', labelNames: ['target'], buckets: TRANSFER_BUCKETS_SECONDS, registers });
+    this.publicationLag = new Gauge({
+      name: `${PREFIX}publication_lag_seconds`,
+      help: 'From upstream publishing a serial (its SHA256SUMS Last-Modified, else the listing date) to its reveal on the target; the newest reveal per stream (channel/variant), release, arch and target.',
+      labelNames: ['stream', 'release', 'arch', 'target'], registers,
+    });
     this.failures = new Counter({ name: `${PREFIX}image_failures_total`, help: 'Failed image steps, by step (download, verify, publish, retire).', labelNames: ['step'], registers });
 
     new Gauge({
@@ -90,7 +96,7 @@ export class SyncMetrics {
   }
 
   /** The log tap. */
-  readonly observe = (record: LogRecord): void => {
+  readonly observe = (record: EventRecord): void => {
     switch (record.event) {
       case 'sync.run.started':
         this.cycleRunning.set(1);
@@ -129,6 +135,11 @@ export class SyncMetrics {
           this.uploadBytes.inc({ target }, numberOf(record.bytes));
           this.uploadSeconds.observe({ target }, numberOf(record.durationMs) / 1000);
         }
+        if (typeof record.lagSeconds === 'number') {
+          this.publicationLag.set({
+            stream: `${String(record.channel)}/${String(record.variant)}`, release: String(record.release), arch: String(record.arch), target: String(record.target),
+          }, record.lagSeconds);
+        }
         break;
       case 'image.publish.failed':
         this.failures.inc({ step: 'publish' });
@@ -143,7 +154,7 @@ export class SyncMetrics {
    * Every byte that crossed the network once: progress events carry the byte offset reached, a resume
    * carries where the .part stood (bytes after the last progress event were moved too), done the size.
    */
-  private countDownloadBytes(record: LogRecord): void {
+  private countDownloadBytes(record: EventRecord): void {
     const key = imageKeyOf(record);
     let tally = this.downloads.get(key);
     const created = !tally;
@@ -196,7 +207,7 @@ function numberOf(value: unknown): number {
   return typeof value === 'number' && Number.isFinite(value) ? value : 0;
 }
 
-function imageKeyOf(record: LogRecord): string {
+function imageKeyOf(record: EventRecord): string {
   return [record.channel, record.variant, record.release, record.arch, record.serial].map(String).join('/');
 }
 

@@ -5,7 +5,7 @@
 import type { Dispatcher } from 'undici';
 import { HttpStatusError, SyncError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { abandonBody, getFollowingRedirects, retryOptionsFor, withRetries } from './http-client.js';
+import { abandonBody, getFollowingRedirects, headerValue, retryOptionsFor, withRetries } from './http-client.js';
 
 export const DEFAULT_TEXT_MAX_BYTES = 4 * 1024 * 1024;
 
@@ -37,10 +37,6 @@ export class ResponseTooLargeError extends SyncError {
   }
 }
 
-function headerValue(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
-}
-
 async function readCapped(url: string, body: Dispatcher.ResponseData['body'], maxBytes: number): Promise<string> {
   const chunks: Buffer[] = [];
   let sizeBytes = 0;
@@ -58,8 +54,9 @@ async function readCapped(url: string, body: Dispatcher.ResponseData['body'], ma
 export async function getText(url: string, options: GetTextOptions = {}): Promise<TextResponse> {
   const maxBytes = options.maxBytes ?? DEFAULT_TEXT_MAX_BYTES;
   const headers: Record<string, string> = { 'accept-encoding': 'identity' };
+  // A server must ignore If-Modified-Since next to If-None-Match (RFC 9110 13.1.3): send one validator, not two.
   if (options.etag) headers['if-none-match'] = options.etag;
-  if (options.lastModified) headers['if-modified-since'] = options.lastModified;
+  else if (options.lastModified) headers['if-modified-since'] = options.lastModified;
 
   return withRetries(
     async () => {

@@ -1,4 +1,4 @@
-import { imageKey, type UpstreamImage } from '../source/image.js';
+import { imageKey, type UpstreamImage } from '../image.js';
 import type { ImageRecord } from '../state/store.js';
 
 /** One image to bring to some targets, downloading it first unless a verified copy is in the cache. */

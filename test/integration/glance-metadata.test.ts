@@ -10,8 +10,8 @@ import { request } from 'undici';
 import { resolveAuthSettings } from '../../src/openstack/auth-config.js';
 import { GlanceClient, type GlanceImage } from '../../src/openstack/glance.js';
 import { KeystoneSession } from '../../src/openstack/keystone.js';
-import { GLANCE_ARCHITECTURE } from '../../src/source/image.js';
-import { PROP } from '../../src/targets/glance-image-spec.js';
+import { GLANCE_ARCHITECTURE } from '../../src/targets/glance/properties.js';
+import { PROP } from '../../src/targets/glance/image-spec.js';
 import { createSyncWorld, type SyncWorld } from '../support/sync-world.js';
 import { describeWithOpenStack, loadOpenStackEnv } from './openstack-env.js';
 

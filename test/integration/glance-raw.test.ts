@@ -13,7 +13,7 @@ import { after, afterEach, before, test } from 'node:test';
 import { resolveAuthSettings } from '../../src/openstack/auth-config.js';
 import { GlanceClient, type GlanceImage } from '../../src/openstack/glance.js';
 import { KeystoneSession } from '../../src/openstack/keystone.js';
-import { PROP } from '../../src/targets/glance-image-spec.js';
+import { PROP } from '../../src/targets/glance/image-spec.js';
 import { createSyncWorld, type SyncWorld } from '../support/sync-world.js';
 import { ensureQemuImg } from '../support/qemu-img.js';
 import { describeWithOpenStack, loadOpenStackEnv, startExtraOpenStack, type ExtraOpenStack, type OpenStackAvailability } from './openstack-env.js';

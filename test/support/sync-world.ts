@@ -76,7 +76,7 @@ async function buildWorld(mirror: Mirror, options: SyncWorldOptions): Promise<Sy
     },
   });
   const log = createLogger({ level: 'debug', destination: sink });
-  const client = createHttpClient({ connectTimeoutMs: 2_000, bodyTimeoutMs: config.http.idleTimeoutMs });
+  const client = createHttpClient({ ...config.http, connectTimeoutMs: 2_000 });
   const stores: StateStore[] = [];
   return {
     mirror, dir, config, logs,

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { SyncMetrics, newestPublishedSerials, serialDateMs, type StateView } from '../../src/daemon/metrics.js';
-import type { LogRecord } from '../../src/log.js';
+import type { EventName, EventRecord } from '../../src/events.js';
 import type { ImageRecord } from '../../src/state/store.js';
 
 const IMAGE = { channel: 'release', variant: 'server', release: 'noble', arch: 'amd64', serial: '20261120' };
 const T = '2026-11-27T10:00:00.000Z';
 
-function ev(event: string, fields: Record<string, unknown> = {}, image: Record<string, unknown> = IMAGE): LogRecord {
+function ev(event: EventName, fields: Record<string, unknown> = {}, image: Record<string, unknown> = IMAGE): EventRecord {
   return { level: 'info', time: T, msg: event, event, ...image, ...fields };
 }
 
@@ -17,12 +17,12 @@ async function value(metrics: SyncMetrics, name: string, labels: Record<string, 
   return sample?.value;
 }
 
-function feed(metrics: SyncMetrics, records: LogRecord[]): void {
+function feed(metrics: SyncMetrics, records: EventRecord[]): void {
   for (const r of records) metrics.observe(r);
 }
 
 describe('metrics from log events: bytes that crossed the network, each counted once', () => {
-  const cases: Array<{ name: string; events: LogRecord[]; bytes: number }> = [
+  const cases: Array<{ name: string; events: EventRecord[]; bytes: number }> = [
     {
       name: 'a fresh download: progress then done',
       events: [ev('image.download.started'), ev('image.download.progress', { bytes: 300, totalBytes: 1000 }), ev('image.download.done', { bytes: 1000, resumedFromBytes: 0 })],
@@ -101,6 +101,23 @@ describe('metrics from log events: runs, publications, failures', () => {
     assert.equal(await value(metrics, 'cloudimg_sync_cycle_running'), 0);
     const hist = (await metrics.registry.getMetricsAsJSON()).find((m) => m.name === 'cloudimg_sync_upload_duration_seconds')!;
     assert.equal(hist.values.find((v) => (v as { metricName?: string }).metricName === 'cloudimg_sync_upload_duration_seconds_sum' && v.labels.target === 'glance')?.value, 4);
+  });
+
+  test('publication lag per stream, release, arch and target: the newest reveal\'s, from image.publish.done', async () => {
+    const metrics = new SyncMetrics(() => undefined);
+    feed(metrics, [
+      ev('image.publish.done', { target: 'glance', adopted: false, lagSeconds: 5_400 }),
+      ev('image.publish.done', { target: 'glance', adopted: false, lagSeconds: 3_000 }, { ...IMAGE, arch: 'arm64' }),
+      ev('image.publish.done', { target: 'glance', adopted: false, lagSeconds: 900 }, { ...IMAGE, variant: 'minimal' }),
+      ev('image.publish.done', { target: 'local', adopted: true }),
+    ]);
+    const lag = (labels: Record<string, string>) => value(metrics, 'cloudimg_sync_publication_lag_seconds', labels);
+    assert.equal(await lag({ stream: 'release/server', release: 'noble', arch: 'amd64', target: 'glance' }), 5_400);
+    assert.equal(await lag({ stream: 'release/server', release: 'noble', arch: 'arm64', target: 'glance' }), 3_000);
+    assert.equal(await lag({ stream: 'release/minimal', release: 'noble', arch: 'amd64', target: 'glance' }), 900);
+    assert.equal(await lag({ target: 'local' }), undefined, 'an adopted copy is no reveal of ours');
+    feed(metrics, [ev('image.publish.done', { target: 'glance', adopted: false, lagSeconds: 600 })]);
+    assert.equal(await lag({ stream: 'release/server', release: 'noble', arch: 'amd64', target: 'glance' }), 600, 'the newest reveal replaces the one before');
   });
 
   test('the last success survives a restart: seeded from the runs in state', async () => {

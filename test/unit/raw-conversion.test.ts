@@ -5,7 +5,7 @@ import { lstat, mkdtemp, readFile, readlink, rm, stat, symlink, writeFile } from
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { RawConversionError, convertToRaw } from '../../src/targets/raw-conversion.js';
+import { RawConversionError, convertToRaw } from '../../src/targets/glance/raw-conversion.js';
 import { writeQcow2Image } from '../fixtures/mirror/qcow2.js';
 import { describeWithQemuImg } from '../support/qemu-img.js';
 

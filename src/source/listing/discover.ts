@@ -1,24 +1,11 @@
-import { HttpStatusError, SyncError, describeError } from '../errors.js';
-import type { Logger } from '../log.js';
-import { compareSerials, type Arch, type Channel, type UpstreamImage, type Variant } from './image.js';
-import { parseListing } from './listing.js';
-import type { ReleaseName } from './releases.js';
+import { HttpStatusError, SyncError, describeError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import { compareSerials, type Arch, type Channel, type UpstreamImage, type Variant } from '../../image.js';
+import type { ReleaseName } from '../releases.js';
 import { parseSha256Sums } from './sha256sums.js';
-import { verifyDetachedSignature, type Keyring } from './signature.js';
-
-/**
- * The keyring, loaded when first needed, with an id that changes when its file does. `verifiedSums`
- * remembers which SHA256SUMS verified with which keyring id, so a list and signature that are both
- * unchanged (304) since they verified are not verified again.
- */
-export interface KeyringSource {
-  id: string;
-  load(): Promise<Keyring>;
-  verifiedSums?: { get(url: string): string | undefined; set(url: string, verifiedWith: string): void };
-}
-
-/** GET a small text resource, answering from a cache when the server says it is unchanged. */
-export type CachedGet = (url: string) => Promise<{ body: Buffer; changed: boolean }>;
+import type { KeyringSource } from '../keyring.js';
+import { verifyDetachedSignature } from '../signature.js';
+import type { CachedGet, CachedText, DiscoveryResult } from '../source.js';
 
 export interface DiscoverOptions {
   sourceUrl: string;
@@ -30,12 +17,6 @@ export interface DiscoverOptions {
   keyring: KeyringSource | undefined;
   get: CachedGet;
   log: Logger;
-}
-
-export interface DiscoveryResult {
-  images: UpstreamImage[];
-  /** Releases that could not be read this cycle, with the reason. */
-  failures: Array<{ release: string; error: unknown }>;
 }
 
 /** How many serials, newest first, to try when the newest has been pruned between listing and fetch. */
@@ -72,19 +53,14 @@ export async function discoverImages(options: DiscoverOptions): Promise<Discover
 
 async function discoverRelease(options: DiscoverOptions, release: ReleaseName, log: Logger): Promise<UpstreamImage[]> {
   const listingUrl = seriesUrl(options.sourceUrl, options.channel, options.variant, release.codename);
-  const { body } = await options.get(listingUrl);
-  const serialDirs = parseListing(body.toString('utf8'), listingUrl)
-    .filter((e) => e.isDirectory)
-    .map((e) => ({ serial: SERIAL_DIR_RE[options.channel].exec(e.name)?.[1], url: e.url }))
-    .filter((e): e is { serial: string; url: string } => e.serial !== undefined)
-    .sort((a, b) => compareSerials(b.serial, a.serial));
+  const serialDirs = await serialFolders(await options.get(listingUrl), listingUrl, options.channel);
   if (serialDirs.length === 0) {
     throw new SyncError('LISTING_NO_SERIALS', `${listingUrl} lists no serial folders`,
       `check source.url, source.channel and that ${release.codename} is published there`, { retryable: true });
   }
   for (const dir of serialDirs.slice(0, SERIALS_TO_TRY)) {
     try {
-      return await readSerial(options, release, dir.serial, dir.url, log);
+      return await readSerial(options, release, dir.serial, dir.url, dir.modified, log);
     } catch (err) {
       if (!(err instanceof HttpStatusError && err.status === 404)) throw err;
       log.warn({ event: 'source.serial.pruned', serial: dir.serial, url: err.url }, `serial ${dir.serial} is gone upstream, trying the previous one`);
@@ -94,21 +70,63 @@ async function discoverRelease(options: DiscoverOptions, release: ReleaseName, l
     'upstream is mid-publication or pruned; retried next cycle', { retryable: true });
 }
 
-async function readSerial(options: DiscoverOptions, release: ReleaseName, serial: string, dirUrl: string, log: Logger): Promise<UpstreamImage[]> {
+/** A serial folder of a release listing, newest first; `modified` is its date there (ISO 8601). */
+interface SerialFolder {
+  serial: string;
+  url: string;
+  modified?: string | undefined;
+}
+
+/** Version of the remembered form: a change in how folders are read makes older ones be read again. */
+const FOLDERS_FORMAT = 1;
+
+/**
+ * The serial folders of a release listing, newest first. A listing unchanged since it was read (304) is not
+ * parsed again: its folders are remembered beside the cached page, and the HTML parser is not even loaded.
+ */
+async function serialFolders(listing: CachedText, listingUrl: string, channel: Channel): Promise<SerialFolder[]> {
+  const remembered = listing.changed ? undefined : rememberedFolders(listing.parsed?.get());
+  if (remembered) return remembered;
+  const { parseListing } = await import('./parse-listing.js');
+  const folders = parseListing(listing.body.toString('utf8'), listingUrl)
+    .filter((e) => e.isDirectory)
+    .map((e) => ({ serial: SERIAL_DIR_RE[channel].exec(e.name)?.[1], url: e.url, modified: e.modified?.toISOString() }))
+    .filter((e): e is { serial: string; url: string; modified: string | undefined } => e.serial !== undefined)
+    .sort((a, b) => compareSerials(b.serial, a.serial));
+  listing.parsed?.set(JSON.stringify({ format: FOLDERS_FORMAT, folders }));
+  return folders;
+}
+
+function rememberedFolders(json: string | undefined): SerialFolder[] | undefined {
+  if (json === undefined) return undefined;
+  try {
+    const value = JSON.parse(json) as { format?: unknown; folders?: unknown };
+    if (value.format !== FOLDERS_FORMAT || !Array.isArray(value.folders)) return undefined;
+    const folders = value.folders as Array<Record<string, unknown>>;
+    const valid = folders.every((f) => typeof f.serial === 'string' && typeof f.url === 'string' && (f.modified === undefined || typeof f.modified === 'string'));
+    return valid ? (folders as unknown as SerialFolder[]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function readSerial(
+  options: DiscoverOptions, release: ReleaseName, serial: string, dirUrl: string, listedAt: string | undefined, log: Logger,
+): Promise<UpstreamImage[]> {
   const sumsUrl = new URL('SHA256SUMS', dirUrl).href;
   const sums = await options.get(sumsUrl);
   const keyring = options.keyring;
-  if (keyring) {
+  // A list unchanged (304) since it verified with this keyring needs no signature: its bytes are the ones
+  // checked. The signature is fetched only with a new list (or keyring), saving a third of a no-op's requests.
+  const earlier = keyring && !sums.changed ? keyring.verifiedSums?.get(sumsUrl) : undefined;
+  if (keyring && !earlier?.startsWith(`${keyring.id}:`)) {
     const signature = await options.get(`${sumsUrl}.gpg`);
-    const unchanged = !sums.changed && !signature.changed;
-    const earlier = unchanged ? keyring.verifiedSums?.get(sumsUrl) : undefined;
-    if (!earlier?.startsWith(`${keyring.id}:`)) {
-      const fingerprint = await verifyDetachedSignature(sums.body, signature.body, await keyring.load(), `${sumsUrl}.gpg`);
-      keyring.verifiedSums?.set(sumsUrl, `${keyring.id}:${fingerprint}`);
-      log.info({ event: 'source.sums.verified', serial, url: sumsUrl, fingerprint }, `SHA256SUMS of ${serial} signed by ${fingerprint}`);
-    }
+    const fingerprint = await verifyDetachedSignature(sums.body, signature.body, await keyring.load(), `${sumsUrl}.gpg`);
+    keyring.verifiedSums?.set(sumsUrl, `${keyring.id}:${fingerprint}`);
+    log.info({ event: 'source.sums.verified', serial, url: sumsUrl, fingerprint }, `SHA256SUMS of ${serial} signed by ${fingerprint}`);
   }
   const checksums = parseSha256Sums(sums.body.toString('utf8'), sumsUrl);
+  const publishedAt = upstreamTime(sums.lastModified, listedAt);
   const images: UpstreamImage[] = [];
   for (const arch of options.arches) {
     const found = findImageFile(checksums, options.channel, options.variant, release, arch);
@@ -119,10 +137,22 @@ async function readSerial(options: DiscoverOptions, release: ReleaseName, serial
     images.push({
       channel: options.channel, variant: options.variant, release: release.codename, version: found.version,
       arch, serial, fileName: found.fileName, url: new URL(found.fileName, dirUrl).href, sha256: found.sha256,
-      signed: options.keyring !== undefined,
+      signed: options.keyring !== undefined, ...(publishedAt ? { publishedAt } : {}),
     });
   }
   return images;
+}
+
+/**
+ * When the serial appeared upstream: its SHA256SUMS's Last-Modified (to the second, and the moment the
+ * serial became complete), else the folder's minute in the listing. Undefined when neither can be read.
+ */
+function upstreamTime(lastModified: string | undefined, listedAt: string | undefined): string | undefined {
+  for (const text of [lastModified, listedAt]) {
+    const ms = text ? Date.parse(text) : Number.NaN;
+    if (Number.isFinite(ms)) return new Date(ms).toISOString();
+  }
+  return undefined;
 }
 
 /**

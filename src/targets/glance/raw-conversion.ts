@@ -11,7 +11,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { constants } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
-import { SyncError } from '../errors.js';
+import { SyncError } from '../../errors.js';
 import { readDiskImageInfo } from './qcow2-info.js';
 
 /** The program converting; QEMU_IMG overrides it (a test points it at a missing one). */

@@ -16,23 +16,32 @@
 import { rm } from 'node:fs/promises';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { GlanceTargetConfig } from '../config/schema.js';
-import { SyncError, describeError } from '../errors.js';
-import { silentLogger, type Logger } from '../log.js';
-import { loadAuthSettings } from '../openstack/auth-config.js';
-import { OpenStackError } from '../openstack/errors.js';
-import { GlanceClient, type CreateImageRequest, type GlanceImage, type JsonPatchOp, type UploadBody } from '../openstack/glance.js';
-import { KeystoneSession } from '../openstack/keystone.js';
-import { resolveProjectIds } from '../openstack/projects.js';
-import { tokenProjectId } from '../openstack/token-project.js';
-import type { UpstreamImage } from '../source/image.js';
+import type { GlanceTargetConfig } from './schema.js';
+import { SyncError, describeError } from '../../errors.js';
+import { silentLogger, type Logger } from '../../log.js';
+import { loadAuthSettings } from '../../openstack/auth-config.js';
+import { OpenStackError } from '../../openstack/errors.js';
+import { GlanceClient, type CreateImageRequest, type GlanceImage, type JsonPatchOp, type UploadBody } from '../../openstack/glance.js';
+import { KeystoneSession } from '../../openstack/keystone.js';
+import { resolveProjectIds } from '../../openstack/projects.js';
+import { tokenProjectId } from '../../openstack/token-project.js';
+import type { UpstreamImage } from '../../image.js';
 import {
   PROP, createImageRequest, isVerifiedCopy, newestVerified, propertyOf, rawConversionProperties, renderImageName, seriesFilter, toPublishedImage,
-} from './glance-image-spec.js';
+} from './image-spec.js';
 import { FileUploadReader, digestFile, glanceDigestsOfFile, sha256OfFile, type GlanceDigests, type ImageDigests } from './image-digests.js';
 import { minDiskGiB, readDiskImageInfo } from './qcow2-info.js';
 import { convertToRaw, qemuImgVersion, type RawCopy } from './raw-conversion.js';
-import type { PublishContext, PublishedImage, PublishResult, StreamPublishContext, Target, VerifiedFile } from './target.js';
+import type { PublishContext, PublishedImage, PublishResult, StreamPublishContext, Target, VerifiedFile } from '../target.js';
+
+/** What Glance reports of the bytes it holds: `checksum` (md5) and `os_hash_value` (sha512). */
+const GLANCE_DIGESTS = ['md5', 'sha512'] as const;
+
+/** The md5 and sha512 the download computed for the file, when it computed both. */
+function downloadDigests(file: VerifiedFile): { md5: string; sha512: string } | undefined {
+  const { md5, sha512 } = file.digests ?? {};
+  return md5 && sha512 ? { md5, sha512 } : undefined;
+}
 
 export type GlanceUploadMethod = GlanceTargetConfig['method'];
 
@@ -75,10 +84,10 @@ export class GlanceTarget implements Target {
   readonly type = 'glance';
   readonly hidesBeforeDelete = true;
   /**
-   * Glance's checksum and os_hash_value are compared with the verified file's md5 and sha512. Not for raw:
-   * Glance then holds the conversion, digested while it is uploaded.
+   * Glance's checksum and os_hash_value are compared with the verified file's md5 and sha512, computed in the
+   * download's pass. None for raw: Glance then holds the conversion, digested while it is uploaded.
    */
-  readonly wantsDigests: boolean;
+  readonly digests: readonly ('md5' | 'sha512')[];
   readonly name: string;
   readonly hideGraceMs: number;
   private readonly options: GlanceTargetOptions;
@@ -95,7 +104,7 @@ export class GlanceTarget implements Target {
   constructor(readonly config: GlanceTargetConfig, options: GlanceTargetOptions = {}) {
     this.name = config.name;
     this.hideGraceMs = config.hideGraceHours * 3_600_000;
-    this.wantsDigests = config.diskFormat !== 'raw';
+    this.digests = config.diskFormat === 'raw' ? [] : GLANCE_DIGESTS;
     this.options = options;
     if (config.method === 'stream' && config.diskFormat !== 'raw') this.publishStream = (image, body, ctx) => this.publishWhileDownloading(image, body, ctx);
   }
@@ -224,7 +233,7 @@ export class GlanceTarget implements Target {
       } catch (err) {
         await this.discard(glance, created.id, log, err);
         // The upload was not digested (the download's digests stood in): find out whether the cache file moved.
-        throw err instanceof GlanceHashMismatchError && file.digests && !raw ? await explainMismatch(err, file, ctx.signal) : err;
+        throw err instanceof GlanceHashMismatchError && downloadDigests(file) && !raw ? await explainMismatch(err, file, ctx.signal) : err;
       }
       await this.revealNew(glance, held, series, image, log, ctx.signal, fix);
       return { ref: held.id, adopted: false };
@@ -368,7 +377,7 @@ export class GlanceTarget implements Target {
       return local;
     }
     // Digested on the way only when the download did not digest it already.
-    const sent = await this.sendFile(glance, id, method, file.path, file.sizeBytes, !file.digests, signal, onProgress);
+    const sent = await this.sendFile(glance, id, method, file.path, file.sizeBytes, !downloadDigests(file), signal, onProgress);
     return sent.digests ?? digestsOfVerified(file, sent.bytes, signal);
   }
 
@@ -591,7 +600,8 @@ export class GlanceTarget implements Target {
  * or, for a file downloaded before a Glance target wanted them, read from the file now.
  */
 async function digestsOfVerified(file: VerifiedFile, sentBytes: number, signal?: AbortSignal): Promise<ImageDigests> {
-  if (file.digests) return { sizeBytes: sentBytes, sha256: file.sha256, ...file.digests };
+  const known = downloadDigests(file);
+  if (known) return { sizeBytes: sentBytes, sha256: file.sha256, ...known };
   return digestFile(file.path, signal);
 }
 

@@ -9,16 +9,6 @@ export type Variant = (typeof VARIANTS)[number];
 export const ARCHES = ['amd64', 'arm64', 'armhf', 'ppc64el', 'riscv64', 's390x'] as const;
 export type Arch = (typeof ARCHES)[number];
 
-/** Glance's `architecture` property for each Ubuntu arch. */
-export const GLANCE_ARCHITECTURE: Record<Arch, string> = {
-  amd64: 'x86_64',
-  arm64: 'aarch64',
-  armhf: 'armv7l',
-  ppc64el: 'ppc64le',
-  riscv64: 'riscv64',
-  s390x: 's390x',
-};
-
 /** An image that exists upstream, with its checksum from a signature-checked SHA256SUMS. */
 export interface UpstreamImage {
   channel: Channel;
@@ -35,6 +25,11 @@ export interface UpstreamImage {
   sha256: string;
   /** Whether the SHA256SUMS this checksum came from was signature-verified. */
   signed: boolean;
+  /**
+   * When upstream published this serial (ISO 8601): the Last-Modified of its SHA256SUMS, else the serial
+   * folder's date in the release listing; absent when upstream said neither. The start of the publication lag.
+   */
+  publishedAt?: string;
 }
 
 /** The stable identity of an image across runs. */
