@@ -1,5 +1,5 @@
 /**
- * Benchmark F: a raw publication (`diskFormat: raw`) of a qcow2 into a real Keystone + Glance of its own
+ * Benchmark G: a raw publication (`diskFormat: raw`) of a qcow2 into a real Keystone + Glance of its own
  * (test/openstack/up.sh, Glance's production token cache), against what an operator would type, in the same
  * run: `qemu-img convert -O raw && curl -T` (and, for the whole sync, `curl -o; sha256sum -c` before it).
  * Wall time, CPU seconds and peak RSS of whole process trees (qemu-img included), as ratios.
@@ -41,7 +41,7 @@ function publishPhases(stdout: string): { publishMs?: number; convertMs?: number
 const cpu = (run: ProcessRun): string => (run.cpuMs === undefined ? '-' : seconds(run.cpuMs));
 
 export async function benchRaw(o: RawBenchOptions): Promise<void> {
-  const title = `\n== F. Raw publication (diskFormat: raw) of a ${formatSize(o.sizeBytes)} qcow2 into the real Glance (1 run each)\n`;
+  const title = `\n== G. Raw publication (diskFormat: raw) of a ${formatSize(o.sizeBytes)} qcow2 into the real Glance (1 run each)\n`;
   if (spawnSync('qemu-img', ['--version']).status !== 0) {
     console.log(`${title}\n  skipped: qemu-img is not installed (apt-get install -y qemu-utils)`);
     return;

@@ -56,6 +56,12 @@ export interface PublishResult {
   adopted: boolean;
 }
 
+export interface SignedDocumentBytes {
+  body: Buffer;
+  /** The HTTP Last-Modified it was served with, when there was one. */
+  lastModified?: string | null;
+}
+
 export interface PublishContext {
   log: Logger;
   signal?: AbortSignal;
@@ -63,6 +69,11 @@ export interface PublishContext {
   onRef?: (ref: string) => void;
   /** Bytes handed to the target so far (uploads); the loop throttles and logs it as image.publish.progress. */
   onProgress?: (bytesDone: number) => void;
+  /**
+   * One of `image.signedBy` exactly as the source fetched and verified it (read from the response cache, no
+   * request), with the server's Last-Modified; undefined when not cached. For targets that republish them.
+   */
+  signedDocument?: (url: string) => SignedDocumentBytes | undefined;
 }
 
 export interface StreamPublishContext extends PublishContext {

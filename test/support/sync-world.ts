@@ -26,7 +26,9 @@ export interface SyncWorld {
   logs: LogEvent[];
   events(name: string): LogEvent[];
   /** Run one cycle with fresh state/targets objects, as a new process would. */
-  sync(overrides?: { targets?: Target[]; signal?: AbortSignal }): Promise<RunSummary>;
+  sync(overrides?: { targets?: Target[]; signal?: AbortSignal; config?: LoadedConfig }): Promise<RunSummary>;
+  /** The world's config with other settings merged in (e.g. another `source`), same state, cache and targets. */
+  configWith(raw: Record<string, unknown>): LoadedConfig;
   store(): StateStore;
   close(): Promise<void>;
 }
@@ -68,6 +70,7 @@ async function buildWorld(mirror: Mirror, options: SyncWorldOptions): Promise<Sy
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
+  const configWith = (more: Record<string, unknown>): LoadedConfig => validateConfig({ ...raw, ...more }, 'test config');
   const logs: LogEvent[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -79,7 +82,7 @@ async function buildWorld(mirror: Mirror, options: SyncWorldOptions): Promise<Sy
   const client = createHttpClient({ ...config.http, connectTimeoutMs: 2_000 });
   const stores: StateStore[] = [];
   return {
-    mirror, dir, config, logs,
+    mirror, dir, config, logs, configWith,
     events: (name) => logs.filter((l) => l.event === name),
     store() {
       const s = StateStore.open(config.stateDir);
@@ -87,11 +90,12 @@ async function buildWorld(mirror: Mirror, options: SyncWorldOptions): Promise<Sy
       return s;
     },
     async sync(overrides = {}) {
-      const store = StateStore.open(config.stateDir);
-      const made = overrides.targets ? [] : createTargets(config, { env: options.targetEnv, log });
+      const cycleConfig = overrides.config ?? config;
+      const store = StateStore.open(cycleConfig.stateDir);
+      const made = overrides.targets ? [] : createTargets(cycleConfig, { env: options.targetEnv, log });
       try {
         return await runSyncCycle({
-          config, store, log, client, targets: overrides.targets ?? made, signal: overrides.signal, progressIntervalMs: 0,
+          config: cycleConfig, store, log, client, targets: overrides.targets ?? made, signal: overrides.signal, progressIntervalMs: 0,
         });
       } finally {
         store.close();

@@ -46,7 +46,7 @@ describe('configuration', () => {
     ['an unknown top-level key', { kep: 2 }, /unknown key\(s\) kep/],
     ['an unknown source type, naming the registered ones', { source: { type: 'ftp' } }, /source\.type: "ftp" is not allowed; allowed: listing/],
     ['a key of another source type', { source: { type: 'listing', index: 'x' } }, /source: unknown key\(s\) index/],
-    ['an unknown target type', { targets: [{ name: 'a', type: 's3' }] }, /targets\[0\]\.type: target type "s3" is not allowed; allowed: directory, glance/],
+    ['an unknown target type', { targets: [{ name: 'a', type: 's3' }] }, /targets\[0\]\.type: target type "s3" is not allowed; allowed: directory, glance, mirror/],
     ['a directory target without a path', { targets: [{ name: 'a', type: 'directory' }] }, /targets\[0\]\.path: missing/],
     ['duplicate target names', { targets: [{ name: 'a', type: 'directory', path: 'x' }, { name: 'a', type: 'directory', path: 'y' }] }, /target names must be unique/],
     ['a source URL that is not a URL', { source: { url: 'cloud-images' } }, /source\.url: "cloud-images"/],

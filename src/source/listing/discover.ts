@@ -22,12 +22,16 @@ export interface DiscoverOptions {
 /** How many serials, newest first, to try when the newest has been pruned between listing and fetch. */
 const SERIALS_TO_TRY = 3;
 
+/** The folder listing a release's serials below the source root, per channel and variant: `releases/noble/`. */
+export function seriesPath(channel: Channel, variant: Variant, codename: string): string {
+  const prefix = variant === 'minimal' ? 'minimal/' : '';
+  if (channel === 'release') return `${prefix}releases/${codename}/`;
+  return variant === 'minimal' ? `${prefix}daily/${codename}/` : `${prefix}${codename}/`;
+}
+
 /** The folder listing a release's serials, per channel and variant (see docs/cloud-images layout). */
 export function seriesUrl(sourceUrl: string, channel: Channel, variant: Variant, codename: string): string {
-  const root = sourceUrl.replace(/\/+$/, '');
-  const prefix = variant === 'minimal' ? `${root}/minimal` : root;
-  if (channel === 'release') return `${prefix}/releases/${codename}/`;
-  return variant === 'minimal' ? `${prefix}/daily/${codename}/` : `${prefix}/${codename}/`;
+  return `${sourceUrl.replace(/\/+$/, '')}/${seriesPath(channel, variant, codename)}`;
 }
 
 const SERIAL_DIR_RE: Record<Channel, RegExp> = {
@@ -60,7 +64,7 @@ async function discoverRelease(options: DiscoverOptions, release: ReleaseName, l
   }
   for (const dir of serialDirs.slice(0, SERIALS_TO_TRY)) {
     try {
-      return await readSerial(options, release, dir.serial, dir.url, dir.modified, log);
+      return await readSerial(options, release, dir, log);
     } catch (err) {
       if (!(err instanceof HttpStatusError && err.status === 404)) throw err;
       log.warn({ event: 'source.serial.pruned', serial: dir.serial, url: err.url }, `serial ${dir.serial} is gone upstream, trying the previous one`);
@@ -110,12 +114,17 @@ function rememberedFolders(json: string | undefined): SerialFolder[] | undefined
   }
 }
 
-async function readSerial(
-  options: DiscoverOptions, release: ReleaseName, serial: string, dirUrl: string, listedAt: string | undefined, log: Logger,
-): Promise<UpstreamImage[]> {
+async function readSerial(options: DiscoverOptions, release: ReleaseName, folder: SerialFolder, log: Logger): Promise<UpstreamImage[]> {
+  const { serial, url: dirUrl, modified: listedAt } = folder;
+  // The folder's path below the source root: its name is the serial's, in the layout (see SERIAL_DIR_RE).
+  const dirPath = `${seriesPath(options.channel, options.variant, release.codename)}${options.channel === 'release' ? `release-${serial}` : serial}/`;
   const sumsUrl = new URL('SHA256SUMS', dirUrl).href;
   const sums = await options.get(sumsUrl);
   const keyring = options.keyring;
+  // What the checksums were verified with, for targets that republish it: the signature's bytes stay in the
+  // response cache from the cycle that verified them, also when this cycle does not fetch it again.
+  const signedBy = [{ url: sumsUrl, path: `${dirPath}SHA256SUMS` }];
+  if (keyring) signedBy.push({ url: `${sumsUrl}.gpg`, path: `${dirPath}SHA256SUMS.gpg` });
   // A list unchanged (304) since it verified with this keyring needs no signature: its bytes are the ones
   // checked. The signature is fetched only with a new list (or keyring), saving a third of a no-op's requests.
   const earlier = keyring && !sums.changed ? keyring.verifiedSums?.get(sumsUrl) : undefined;
@@ -137,7 +146,8 @@ async function readSerial(
     images.push({
       channel: options.channel, variant: options.variant, release: release.codename, version: found.version,
       arch, serial, fileName: found.fileName, url: new URL(found.fileName, dirUrl).href, sha256: found.sha256,
-      signed: options.keyring !== undefined, ...(publishedAt ? { publishedAt } : {}),
+      signed: options.keyring !== undefined, upstreamPath: `${dirPath}${found.fileName}`, signedBy,
+      ...(publishedAt ? { publishedAt } : {}),
     });
   }
   return images;
