@@ -124,7 +124,7 @@ export async function benchRaw(o: RawBenchOptions): Promise<void> {
     console.log(title);
     console.log(formatTable(rows));
     console.log(`\n  raw guest disk ${formatSize(p.rawBytes ?? 0)}; of our publication, qemu-img convert (with the qcow2 re-hashed beside it) took ${seconds(p.convertMs ?? 0)} s;` +
-      ' the rest is the upload with md5+sha512 of the raw bytes in the same pass, and the API calls.');
+      ' the rest is the upload with sha256 and sha512 of the raw bytes in the same pass, and the API calls.');
     console.log('  Peak RSS is of the whole process tree (GNU time: the largest of the process and the children it waited for, qemu-img included).');
   } catch (err) {
     console.log(`${title}\n  failed: ${err instanceof Error ? err.message : String(err)}`);

@@ -30,14 +30,14 @@ function sessionFor(env: Readonly<Record<string, string>>): KeystoneSession {
 const MIRROR = { releases: [{ codename: 'noble', serials: ['20261120'], channels: ['release' as const], virtualSizeBytes: GUEST_DISK_BYTES }] };
 
 /** What `qemu-img convert -O raw` makes of the mirror's qcow2: the bytes Glance must hold. */
-async function referenceRaw(w: SyncWorld): Promise<{ size: number; md5: string; sha512: string; qcow2Sha256: string }> {
+async function referenceRaw(w: SyncWorld): Promise<{ size: number; sha256: string; sha512: string; qcow2Sha256: string }> {
   const p = w.mirror.published()[0]!;
   const out = path.join(w.dir, 'reference.raw');
   execFileSync('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', path.join(w.mirror.root, p.urlPath), out]);
   const bytes = await readFile(out);
   await rm(out);
   const hex = (algo: string) => createHash(algo).update(bytes).digest('hex');
-  return { size: bytes.length, md5: hex('md5'), sha512: hex('sha512'), qcow2Sha256: p.sha256 };
+  return { size: bytes.length, sha256: hex('sha256'), sha512: hex('sha512'), qcow2Sha256: p.sha256 };
 }
 
 async function deleteImagesOf(glance: GlanceClient, targetName: string): Promise<void> {
@@ -55,12 +55,11 @@ function assertHoldsRaw(image: GlanceImage | undefined, ref: Awaited<ReturnType<
   assert.equal(image.os_hidden, false);
   assert.equal(image.disk_format, 'raw');
   assert.equal(image.size, GUEST_DISK_BYTES);
-  assert.equal(image.checksum, ref.md5, 'Glance holds what qemu-img convert -O raw makes of the signed qcow2');
-  assert.equal(image.os_hash_value, ref.sha512);
+  assert.equal(image.os_hash_value, ref.sha512, 'Glance holds what qemu-img convert -O raw makes of the signed qcow2');
   const props = image as Record<string, unknown>;
   assert.equal(props[PROP.sha256], ref.qcow2Sha256, 'the signed qcow2 stays the identity');
   assert.equal(props[PROP.convertedFrom], 'qcow2');
-  assert.deepEqual([props[PROP.rawMd5], props[PROP.rawSha512]], [ref.md5, ref.sha512]);
+  assert.deepEqual([props.cloudimg_sync_raw_sha256, props.cloudimg_sync_raw_sha512], [ref.sha256, ref.sha512]);
   assert.equal(props[PROP.verified], 'true');
 }
 
@@ -82,7 +81,7 @@ describeWithOpenStack('diskFormat raw against the real Keystone+Glance and qemu-
   });
 
   for (const method of ['put', 'stream'] as const) {
-    test(`method ${method}: Glance holds the raw guest disk, verified by md5 and sha512 before it is revealed; a rerun adopts it`, async () => {
+    test(`method ${method}: Glance holds the raw guest disk, verified by its sha512 before it is revealed; a rerun adopts it`, async () => {
       const name = `raw-${method}-${run}`;
       names.push(name);
       const w = world = await createSyncWorld({ mirror: MIRROR, config: { targets: [{ name, type: 'glance', method, diskFormat: 'raw' }] }, targetEnv: os.env });

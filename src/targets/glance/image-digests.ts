@@ -2,45 +2,34 @@ import { createHash, type Hash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 
 /**
- * What we know of the bytes handed to Glance: sha256 ties them to the signed SHA256SUMS, md5 and sha512
- * are what Glance reports back (`checksum`, `os_hash_value`), so the two ends can be compared.
+ * What we know of the bytes handed to Glance: sha256 ties them to the signed SHA256SUMS; `digests` holds the
+ * ones Glance reports back (`os_hash_value` in its `os_hash_algo`, or the md5 `checksum` of a Glance without
+ * multihash), so the two ends can be compared.
  */
-export interface ImageDigests extends GlanceDigests {
-  sha256: string;
-}
-
-/** What Glance reports of the bytes it holds: size, `checksum` (md5), `os_hash_value` (sha512). */
-export interface GlanceDigests {
+export interface ImageDigests {
   sizeBytes: number;
-  md5: string;
-  sha512: string;
+  sha256: string;
+  /** Hex digest by node crypto algorithm name (sha256 included). */
+  digests: Record<string, string>;
 }
 
-/** md5 and sha512 (and sha256 unless told not to) of a byte sequence fed in chunks, with the running byte count. */
+/** sha256 and the given digests of a byte sequence fed in chunks, with the running byte count. */
 class ImageHasher {
-  private readonly md5 = createHash('md5');
-  private readonly sha512 = createHash('sha512');
-  private readonly sha256: Hash | undefined;
+  private readonly hashes: Map<string, Hash>;
   bytes = 0;
 
-  constructor(withSha256: boolean) {
-    this.sha256 = withSha256 ? createHash('sha256') : undefined;
+  constructor(algorithms: readonly string[]) {
+    this.hashes = new Map([...new Set(['sha256', ...algorithms])].map((a) => [a, createHash(a)]));
   }
 
   update(chunk: Uint8Array): void {
     this.bytes += chunk.length;
-    this.md5.update(chunk);
-    this.sha512.update(chunk);
-    this.sha256?.update(chunk);
+    for (const hash of this.hashes.values()) hash.update(chunk);
   }
 
-  digest(): GlanceDigests & { sha256?: string } {
-    return {
-      sizeBytes: this.bytes,
-      ...(this.sha256 ? { sha256: this.sha256.digest('hex') } : {}),
-      md5: this.md5.digest('hex'),
-      sha512: this.sha512.digest('hex'),
-    };
+  digest(): ImageDigests {
+    const digests = Object.fromEntries([...this.hashes].map(([a, h]) => [a, h.digest('hex')]));
+    return { sizeBytes: this.bytes, sha256: digests.sha256!, digests };
   }
 }
 
@@ -51,10 +40,10 @@ const RING_BUFFERS = 3;
 export interface FileUploadReaderOptions {
   signal?: AbortSignal;
   /**
-   * Digest the bytes as they are read, for a file whose md5 and sha512 are not known yet. Default true;
-   * `glance`: md5 and sha512 only (a raw conversion, which no signed sha256 describes).
+   * Digests to compute as the bytes are read (sha256 always among them), for a file whose digests are not
+   * known yet; false: none. Default: sha256 alone.
    */
-  digest?: boolean | 'glance';
+  digest?: false | readonly string[];
 }
 
 /**
@@ -69,7 +58,7 @@ export interface FileUploadReaderOptions {
  * deleted. Each iteration reads the file afresh.
  */
 export class FileUploadReader implements AsyncIterable<Buffer> {
-  private result: (GlanceDigests & { sha256?: string }) | undefined;
+  private result: ImageDigests | undefined;
   private wholeFileBytes: number | undefined;
   /** Told the running byte count after every chunk (upload progress). */
   onBytes: ((bytes: number) => void) | undefined;
@@ -81,22 +70,15 @@ export class FileUploadReader implements AsyncIterable<Buffer> {
     return this.wholeFileBytes;
   }
 
-  /** The digests once the whole file was read (when digesting with sha256); undefined before the end. */
+  /** The digests once the whole file was read (when digesting); undefined before the end. */
   digests(): ImageDigests | undefined {
-    const result = this.result;
-    return result?.sha256 !== undefined ? { ...result, sha256: result.sha256 } : undefined;
-  }
-
-  /** md5 and sha512 once the whole file was read (when digesting); undefined before the end. */
-  glanceDigests(): GlanceDigests | undefined {
-    const result = this.result;
-    return result && { sizeBytes: result.sizeBytes, md5: result.md5, sha512: result.sha512 };
+    return this.result;
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<Buffer> {
     this.result = undefined;
     this.wholeFileBytes = undefined;
-    const hasher = this.options.digest === false ? undefined : new ImageHasher(this.options.digest !== 'glance');
+    const hasher = this.options.digest === false ? undefined : new ImageHasher(this.options.digest ?? []);
     const ring = Array.from({ length: RING_BUFFERS }, () => Buffer.allocUnsafe(READ_CHUNK_BYTES));
     const file = await open(this.filePath, 'r');
     let reading: Promise<number> | undefined;
@@ -129,37 +111,9 @@ async function readAt(file: FileHandle, buffer: Buffer, position: number): Promi
   return (await file.read(buffer, 0, buffer.length, position)).bytesRead;
 }
 
-/** sha256 of a whole file, and its length: is a cached file still the one verified? */
-export async function sha256OfFile(filePath: string, signal?: AbortSignal): Promise<{ sha256: string; sizeBytes: number }> {
-  const hash = createHash('sha256');
-  // One buffer, reused: the hash has taken the bytes in before the next read overwrites them.
-  const buffer = Buffer.allocUnsafe(READ_CHUNK_BYTES);
-  const file = await open(filePath, 'r');
-  let sizeBytes = 0;
-  try {
-    for (;;) {
-      signal?.throwIfAborted();
-      const bytesRead = await readAt(file, buffer, sizeBytes);
-      if (bytesRead === 0) break;
-      hash.update(buffer.subarray(0, bytesRead));
-      sizeBytes += bytesRead;
-    }
-  } finally {
-    await file.close();
-  }
-  return { sha256: hash.digest('hex'), sizeBytes };
-}
-
-/** md5 and sha512 of a whole file: what Glance must report for it. */
-export async function glanceDigestsOfFile(filePath: string, signal?: AbortSignal): Promise<GlanceDigests> {
-  const reader = new FileUploadReader(filePath, { signal, digest: 'glance' });
-  for await (const _ of reader) { /* digested while read */ }
-  return reader.glanceDigests()!;
-}
-
-/** Digest a whole file (for imports, where Glance fetches the bytes itself). */
-export async function digestFile(filePath: string, signal?: AbortSignal): Promise<ImageDigests> {
-  const reader = new FileUploadReader(filePath, { signal });
+/** sha256 and the given digests of a whole file (for imports, where Glance fetches the bytes itself). */
+export async function digestFile(filePath: string, algorithms: readonly string[], signal?: AbortSignal): Promise<ImageDigests> {
+  const reader = new FileUploadReader(filePath, { signal, digest: algorithms });
   for await (const _ of reader) { /* digested while read */ }
   return reader.digests()!;
 }

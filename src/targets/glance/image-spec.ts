@@ -27,9 +27,11 @@ export const PROP = {
   hiddenAt: 'cloudimg_sync_hidden_at',
   /** `qcow2` when Glance holds the guest disk of the signed qcow2 as raw (converted by us or by Glance). */
   convertedFrom: 'cloudimg_sync_converted_from',
-  /** md5 and sha512 of the raw bytes, computed here from the verified qcow2's conversion. */
-  rawMd5: 'cloudimg_sync_raw_md5',
-  rawSha512: 'cloudimg_sync_raw_sha512',
+  /**
+   * Digests of the raw bytes, computed here from the verified qcow2's conversion: `cloudimg_sync_raw_sha256`, and
+   * `cloudimg_sync_raw_<algorithm>` for the one Glance is compared by (`..._raw_sha512` with Glance's default).
+   */
+  rawDigestPrefix: 'cloudimg_sync_raw_',
 } as const;
 
 /**
@@ -168,13 +170,14 @@ export function propertyOf(image: GlanceImage, key: string): string | undefined 
 export function isVerifiedCopy(image: GlanceImage, file: { sha256: string; sizeBytes: number; virtualSizeBytes?: number }): boolean {
   if (image.status !== 'active' || propertyOf(image, PROP.verified) !== 'true' || propertyOf(image, PROP.sha256) !== file.sha256) return false;
   if (propertyOf(image, PROP.convertedFrom) === undefined) return image.size === file.sizeBytes;
-  return image.disk_format === 'raw' && image.size === file.virtualSizeBytes
-    && image.checksum === propertyOf(image, PROP.rawMd5) && image.os_hash_value === propertyOf(image, PROP.rawSha512);
+  const recorded = image.os_hash_algo ? propertyOf(image, `${PROP.rawDigestPrefix}${image.os_hash_algo.replace(/_/g, '-')}`) : undefined;
+  return image.disk_format === 'raw' && image.size === file.virtualSizeBytes && recorded !== undefined && image.os_hash_value === recorded;
 }
 
 /** The properties that mark an image as the raw conversion of the signed qcow2, with the raw bytes' digests. */
-export function rawConversionProperties(raw: { md5: string; sha512: string }): Record<string, string> {
-  return { [PROP.convertedFrom]: 'qcow2', [PROP.rawMd5]: raw.md5, [PROP.rawSha512]: raw.sha512 };
+export function rawConversionProperties(raw: { sha256: string; digests: Readonly<Record<string, string>> }): Record<string, string> {
+  const digests = Object.entries({ ...raw.digests, sha256: raw.sha256 }).map(([algorithm, hex]) => [`${PROP.rawDigestPrefix}${algorithm}`, hex]);
+  return { [PROP.convertedFrom]: 'qcow2', ...Object.fromEntries(digests) as Record<string, string> };
 }
 
 /**

@@ -3,8 +3,9 @@
  *
  *   lookup (ours: owner = our project, this target, same sha256, hidden included)
  *     -> adopt a verified copy | delete leftovers -> [diskFormat raw: qemu-img convert] -> create hidden + private
- *     -> onRef(id) -> upload (put / glance-direct / web-download) -> compare size, md5, sha512 with ours
- *     -> reveal (visibility, os_hidden=false, cloudimg_sync_verified=true) -> move the latest pointer
+ *     -> onRef(id) -> upload (put / glance-direct / web-download) -> compare size and Glance's digest (os_hash_value,
+ *     else md5) with ours -> reveal (visibility, os_hidden=false, cloudimg_sync_verified=true) -> move the latest
+ *     pointer -> share with the configured members
  *
  * Raw: the verified qcow2 is converted into a sparse file beside it and that is uploaded, digested on the way
  * (qemu-img cannot write to a pipe; `stream` therefore converts after the verified download too). An import
@@ -29,18 +30,35 @@ import type { UpstreamImage } from '../../image.js';
 import {
   PROP, createImageRequest, isVerifiedCopy, newestVerified, propertyOf, rawConversionProperties, renderImageName, seriesFilter, toPublishedImage,
 } from './image-spec.js';
-import { FileUploadReader, digestFile, glanceDigestsOfFile, sha256OfFile, type GlanceDigests, type ImageDigests } from './image-digests.js';
+import { FileUploadReader, digestFile, type ImageDigests } from './image-digests.js';
 import { minDiskGiB, readDiskImageInfo } from './qcow2-info.js';
 import { convertToRaw, qemuImgVersion, type RawCopy } from './raw-conversion.js';
-import type { PublishContext, PublishedImage, PublishResult, StreamPublishContext, Target, VerifiedFile } from '../target.js';
+import { DIGEST_ALGORITHMS, type DigestAlgorithm, type PublishContext, type PublishedImage, type PublishResult, type StreamPublishContext, type Target, type VerifiedFile } from '../target.js';
 
-/** What Glance reports of the bytes it holds: `checksum` (md5) and `os_hash_value` (sha512). */
-const GLANCE_DIGESTS = ['md5', 'sha512'] as const;
+/** Glance's `hashing_algorithm` by default: what its images are compared by until one says otherwise. */
+const GLANCE_DEFAULT_HASH = 'sha512';
 
-/** The md5 and sha512 the download computed for the file, when it computed both. */
-function downloadDigests(file: VerifiedFile): { md5: string; sha512: string } | undefined {
-  const { md5, sha512 } = file.digests ?? {};
-  return md5 && sha512 ? { md5, sha512 } : undefined;
+/** Glance names hashlib's algorithms (`sha3_256`); node crypto writes them `sha3-256`. */
+const nodeHashName = (glanceAlgo: string): string => glanceAlgo.replace(/_/g, '-');
+
+/**
+ * What a Glance image's bytes can be checked by: `os_hash_value` in its `os_hash_algo` (multihash, every Glance
+ * since Rocky), else the md5 `checksum` of an older one. Undefined when Glance reports neither.
+ */
+export function glanceComparison(held: Pick<GlanceImage, 'os_hash_algo' | 'os_hash_value' | 'checksum'>): { algorithm: string; value: string; field: string } | undefined {
+  if (held.os_hash_algo && held.os_hash_value) return { algorithm: nodeHashName(held.os_hash_algo), value: held.os_hash_value, field: 'os_hash_value' };
+  if (held.checksum) return { algorithm: 'md5', value: held.checksum, field: 'checksum' };
+  return undefined;
+}
+
+/**
+ * The digests the download must compute for a Glance whose images are compared by `algorithm`, beyond the
+ * sha256 it always computes: none when that is sha256 (the signed checksum is compared as it is), else that
+ * one when the download's pass can compute it (an exotic one is read from the file after the upload).
+ */
+export function downloadDigestsFor(algorithm: string): DigestAlgorithm[] {
+  if (algorithm === 'sha256') return [];
+  return (DIGEST_ALGORITHMS as readonly string[]).includes(algorithm) ? [algorithm as DigestAlgorithm] : [];
 }
 
 export type GlanceUploadMethod = GlanceTargetConfig['method'];
@@ -83,12 +101,12 @@ interface Connection {
 export class GlanceTarget implements Target {
   readonly type = 'glance';
   readonly hidesBeforeDelete = true;
-  /**
-   * Glance's checksum and os_hash_value are compared with the verified file's md5 and sha512, computed in the
-   * download's pass. None for raw: Glance then holds the conversion, digested while it is uploaded.
-   */
-  readonly digests: readonly ('md5' | 'sha512')[];
   readonly name: string;
+  /**
+   * The algorithm this Glance's images are compared by (see glanceComparison), learned from every image it
+   * reports; its default until then. Decides which digest the download computes for it.
+   */
+  private comparedBy = GLANCE_DEFAULT_HASH;
   readonly hideGraceMs: number;
   private readonly options: GlanceTargetOptions;
   private connection: Promise<Connection> | undefined;
@@ -104,9 +122,23 @@ export class GlanceTarget implements Target {
   constructor(readonly config: GlanceTargetConfig, options: GlanceTargetOptions = {}) {
     this.name = config.name;
     this.hideGraceMs = config.hideGraceHours * 3_600_000;
-    this.digests = config.diskFormat === 'raw' ? [] : GLANCE_DIGESTS;
     this.options = options;
     if (config.method === 'stream' && config.diskFormat !== 'raw') this.publishStream = (image, body, ctx) => this.publishWhileDownloading(image, body, ctx);
+  }
+
+  /**
+   * Only the digest Glance will be compared by: sha512 by default, nothing beyond sha256 when Glance hashes
+   * with it. None for raw: Glance then holds the conversion, digested while it is uploaded.
+   */
+  get digests(): readonly DigestAlgorithm[] {
+    return this.config.diskFormat === 'raw' ? [] : downloadDigestsFor(this.comparedBy);
+  }
+
+  private learnHashing(images: readonly GlanceImage[]): void {
+    for (const image of images) {
+      const by = glanceComparison(image);
+      if (by && image.status === 'active') this.comparedBy = by.algorithm;
+    }
   }
 
   /**
@@ -157,17 +189,16 @@ export class GlanceTarget implements Target {
       if (streamedBytes !== file.sizeBytes) {
         throw new SyncError('GLANCE_UPLOAD_INCOMPLETE', `the stream to image ${created.id} carried ${streamedBytes} of ${file.sizeBytes} bytes`, 'retried with the verified file', { retryable: true });
       }
-      const local = await digestsOfVerified(file, streamedBytes, ctx.signal);
-      checkSentFile(local, file);
       held = await glance.getImage(created.id, ctx.signal);
-      checkHeldBytes(held, local);
+      const local = await digestsOfVerified(file, streamedBytes, this.comparingWith(held), ctx.signal);
+      const compared = checkHeldBytes(held, local, file);
       const disk = await readDiskImageInfo(file.path);
       // Sent with the reveal, in the same PATCH: the image is never visible without them.
       if (disk.format !== 'qcow2') fix.push({ op: 'replace', path: '/disk_format', value: disk.format });
       const minDisk = minDiskGiB(disk.virtualSizeBytes);
       if (minDisk > 0) fix.push({ op: 'replace', path: '/min_disk', value: minDisk });
-      log.info({ event: 'glance.image.verified', imageId: created.id, method: 'stream', bytes: local.sizeBytes, md5: local.md5, durationMs: Math.round(performance.now() - started) },
-        `Glance holds the verified bytes of ${image.fileName} (size, md5, sha512 match)`);
+      log.info({ event: 'glance.image.verified', imageId: created.id, method: 'stream', bytes: local.sizeBytes, compared, durationMs: Math.round(performance.now() - started) },
+        `Glance holds the verified bytes of ${image.fileName} (${compared.join(', ')} match)`);
     } catch (err) {
       body.destroy();
       await this.discard(glance, created.id, log, err);
@@ -206,34 +237,38 @@ export class GlanceTarget implements Target {
       const fix: JsonPatchOp[] = [];
       try {
         const started = performance.now();
-        /** What Glance must hold: the digests of what we sent (or of the verified file, for web-download). */
-        let expected: GlanceDigests;
+        let compared: string[];
+        let bytes: number;
         if (raw) {
-          expected = await this.sendRaw(glance, created.id, method, raw, ctx.signal, ctx.onProgress);
+          const local = await this.sendRaw(glance, created.id, method, raw, ctx.signal, ctx.onProgress);
+          held = await glance.getImage(created.id, ctx.signal);
+          compared = checkGlanceHolds(held, local);
+          fix.push(...rawConversionOps(local));
+          bytes = local.sizeBytes;
         } else {
-          const local = await this.transfer(glance, created.id, method, image, file, ctx.signal, ctx.onProgress);
-          checkSentFile(local, file);
-          expected = local;
+          const sent = await this.transfer(glance, created.id, method, image, file, ctx.signal, ctx.onProgress);
+          held = await glance.getImage(created.id, ctx.signal);
+          if (held.disk_format === 'raw' && request.disk_format === 'qcow2') {
+            // Glance's image_conversion import plugin stored the guest disk as raw: what it must hold now is the raw
+            // conversion of the verified file, made here the same way.
+            log.info({ event: 'glance.image.converted_by_glance', imageId: created.id, method, diskFormat: held.disk_format },
+              `Glance converted image ${created.id} to raw on import; checking it against a local conversion`);
+            const local = await this.rawDigestsOf(file, this.comparingWith(held), log, ctx.signal);
+            compared = checkGlanceHolds(held, local);
+            fix.push(...rawConversionOps(local));
+            bytes = local.sizeBytes;
+          } else {
+            const local = await digestsOfVerified(file, sent.sizeBytes, this.comparingWith(held), ctx.signal, sent.digests);
+            compared = checkHeldBytes(held, local, file);
+            bytes = local.sizeBytes;
+          }
         }
-        held = await glance.getImage(created.id, ctx.signal);
-        const convertedByGlance = !raw && held.disk_format === 'raw' && request.disk_format === 'qcow2';
-        if (convertedByGlance) {
-          // Glance's image_conversion import plugin stored the guest disk as raw: what it must hold now is the raw
-          // conversion of the verified file, made here the same way.
-          log.info({ event: 'glance.image.converted_by_glance', imageId: created.id, method, diskFormat: held.disk_format },
-            `Glance converted image ${created.id} to raw on import; checking it against a local conversion`);
-          expected = await this.rawDigestsOf(file, log, ctx.signal);
-        }
-        checkHeldBytes(held, expected);
-        if (raw || convertedByGlance) {
-          for (const [key, value] of Object.entries(rawConversionProperties(expected))) fix.push({ op: 'add', path: `/${key}`, value });
-        }
-        log.info({ event: 'glance.image.verified', imageId: created.id, method, bytes: expected.sizeBytes, md5: expected.md5, durationMs: Math.round(performance.now() - started) },
-          `Glance holds the verified bytes of ${image.fileName}${raw || convertedByGlance ? ' converted to raw' : ''} (size, md5, sha512 match)`);
+        log.info({ event: 'glance.image.verified', imageId: created.id, method, bytes, compared, durationMs: Math.round(performance.now() - started) },
+          `Glance holds the verified bytes of ${image.fileName}${fix.length > 0 ? ' converted to raw' : ''} (${compared.join(', ')} match)`);
       } catch (err) {
         await this.discard(glance, created.id, log, err);
         // The upload was not digested (the download's digests stood in): find out whether the cache file moved.
-        throw err instanceof GlanceHashMismatchError && downloadDigests(file) && !raw ? await explainMismatch(err, file, ctx.signal) : err;
+        throw err instanceof GlanceHashMismatchError && !raw && !uploadDigests(file, this.digests) ? await explainMismatch(err, file, ctx.signal) : err;
       }
       await this.revealNew(glance, held, series, image, log, ctx.signal, fix);
       return { ref: held.id, adopted: false };
@@ -361,55 +396,54 @@ export class GlanceTarget implements Target {
   }
 
   /**
-   * Move the bytes with `method`; returns the digests of what we sent (or, for web-download, of the verified
-   * file).
+   * Move the bytes with `method`; returns how many went up and, when the file was digested on the way (the
+   * download did not compute what this Glance is compared by), its digests.
    */
   private async transfer(
-    glance: GlanceClient, id: string, method: 'put' | 'web-download' | 'glance-direct', image: UpstreamImage, file: VerifiedFile,
-    signal?: AbortSignal, onProgress?: (bytes: number) => void,
-  ): Promise<ImageDigests> {
+    glance: GlanceClient, id: string, method: 'put' | 'web-download' | 'glance-direct', image: UpstreamImage, file: VerifiedFile, signal?: AbortSignal, onProgress?: (bytes: number) => void,
+  ): Promise<{ sizeBytes: number; digests?: ImageDigests }> {
     const importOptions = { timeoutMs: this.config.importTimeoutMinutes * 60_000, intervalMs: this.options.importPollIntervalMs ?? 1_000, signal };
     if (method === 'web-download') {
-      const [local] = await Promise.all([
-        digestsOfVerified(file, file.sizeBytes, signal),
-        glance.importImage(id, { name: 'web-download', uri: image.url }, signal).then(() => glance.waitForImport(id, importOptions)),
-      ]);
-      return local;
+      await glance.importImage(id, { name: 'web-download', uri: image.url }, signal).then(() => glance.waitForImport(id, importOptions));
+      return { sizeBytes: file.sizeBytes };
     }
-    // Digested on the way only when the download did not digest it already.
-    const sent = await this.sendFile(glance, id, method, file.path, file.sizeBytes, !downloadDigests(file), signal, onProgress);
-    return sent.digests ?? digestsOfVerified(file, sent.bytes, signal);
-  }
-
-  /** The raw conversion, uploaded with its md5 and sha512 computed on the way. */
-  private async sendRaw(
-    glance: GlanceClient, id: string, method: 'put' | 'web-download' | 'glance-direct', raw: RawCopy, signal?: AbortSignal, onProgress?: (bytes: number) => void,
-  ): Promise<GlanceDigests> {
-    // The schema refuses web-download with diskFormat raw; a Glance without glance-direct falls back to put.
-    if (method === 'web-download') throw new SyncError('GLANCE_RAW_WEB_DOWNLOAD', 'web-download cannot carry a local raw conversion', 'use method put, stream or glance-direct with diskFormat: raw');
-    const sent = await this.sendFile(glance, id, method, raw.path, raw.sizeBytes, 'glance', signal, onProgress);
-    return sent.glanceDigests!;
-  }
-
-  /** put, or stage + glance-direct import, of a file: the bytes read, and their digests when asked to digest them on the way. */
-  private async sendFile(
-    glance: GlanceClient, id: string, method: 'put' | 'glance-direct', filePath: string, sizeBytes: number, digest: boolean | 'glance',
-    signal?: AbortSignal, onProgress?: (bytes: number) => void,
-  ): Promise<{ bytes: number; digests?: ImageDigests; glanceDigests?: GlanceDigests }> {
-    // Read afresh if Glance refuses the token and the client sends it again.
-    const reader = new FileUploadReader(filePath, { signal, digest });
+    // Read afresh if Glance refuses the token and the client sends it again. Digested on the way only when
+    // the download did not digest it already.
+    const needed = uploadDigests(file, this.digests);
+    const reader = new FileUploadReader(file.path, { signal, digest: needed ?? false });
     reader.onBytes = onProgress;
     const open = () => this.uploadBody(reader);
     if (method === 'put') {
-      await glance.uploadImageData(id, open, sizeBytes, signal);
+      await glance.uploadImageData(id, open, file.sizeBytes, signal);
     } else {
-      await glance.stageImageData(id, open, sizeBytes, signal);
+      await glance.stageImageData(id, open, file.sizeBytes, signal);
+      await glance.importImage(id, { name: 'glance-direct' }, signal);
+      await glance.waitForImport(id, importOptions);
+    }
+    const sentBytes = reader.bytesRead();
+    if (sentBytes === undefined) throw new SyncError('GLANCE_UPLOAD_INCOMPLETE', `the upload of image ${id} ended before the whole file was read`, 'retried next cycle', { retryable: true });
+    return { sizeBytes: sentBytes, digests: reader.digests() };
+  }
+
+  /** The raw conversion, uploaded with sha256 and the digest Glance is compared by computed on the way. */
+  private async sendRaw(
+    glance: GlanceClient, id: string, method: 'put' | 'web-download' | 'glance-direct', raw: RawCopy, signal?: AbortSignal, onProgress?: (bytes: number) => void,
+  ): Promise<ImageDigests> {
+    // The schema refuses web-download with diskFormat raw.
+    if (method === 'web-download') throw new SyncError('GLANCE_RAW_WEB_DOWNLOAD', 'web-download cannot carry a local raw conversion', 'use method put, stream or glance-direct with diskFormat: raw');
+    const reader = new FileUploadReader(raw.path, { signal, digest: downloadDigestsFor(this.comparedBy) });
+    reader.onBytes = onProgress;
+    const open = () => this.uploadBody(reader);
+    if (method === 'put') {
+      await glance.uploadImageData(id, open, raw.sizeBytes, signal);
+    } else {
+      await glance.stageImageData(id, open, raw.sizeBytes, signal);
       await glance.importImage(id, { name: 'glance-direct' }, signal);
       await glance.waitForImport(id, { timeoutMs: this.config.importTimeoutMinutes * 60_000, intervalMs: this.options.importPollIntervalMs ?? 1_000, signal });
     }
-    const bytes = reader.bytesRead();
-    if (bytes === undefined) throw new SyncError('GLANCE_UPLOAD_INCOMPLETE', `the upload of image ${id} ended before the whole file was read`, 'retried next cycle', { retryable: true });
-    return { bytes, digests: reader.digests(), glanceDigests: reader.glanceDigests() };
+    const digests = reader.digests();
+    if (!digests || digests.sizeBytes !== raw.sizeBytes) throw new SyncError('GLANCE_UPLOAD_INCOMPLETE', `the upload of image ${id} ended before the whole raw file was read`, 'retried next cycle', { retryable: true });
+    return digests;
   }
 
   /**
@@ -418,8 +452,8 @@ export class GlanceTarget implements Target {
    */
   private async convertVerified(file: VerifiedFile, log: Logger, signal?: AbortSignal): Promise<RawCopy> {
     const started = performance.now();
-    const [converted, hashed] = await Promise.allSettled([convertToRaw(file.path, `${file.path}.raw`, { signal }), sha256OfFile(file.path, signal)]);
-    if (converted.status === 'rejected' || hashed.status === 'rejected' || hashed.value.sha256 !== file.sha256) {
+    const [converted, hashed] = await Promise.allSettled([convertToRaw(file.path, `${file.path}.raw`, { signal }), digestFile(file.path, [], signal)]);
+    if (converted.status === 'rejected' || hashed.status === 'rejected' || hashed.value.sha256 !== file.sha256 || hashed.value.sizeBytes !== file.sizeBytes) {
       if (converted.status === 'fulfilled') await rm(converted.value.path, { force: true });
       if (converted.status === 'rejected') throw converted.reason;
       if (hashed.status === 'rejected') throw hashed.reason;
@@ -430,14 +464,20 @@ export class GlanceTarget implements Target {
     return converted.value;
   }
 
-  /** Digests of the verified file's raw conversion (made, digested, removed). */
-  private async rawDigestsOf(file: VerifiedFile, log: Logger, signal?: AbortSignal): Promise<GlanceDigests> {
+  /** Digests of the verified file's raw conversion (made, digested, removed): what Glance's own conversion must hold. */
+  private async rawDigestsOf(file: VerifiedFile, algorithm: string | undefined, log: Logger, signal?: AbortSignal): Promise<ImageDigests> {
     const raw = await this.convertVerified(file, log, signal);
     try {
-      return await glanceDigestsOfFile(raw.path, signal);
+      return await digestFile(raw.path, algorithm && algorithm !== 'sha256' ? [algorithm] : [], signal);
     } finally {
       await rm(raw.path, { force: true });
     }
+  }
+
+  /** The algorithm `held` is compared by, remembered for the next downloads. */
+  private comparingWith(held: GlanceImage): string | undefined {
+    this.learnHashing([held]);
+    return glanceComparison(held)?.algorithm;
   }
 
   /**
@@ -580,6 +620,7 @@ export class GlanceTarget implements Target {
       glance.findImages(ours, { signal }),
       glance.findImages({ ...ours, os_hidden: 'true' }, { signal }),
     ]);
+    this.learnHashing(visible);
     return [...visible, ...hidden];
   }
 
@@ -596,13 +637,26 @@ export class GlanceTarget implements Target {
 }
 
 /**
- * What Glance must hold after `sentBytes` went up: the verified file's digests from the download's own pass
- * or, for a file downloaded before a Glance target wanted them, read from the file now.
+ * The digests (besides sha256) an upload of `file` must compute on the way because the download did not:
+ * undefined when the download's pass has every one `wanted`.
  */
-async function digestsOfVerified(file: VerifiedFile, sentBytes: number, signal?: AbortSignal): Promise<ImageDigests> {
-  const known = downloadDigests(file);
-  if (known) return { sizeBytes: sentBytes, sha256: file.sha256, ...known };
-  return digestFile(file.path, signal);
+function uploadDigests(file: VerifiedFile, wanted: readonly DigestAlgorithm[]): DigestAlgorithm[] | undefined {
+  return wanted.every((a) => file.digests?.[a]) ? undefined : [...wanted];
+}
+
+/**
+ * What Glance must hold after `sentBytes` went up, in the digest it is compared by (`algorithm`): from the
+ * upload's own pass, from the download's, or (a file downloaded before this Glance wanted that digest, an
+ * algorithm the download does not compute) read from the file now.
+ */
+async function digestsOfVerified(
+  file: VerifiedFile, sentBytes: number, algorithm: string | undefined, signal?: AbortSignal, uploaded?: ImageDigests,
+): Promise<ImageDigests> {
+  const wanted = algorithm && algorithm !== 'sha256' ? [algorithm] : [];
+  if (uploaded && wanted.every((a) => uploaded.digests[a])) return uploaded;
+  const known: Record<string, string> = { sha256: file.sha256, ...file.digests };
+  if (wanted.every((a) => known[a])) return { sizeBytes: sentBytes, sha256: file.sha256, digests: known };
+  return digestFile(file.path, wanted, signal);
 }
 
 /**
@@ -610,12 +664,12 @@ async function digestsOfVerified(file: VerifiedFile, sentBytes: number, signal?:
  * verified sha256, that is the cause to report; otherwise the mismatch stands.
  */
 async function explainMismatch(err: GlanceHashMismatchError, file: VerifiedFile, signal?: AbortSignal): Promise<SyncError> {
-  const now = await digestFile(file.path, signal).catch(() => undefined);
+  const now = await digestFile(file.path, [], signal).catch(() => undefined);
   if (!now || (now.sha256 === file.sha256 && now.sizeBytes === file.sizeBytes)) return err;
   return cacheFileChanged(file, now);
 }
 
-function cacheFileChanged(file: VerifiedFile, now: Pick<ImageDigests, 'sha256' | 'sizeBytes'>): SyncError {
+function cacheFileChanged(file: VerifiedFile, now: ImageDigests): SyncError {
   return new SyncError(
     'CACHE_FILE_CHANGED',
     `${file.path} changed since it was verified (sha256 now ${now.sha256}, ${now.sizeBytes} bytes; verified ${file.sha256}, ${file.sizeBytes} bytes)`,
@@ -623,26 +677,36 @@ function cacheFileChanged(file: VerifiedFile, now: Pick<ImageDigests, 'sha256' |
   );
 }
 
-/** What was read from the cached file for the upload is still the verified file. */
-function checkSentFile(local: ImageDigests, file: VerifiedFile): void {
+/**
+ * Compare what Glance says it holds with what we sent: the size, and the one digest Glance reports that
+ * ties its bytes to ours (see glanceComparison; with sha256 that is the signed checksum itself). Returns
+ * what was compared; throws unless all of it agrees.
+ */
+export function checkHeldBytes(held: GlanceImage, local: ImageDigests, file: VerifiedFile): string[] {
   if (local.sha256 !== file.sha256 || local.sizeBytes !== file.sizeBytes) throw cacheFileChanged(file, local);
+  return checkGlanceHolds(held, local);
 }
 
-/** Compare what Glance says it holds with what it must hold; throws unless every digest agrees. */
-function checkHeldBytes(held: GlanceImage, local: GlanceDigests): void {
+/** The properties that mark a raw conversion, as PATCH operations for the reveal. */
+function rawConversionOps(raw: ImageDigests): JsonPatchOp[] {
+  return Object.entries(rawConversionProperties(raw)).map(([key, value]) => ({ op: 'add' as const, path: `/${key}`, value }));
+}
+
+/** Glance's size and digest against `local` (the bytes it must hold); returns what was compared. */
+export function checkGlanceHolds(held: GlanceImage, local: ImageDigests): string[] {
   if (held.status !== 'active') {
     throw new SyncError('GLANCE_UPLOAD_INCOMPLETE', `image ${held.id} is ${held.status} after the upload, not active`, 'Glance did not finish storing the data; see its logs; retried next cycle', { retryable: true });
   }
-  if (held.os_hash_algo !== 'sha512') {
-    throw new SyncError(
-      'GLANCE_HASH_ALGO_UNSUPPORTED',
-      `image ${held.id}: Glance hashes with ${held.os_hash_algo ?? 'nothing'}, cloudimg-sync checks sha512`,
-      'set hashing_algorithm = sha512 (the default) in [DEFAULT] of glance-api.conf',
-    );
+  const by = glanceComparison(held);
+  if (!by) {
+    throw new SyncError('GLANCE_NO_DIGEST', `image ${held.id} is active, but Glance reports neither os_hash_value nor checksum for it`,
+      'nothing ties the bytes Glance holds to the verified ones; check glance-api (its hashing_algorithm) and its store');
   }
+  const ours = by.algorithm === 'sha256' ? local.sha256 : local.digests[by.algorithm];
+  if (ours === undefined) throw new Error(`no ${by.algorithm} digest of the upload to compare with Glance's ${by.field}`);
   const mismatches: string[] = [];
   if (held.size !== local.sizeBytes) mismatches.push(`size ${held.size ?? 'none'} != ${local.sizeBytes}`);
-  if (held.checksum !== local.md5) mismatches.push(`checksum (md5) ${held.checksum ?? 'none'} != ${local.md5}`);
-  if (held.os_hash_value !== local.sha512) mismatches.push(`os_hash_value (sha512) ${held.os_hash_value ?? 'none'} != ${local.sha512}`);
+  if (by.value !== ours) mismatches.push(`${by.field} (${by.algorithm}) ${by.value} != ${ours}`);
   if (mismatches.length > 0) throw new GlanceHashMismatchError(held.id, mismatches);
+  return ['size', by.algorithm];
 }
