@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
-import { knownReleases, resolveRelease, type ReleaseName } from '../source/releases.js';
+import { knownReleases, resolveRelease, suggestRelease, type ReleaseName } from '../source/releases.js';
 import { SOURCE_TYPE_NAMES } from '../source/registry.js';
 import { TARGET_TYPE_NAMES } from '../targets/registry.js';
 import { configSchema, type Config } from './schema.js';
@@ -62,6 +62,11 @@ export function validateConfig(raw: unknown, origin: string, _configDir?: string
         `${origin}: source.releases[${i}]: ${JSON.stringify(name)} is neither a codename nor a known version`,
         `use a codename or version, e.g. ${knownReleases().slice(-5).join(', ')}`,
       );
+    }
+    const meant = suggestRelease(resolved.codename);
+    if (meant) {
+      throw new ConfigError(`${origin}: source.releases[${i}]: unknown release ${resolved.codename}; did you mean ${meant}?`,
+        `correct source.releases[${i}] (known: ${knownReleases().slice(-5).join(', ')}, ...)`);
     }
     return resolved;
   });

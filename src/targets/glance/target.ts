@@ -20,7 +20,7 @@ import { pipeline } from 'node:stream/promises';
 import type { GlanceTargetConfig } from './schema.js';
 import { SyncError, describeError } from '../../errors.js';
 import { silentLogger, type Logger } from '../../log.js';
-import { loadAuthSettings } from '../../openstack/auth-config.js';
+import { loadAuthSettings, type AuthSettings } from '../../openstack/auth-config.js';
 import { OpenStackError } from '../../openstack/errors.js';
 import { GlanceClient, type CreateImageRequest, type GlanceImage, type JsonPatchOp, type UploadBody } from '../../openstack/glance.js';
 import { KeystoneSession } from '../../openstack/keystone.js';
@@ -110,6 +110,7 @@ export class GlanceTarget implements Target {
   readonly hideGraceMs: number;
   private readonly options: GlanceTargetOptions;
   private connection: Promise<Connection> | undefined;
+  private settings: Promise<AuthSettings> | undefined;
   private importMethods: Promise<string[]> | undefined;
   private memberIds: Promise<string[]> | undefined;
 
@@ -354,16 +355,24 @@ export class GlanceTarget implements Target {
     return this.connection;
   }
 
-  private async openConnection(signal?: AbortSignal): Promise<Connection> {
+  /** Credentials and endpoint settings (OS_*, clouds.yaml, the target's keys), read once; ConfigError when missing. */
+  async loadSettings(): Promise<void> {
+    if (!this.options.session) await this.authSettings();
+  }
+
+  private authSettings(): Promise<AuthSettings> {
     const { config, options } = this;
-    const log = options.log ?? silentLogger();
-    const session = options.session ?? new KeystoneSession(
-      await loadAuthSettings(
-        { cloud: config.cloud, regionName: config.region, interface: config.interface, imageEndpoint: config.endpoint, auth: config.auth },
-        { env: options.env, cwd: options.cwd, homeDir: options.homeDir },
-      ),
-      { log },
+    this.settings ??= loadAuthSettings(
+      { cloud: config.cloud, regionName: config.region, interface: config.interface, imageEndpoint: config.endpoint, auth: config.auth },
+      { env: options.env, cwd: options.cwd, homeDir: options.homeDir },
     );
+    return this.settings;
+  }
+
+  private async openConnection(signal?: AbortSignal): Promise<Connection> {
+    const { options } = this;
+    const log = options.log ?? silentLogger();
+    const session = options.session ?? new KeystoneSession(await this.authSettings(), { log });
     try {
       const projectId = await tokenProjectId(session, signal);
       return { session, glance: new GlanceClient(session, { log }), projectId };
