@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { OriginCredentials } from '../fetch/http-client.js';
 import { redactUrl } from '../redact-url.js';
-import { knownReleases, resolveRelease, type ReleaseName } from '../source/releases.js';
+import { knownReleases, resolveRelease, suggestRelease, type ReleaseName } from '../source/releases.js';
 import { SOURCE_TYPE_NAMES } from '../source/registry.js';
 import { TARGET_TYPE_NAMES } from '../targets/registry.js';
 import { configSchema, type Config } from './schema.js';
@@ -72,6 +72,11 @@ export function validateConfig(raw: unknown, origin: string, _configDir?: string
         `${origin}: source.releases[${i}]: ${JSON.stringify(name)} is neither a codename nor a known version`,
         `use a codename or version, e.g. ${knownReleases().slice(-5).join(', ')}`,
       );
+    }
+    const meant = suggestRelease(resolved.codename);
+    if (meant) {
+      throw new ConfigError(`${origin}: source.releases[${i}]: unknown release ${resolved.codename}; did you mean ${meant}?`,
+        `correct source.releases[${i}] (known: ${knownReleases().slice(-5).join(', ')}, ...)`);
     }
     return resolved;
   });
