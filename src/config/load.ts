@@ -114,10 +114,12 @@ function isSecretPath(path: readonly PropertyKey[]): boolean {
 function showValue(value: unknown, path: readonly PropertyKey[]): string {
   if (value === undefined) return 'missing';
   if (isSecretPath(path)) return '(value hidden)';
-  if (Array.isArray(value)) return `a list of ${value.length}`;
-  if (value !== null && typeof value === 'object') return 'a mapping';
-  const text = JSON.stringify(typeof value === 'string' ? redactUrl(value) : value) ?? String(value);
-  return text.length > 80 ? `${text.slice(0, 77)}..."` : text;
+  // A short list of plain values is shown; a list holding mappings is described, never dumped.
+  if (Array.isArray(value) && !value.every((v) => v === null || typeof v !== 'object')) return `a list of ${value.length}`;
+  if (value !== null && typeof value === 'object' && !Array.isArray(value)) return 'a mapping';
+  const text = JSON.stringify(Array.isArray(value) ? value.map((v) => (typeof v === 'string' ? redactUrl(v) : v)) : typeof value === 'string' ? redactUrl(value) : value) ?? String(value);
+  if (text.length <= 80) return text;
+  return Array.isArray(value) ? `a list of ${value.length}` : `${text.slice(0, 77)}..."`;
 }
 
 function describeIssue(issue: z.core.$ZodIssue | undefined, raw: unknown): string {
