@@ -42,6 +42,16 @@ export interface SyncWorldOptions {
 
 export async function createSyncWorld(options: SyncWorldOptions = {}): Promise<SyncWorld> {
   const mirror = await startMirror(options.mirror);
+  try {
+    return await buildWorld(mirror, options);
+  } catch (err) {
+    // A config the test meant to be invalid must not leave the mirror listening (the suite would never end).
+    await mirror.close();
+    throw err;
+  }
+}
+
+async function buildWorld(mirror: Mirror, options: SyncWorldOptions): Promise<SyncWorld> {
   const dir = mkdtempSync(path.join(tmpdir(), 'cloudimg-sync-test-'));
   const raw = {
     source: { url: mirror.url, keyring: mirror.keyringPath, releases: ['noble'], arches: ['amd64'] },
@@ -53,7 +63,13 @@ export async function createSyncWorld(options: SyncWorldOptions = {}): Promise<S
   };
   const rawSource = (options.config?.source ?? {}) as Record<string, unknown>;
   raw.source = { url: mirror.url, keyring: mirror.keyringPath, releases: ['noble'], arches: ['amd64'], ...rawSource };
-  const config = validateConfig(raw, 'test config');
+  let config: LoadedConfig;
+  try {
+    config = validateConfig(raw, 'test config');
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
   const configWith = (more: Record<string, unknown>): LoadedConfig => validateConfig({ ...raw, ...more }, 'test config');
   const logs: LogEvent[] = [];
   const sink = new Writable({

@@ -42,7 +42,6 @@ describe('selectImages on the real products file', () => {
       channel: 'release', variant: 'server', release: 'noble', version: '24.04', arch: 'amd64', serial: '20240821',
       fileName: 'ubuntu-24.04-server-cloudimg-amd64.img',
       url: 'https://cloud-images.ubuntu.com/releases/server/releases/noble/release-20240821/ubuntu-24.04-server-cloudimg-amd64.img',
-      upstreamPath: 'server/releases/noble/release-20240821/ubuntu-24.04-server-cloudimg-amd64.img',
       sha256: '0e25ca6ee9f08ec5d4f9910054b66ae7163c6152e81a3e67689d89bd6e4dfa69', signed: true,
       sizeBytes: 586022912, supportEol: '2029-05-31',
     });

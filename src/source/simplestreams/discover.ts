@@ -185,7 +185,12 @@ export async function discoverFromStreams(options: StreamsDiscoverOptions): Prom
   // tree keeps every item where the products file says it is, so a downstream simplestreams reader finds it.
   const treeDir = treePath(options.channel, options.variant);
   const signedBy = tree.documents.map((d) => ({ url: d.url, path: `${treeDir}${d.path}` }));
-  const images = tree.result.images.map((image) => ({ ...image, upstreamPath: `${treeDir}${image.upstreamPath}`, signedBy }));
+  const rootPath = new URL(streamsRootUrl(options.rootUrl)).pathname;
+  const images = tree.result.images.map((image) => {
+    // Item URLs resolve below the root (selectImages refuses paths leaving it): the rest is the item's path.
+    const itemPath = decodeURIComponent(new URL(image.url).pathname.slice(rootPath.length));
+    return { ...image, upstreamPath: `${treeDir}${itemPath}`, signedBy };
+  });
   const failures: DiscoveryResult['failures'] = [];
   for (const release of options.releases) {
     const missing = unmatched.filter((u) => u.release === release.codename);

@@ -153,7 +153,7 @@ export function selectImages(doc: ProductsDocument, selection: StreamsSelection)
           candidates.push({
             channel: selection.channel, variant: selection.variant, release: release.codename,
             version: product.version ?? release.version, arch, serial, fileName,
-            url: itemUrl(item.path!, selection.rootUrl)!, upstreamPath: item.path!, sha256: item.sha256!.toLowerCase(), signed: selection.signed,
+            url: itemUrl(item.path!, selection.rootUrl)!, sha256: item.sha256!.toLowerCase(), signed: selection.signed,
             sizeBytes: item.size,
             supportEol: product.support_eol && ISO_DATE_RE.test(product.support_eol) ? product.support_eol : undefined,
           });
