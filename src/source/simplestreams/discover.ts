@@ -126,6 +126,9 @@ async function readIndex(options: StreamsDiscoverOptions, log: Logger): Promise<
   return { index: { url: indexUrl, path: indexPath }, products: { url: metadataUrl(productsPath, rootUrl, indexUrl), path: productsPath }, contentId };
 }
 
+/** Bump when what selectImages returns changes shape: selections remembered by an older version are then made again. */
+const SELECTION_FORMAT = 'selection-v1';
+
 function rememberedSelection(json: string | undefined, memo: string): Selected | undefined {
   if (!json) return undefined;
   try {
@@ -155,7 +158,7 @@ async function readTree(options: StreamsDiscoverOptions, log: Logger): Promise<{
   // A products file unchanged since it was verified and read answers from what was selected from it then: a
   // no-op cycle neither decodes nor parses its MiBs. Named by keyring, digest and selection, set only after
   // this run's own verification passed (the cache forgets it when the body changes).
-  const memo = `${options.keyring?.id ?? 'unsigned'}:${sha256Hex(fetched.body)}:${JSON.stringify(selection)}`;
+  const memo = `${SELECTION_FORMAT}:${options.keyring?.id ?? 'unsigned'}:${sha256Hex(fetched.body)}:${JSON.stringify(selection)}`;
   const remembered = fetched.changed ? undefined : rememberedSelection(fetched.parsed?.get(), memo);
   if (remembered) return { result: remembered, documents: [index, productsDoc] };
   const products = parseProducts(await documentText(options, productsUrl, fetched, log), productsUrl);
