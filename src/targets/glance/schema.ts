@@ -27,6 +27,8 @@ export const glanceTargetSchema = z.strictObject({
     .default({})
     .refine((p) => Object.keys(p).every((k) => !GLANCE_RESERVED_PROPERTY.test(k)), 'a reserved key (a Glance image field, os_glance_*, os_distro, os_version, architecture, ubuntu_*, cloudimg_sync_*) cannot be set as a property'),
   hideGraceHours: z.number().nonnegative().default(72),
+  /** Uploads into this Glance at once, when the cycle has several images in flight (`concurrency`). */
+  concurrency: z.number().int().min(1).max(32).default(1),
   /** How long an import (web-download, glance-direct) may take before it counts as failed. */
   importTimeoutMinutes: z.number().positive().default(30),
   auth: z.record(z.string(), z.string()).optional(),
