@@ -4,6 +4,7 @@
  *
  *   npm run bench                              full run: 1 GiB (+ 256 MiB, 2 GiB for RSS), 3 repetitions
  *   npm run bench -- --quick                   small sizes, 1 repetition (also BENCH_QUICK=1)
+ *   npm run bench -- --only cpu --cli /elsewhere/cli.mjs       measure another build of the CLI (an A/B)
  *   npm run bench -- --runs 5 --size 512MiB --rss-sizes 128MiB,4GiB --only download,noop,glance,cpu,parallel --parallel-size 64MiB
  *
  * Environment equivalents: BENCH_RUNS, BENCH_SIZE, BENCH_RSS_SIZES, BENCH_ONLY, BENCH_GLANCE_SIZE, BENCH_PARALLEL_SIZE.
@@ -34,6 +35,8 @@ interface Settings {
   glanceSizeBytes: number;
   /** Each of the eight images of section G. */
   parallelSizeBytes: number;
+  /** A built CLI to measure instead of this tree's (an A/B against another commit's build). */
+  cliPath?: string;
   only: Set<Section>;
   quick: boolean;
 }
@@ -47,6 +50,7 @@ function readSettings(): Settings {
       'rss-sizes': { type: 'string' },
       'glance-size': { type: 'string' },
       'parallel-size': { type: 'string' },
+      cli: { type: 'string' },
       only: { type: 'string' },
     },
   });
@@ -62,7 +66,7 @@ function readSettings(): Settings {
   const onlyText = values.only ?? env.BENCH_ONLY ?? SECTIONS.join(',');
   const only = new Set(onlyText.split(',').map((s) => s.trim()).filter(Boolean) as Section[]);
   for (const s of only) if (!SECTIONS.includes(s)) throw new Error(`--only takes ${SECTIONS.join(',')}; got ${s}`);
-  return { runs, sizeBytes, rssSizesBytes, glanceSizeBytes, parallelSizeBytes, only, quick };
+  return { runs, sizeBytes, rssSizesBytes, glanceSizeBytes, parallelSizeBytes, only, quick, cliPath: values.cli ?? env.BENCH_CLI };
 }
 
 function checkTools(): void {
@@ -117,7 +121,8 @@ async function main(): Promise<void> {
     const child = [process.execPath, ...nodeFlags, await bundle(path.join(REPO_ROOT, 'bench/download-child.ts'), buildDir, 'download-child')];
     let cli: string[] | undefined;
     try {
-      cli = [process.execPath, ...nodeFlags, await bundle(path.join(REPO_ROOT, 'src/cli.ts'), buildDir, 'cli')];
+      cli = [process.execPath, ...nodeFlags, settings.cliPath ? path.resolve(settings.cliPath) : await bundle(path.join(REPO_ROOT, 'src/cli.ts'), buildDir, 'cli')];
+      if (settings.cliPath) console.log(`  CLI measured: ${cli.join(' ')} (--cli)`);
     } catch (err) {
       console.log(`  (the CLI could not be bundled, so only the tsx CLI is measured: ${err instanceof Error ? err.message.split('\n')[0] : String(err)})`);
     }
