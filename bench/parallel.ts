@@ -1,5 +1,5 @@
 /**
- * Benchmark G: images in parallel. Eight images from a fixture mirror that sends each connection at most
+ * Benchmark H: images in parallel. Eight images from a fixture mirror that sends each connection at most
  * 25 MiB/s (as far-away mirrors do), one `sync --once` into a directory target with `concurrency: 1` and
  * with `concurrency: 4`, alternating, each from fresh state; medians. Goals: the cycle with 4 takes at most
  * 0.3x the cycle with 1, and peak RSS stays within 120 MiB + 10 MiB per extra image in flight.
@@ -84,7 +84,7 @@ export async function benchParallel(o: ParallelBenchOptions): Promise<ParallelGo
     rows.push([`concurrency ${n}`, seconds(wall), ratio(wall, oneMs), cpu === undefined ? '-' : seconds(cpu), mibOfKiB(rss),
       n === 1 ? `RSS <= 120 MiB: ${verdict(rss, rssLimitKiB)}` : `<= 0.3x: ${verdict(wall / oneMs, 0.3)}; RSS <= ${rssLimitKiB / 1024} MiB: ${verdict(rss, rssLimitKiB)}`]);
   }
-  console.log(`\n== G. Images in parallel: ${RELEASES.length} images of ${formatSize(o.imageSizeBytes)}, the mirror capped at ${formatSize(PER_CONNECTION_BYTES_PER_SECOND)}/s per connection (median of ${o.runs}, alternating)\n`);
+  console.log(`\n== H. Images in parallel: ${RELEASES.length} images of ${formatSize(o.imageSizeBytes)}, the mirror capped at ${formatSize(PER_CONNECTION_BYTES_PER_SECOND)}/s per connection (median of ${o.runs}, alternating)\n`);
   console.log(formatTable(rows));
   console.log(`  the floor with 1: ${RELEASES.length} x ${formatSize(o.imageSizeBytes)} at ${formatSize(PER_CONNECTION_BYTES_PER_SECOND)}/s = ${seconds((RELEASES.length * o.imageSizeBytes / PER_CONNECTION_BYTES_PER_SECOND) * 1000)} s of transfer; with 4, a quarter of it`);
   return { oneMs, fourMs, fourRssKiB };

@@ -5,7 +5,7 @@
  *   npm run bench                              full run: 1 GiB (+ 256 MiB, 2 GiB for RSS), 3 repetitions
  *   npm run bench -- --quick                   small sizes, 1 repetition (also BENCH_QUICK=1)
  *   npm run bench -- --only cpu --cli /elsewhere/cli.mjs       measure another build of the CLI (an A/B)
- *   npm run bench -- --runs 5 --size 512MiB --rss-sizes 128MiB,4GiB --only download,noop,glance,cpu,parallel --parallel-size 64MiB
+ *   npm run bench -- --runs 5 --size 512MiB --rss-sizes 128MiB,4GiB --only download,noop,glance,cpu,raw,parallel --parallel-size 64MiB
  *
  * Environment equivalents: BENCH_RUNS, BENCH_SIZE, BENCH_RSS_SIZES, BENCH_ONLY, BENCH_GLANCE_SIZE, BENCH_PARALLEL_SIZE.
  * Needs curl, sha256sum and (for exact peak RSS) GNU time: `apt-get install -y time curl`.
@@ -23,9 +23,10 @@ import { benchGlance } from './glance.js';
 import { HAVE_GNU_TIME, bundle, formatSize, formatTable, parseSize, ratio, seconds, verdict } from './measure.js';
 import { benchNoopCycle, type NoopGoals } from './noop-cycle.js';
 import { benchParallel, type ParallelGoals } from './parallel.js';
+import { benchRaw } from './raw.js';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const SECTIONS = ['download', 'noop', 'glance', 'cpu', 'parallel'] as const;
+const SECTIONS = ['download', 'noop', 'glance', 'cpu', 'raw', 'parallel'] as const;
 type Section = (typeof SECTIONS)[number];
 
 interface Settings {
@@ -152,8 +153,15 @@ async function main(): Promise<void> {
         cli: cli ?? [process.execPath, '--import', 'tsx', path.join(REPO_ROOT, 'src/cli.ts')],
       });
     }
+    if (settings.only.has('raw')) {
+      progress('bench: G raw publication');
+      await benchRaw({
+        sizeBytes: settings.glanceSizeBytes, cli: cli ?? [process.execPath, '--import', 'tsx', path.join(REPO_ROOT, 'src/cli.ts')],
+        workDir, repoRoot: REPO_ROOT, log: progress,
+      });
+    }
     if (settings.only.has('parallel')) {
-      progress('bench: G images in parallel');
+      progress('bench: H images in parallel');
       parallel = await benchParallel({
         runs: settings.runs, imageSizeBytes: settings.parallelSizeBytes, workDir, repoRoot: REPO_ROOT, log: progress,
         cli: cli ?? [process.execPath, '--import', 'tsx', path.join(REPO_ROOT, 'src/cli.ts')],

@@ -1,9 +1,11 @@
 import type { Dispatcher } from 'undici';
+import { ConfigError } from '../../errors.js';
 import { getFollowingRedirects } from '../../fetch/http-client.js';
+import { redactUrl } from '../../redact-url.js';
 import { cachedGetter } from '../cached-get.js';
 import { keyringSource, type KeyringSource } from '../keyring.js';
 import type { DiscoverContext, DiscoveryResult, Source, SourceCommon } from '../source.js';
-import { discoverImages } from './discover.js';
+import { discoverImages, seriesUrl } from './discover.js';
 import type { ListingSourceConfig } from './schema.js';
 
 /** cloud-images.ubuntu.com (or a mirror of its layout): folder listings, SHA256SUMS and their detached signatures. */
@@ -44,7 +46,29 @@ export class ListingSource implements Source {
     const url = `${this.config.url.replace(/\/+$/, '')}/`;
     const { response } = await getFollowingRedirects(url, { client: ctx.client, signal: ctx.signal });
     await response.body.dump();
+    if (response.statusCode === 401 || response.statusCode === 403) {
+      throw new Error(`GET ${url} answered ${response.statusCode}; check the user and password in source.url`);
+    }
     if (response.statusCode >= 400) throw new Error(`GET ${url} answered ${response.statusCode}; check source.url`);
-    return `${url} reachable (HTTP ${response.statusCode} in ${Date.now() - started} ms)`;
+    const reachable = `${url} reachable (HTTP ${response.statusCode} in ${Date.now() - started} ms)`;
+    return `${reachable}; ${await this.checkReleases(ctx)}`;
+  }
+
+  /** Every configured release has a folder on the source for this channel and variant: a typo fails here, not as a 404 in a cycle. */
+  private async checkReleases(ctx: { client: Dispatcher; signal: AbortSignal }): Promise<string> {
+    const { config, common } = this;
+    const missing: string[] = [];
+    for (const { codename } of common.releases) {
+      const url = seriesUrl(config.url, config.channel, config.variant, codename);
+      const { response } = await getFollowingRedirects(url, { client: ctx.client, signal: ctx.signal });
+      await response.body.dump();
+      if (response.statusCode === 404) missing.push(`unknown release ${codename}: ${redactUrl(url)} answered 404`);
+      else if (response.statusCode >= 400) throw new Error(`GET ${redactUrl(url)} answered ${response.statusCode}`);
+    }
+    if (missing.length > 0) {
+      throw new ConfigError(`${missing.join('; ')}`,
+        `correct source.releases: the ${config.channel} channel (${config.variant}) of ${redactUrl(config.url)} has no such release`);
+    }
+    return `releases ${common.releases.map((r) => r.codename).join(', ')} present (${config.channel}/${config.variant})`;
   }
 }
