@@ -113,6 +113,20 @@ describe('sync cycle from the simplestreams source (directory and mirror targets
     });
   }
 
+  test('an .sjson signed before its key expired is accepted, as gpgv does, with a warning event', async () => {
+    world = await createSyncWorld();
+    const fault = world.mirror.inject({ path: /download\.sjson$/, fault: 'alt-signature', how: 'expired-key' });
+    const summary = await world.sync({ config: world.configWith({ source: streamsSource(world) }) });
+    assert.ok(fault.hits > 0, 'the products file signed by the retired key was served');
+    assert.equal(summary.result, 'ok', summary.errors.join('\n'));
+    assert.equal(summary.published, 1);
+    const [warning, ...more] = world.events('source.signature.key_expired');
+    assert.equal(more.length, 0);
+    assert.match(String(warning?.url), /com\.ubuntu\.cloud:released:download\.sjson$/);
+    assert.ok(typeof warning?.keyExpiredAt === 'string' && Date.parse(warning.keyExpiredAt) < Date.now());
+    assert.notEqual(warning?.fingerprint, world.mirror.fingerprint, 'the retired key signed, not the current one');
+  });
+
   test('into a mirror target: the image where the site serves it, the .sjson copied byte for byte', async () => {
     world = await createSyncWorld();
     const airGapped = path.join(world.dir, 'air-gapped');

@@ -88,6 +88,11 @@ async function documentText(options: StreamsDiscoverOptions, url: string, { body
   const verified = await verifyCleartextSignature(body, await keyring.load(), url);
   keyring.verifiedSums?.set(url, `${verifiedAs}${verified.fingerprint}`);
   log.info({ event: 'source.streams.verified', url, fingerprint: verified.fingerprint }, `${url} signed by ${verified.fingerprint}`);
+  if (verified.keyExpiredAt) {
+    const keyExpiredAt = verified.keyExpiredAt.toISOString();
+    log.warn({ event: 'source.signature.key_expired', url, fingerprint: verified.fingerprint, keyExpiredAt },
+      `${url} was signed by ${verified.fingerprint} before that key expired (${keyExpiredAt}); accepted as gpgv does — update source.keyring to the current Ubuntu cloud-image key`);
+  }
   return verified.text;
 }
 
