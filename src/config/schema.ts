@@ -19,6 +19,8 @@ export const configSchema = z.strictObject({
   stateDir: z.string().default('./var/state'),
   cacheDir: z.string().default('./var/cache'),
   keep: z.number().int().min(1).default(2),
+  /** Images downloading and publishing at once (those of one release/arch still one after another). */
+  concurrency: z.number().int().min(1).max(32).default(2),
   /** Keep downloaded images in cacheDir after every target has them (default: delete them). */
   keepCache: z.boolean().default(false),
   http: z

@@ -12,6 +12,7 @@ import { createSource } from '../source/registry.js';
 import type { DiscoveryResult, Source } from '../source/source.js';
 import type { RunCounts, StateStore } from '../state/store.js';
 import type { PublishedImage, Target } from '../targets/target.js';
+import { Slots, runLanes, seriesLanes } from './concurrency.js';
 import { ImageJob, imageFields, type JobContext } from './image-job.js';
 import { planSync, refuseRollbacks, type SyncAction } from './plan.js';
 import { decideRetention } from './retention.js';
@@ -85,9 +86,11 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
 
   /** Cached copies being removed, each settling to undefined or its error; awaited before the run is recorded as finished. */
   const removals: Promise<unknown>[] = [];
+  const slots = new Map(deps.targets.filter((t) => t.concurrency !== undefined).map((t) => [t.name, new Slots(t.concurrency!)]));
   const jobs: JobContext = {
     store, targets: deps.targets, log, client: deps.client, signal: deps.signal, http: config.http, cacheDir: config.cacheDir, maxImageBytes: config.source.maxImageBytes,
     keepCache: config.keepCache, progressIntervalMs: deps.progressIntervalMs, now: deps.now, counts, fail, removals,
+    slots: (target) => slots.get(target.name),
   };
   try {
     const discovery = await discover({ ...deps, source }, (n) => { counts.bytesDown += n; });
@@ -98,8 +101,8 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
         log.info({ event: 'image.discovered', ...imageFields(image), url: image.url, sha256: image.sha256 }, `new image ${image.fileName} ${image.serial}`);
       }
     }
-    for (const action of planCycle(deps, discovery.images)) {
-      if (deps.signal?.aborted) break;
+    // Up to `concurrency` images at once; those of one release/arch one after another, in plan order.
+    await runLanes(seriesLanes(planCycle(deps, discovery.images)), config.concurrency, async (action) => {
       try {
         await new ImageJob(jobs, action).run();
       } catch (err) {
@@ -108,7 +111,7 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
         log.error({ event: 'image.job.failed', ...imageFields(action.image), err: describeError(err), errCode: errorCode(err) },
           `${action.key} failed unexpectedly: ${describeError(err)}`);
       }
-    }
+    }, () => !deps.signal?.aborted);
     if (!deps.signal?.aborted) {
       for (const target of deps.targets) {
         if (failedTargets.has(target.name)) {

@@ -121,6 +121,8 @@ export interface Target {
   readonly hidesBeforeDelete: boolean;
   /** How long a hidden image stays before retention deletes it. */
   readonly hideGraceMs: number;
+  /** Publications to it at once when several images are in flight; unlimited when absent. */
+  readonly concurrency?: number;
   /** Digests the target compares with what it holds after a publish: the download computes them once. */
   readonly digests?: readonly DigestAlgorithm[];
 }

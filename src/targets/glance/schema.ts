@@ -68,6 +68,8 @@ export const glanceTargetSchema = z.strictObject({
   /** Opt-in metadata sets: `scs` adds the SCS image metadata standard's fields (scs-0102), derived from the stream. */
   metadata: z.enum(['scs']).optional(),
   hideGraceHours: z.number().nonnegative().default(72),
+  /** Uploads into this Glance at once, when the cycle has several images in flight (`concurrency`). */
+  concurrency: z.number().int().min(1).max(32).default(1),
   /** How long an import (web-download, glance-direct) may take before it counts as failed. */
   importTimeoutMinutes: z.number().positive().default(30),
   auth: z.record(z.string(), z.string()).optional(),

@@ -102,6 +102,8 @@ export class GlanceTarget implements Target {
   readonly type = 'glance';
   readonly hidesBeforeDelete = true;
   readonly name: string;
+  /** One upload at a time unless the config says more: a Glance's intake is its bottleneck. */
+  readonly concurrency: number;
   /**
    * The algorithm this Glance's images are compared by (see glanceComparison), learned from every image it
    * reports; its default until then. Decides which digest the download computes for it.
@@ -122,6 +124,7 @@ export class GlanceTarget implements Target {
 
   constructor(readonly config: GlanceTargetConfig, options: GlanceTargetOptions = {}) {
     this.name = config.name;
+    this.concurrency = config.concurrency;
     this.hideGraceMs = config.hideGraceHours * 3_600_000;
     this.options = options;
     if (config.method === 'stream' && config.diskFormat !== 'raw') this.publishStream = (image, body, ctx) => this.publishWhileDownloading(image, body, ctx);
