@@ -139,7 +139,8 @@ export function ensurePrivateFileSync(file: string, mode: number): void {
     if (errorCode(err) !== 'EEXIST') throw err;
     const st = lstatSync(file);
     if (!st.isFile()) throw new UnsafePathError(file, st.isSymbolicLink() ? 'it is a symlink' : 'not a regular file');
-    if ((st.mode & 0o777) !== mode) chmodSync(file, mode);
+    // Tightened when it is ours; another user's file (root reading the daemon's state) is left as it is.
+    if ((st.mode & 0o777) !== mode && st.uid === process.getuid?.()) chmodSync(file, mode);
   }
 }
 
