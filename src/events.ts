@@ -14,6 +14,10 @@ export const EVENTS = {
   'sync.run.finished': ['info', 'error'],
   'sync.run.error': ['error'],
   'sync.signal': ['warn'],
+  'sync.sweep.removed': ['info'],
+  'sync.sweep.failed': ['warn'],
+  'sync.history.pruned': ['debug'],
+  'sync.history.failed': ['warn'],
   // Source (cloud-images.ubuntu.com)
   'source.sums.verified': ['info'],
   'source.signature.key_expired': ['warn'],
@@ -53,6 +57,7 @@ export const EVENTS = {
   'glance.image.discarded': ['warn'],
   'glance.image.discard_failed': ['error'],
   'glance.image.duplicates': ['warn'],
+  'glance.image.reverified': ['warn'],
   'glance.image.not_qcow2': ['warn'],
   'glance.raw.converted': ['info'],
   'glance.image.converted_by_glance': ['info'],
@@ -63,6 +68,11 @@ export const EVENTS = {
   'glance.auth.refused': ['info'],
   'keystone.auth.done': ['debug'],
   'keystone.v2.deprecated': ['warn'],
+  // Reconcile
+  'image.reconcile.missing': ['warn'],
+  'image.reconcile.hidden': ['warn'],
+  'image.reconcile.visible': ['warn'],
+  'image.reconcile.failed': ['warn'],
   // Retention
   'image.retire.hidden': ['info'],
   'image.retire.removed': ['info'],

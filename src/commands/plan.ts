@@ -1,6 +1,8 @@
 import { describeError } from '../errors.js';
 import { releaseInfo } from '../source/releases.js';
+import { reconcilePublications, withChanges } from '../sync/reconcile.js';
 import { decideRetention } from '../sync/retention.js';
+import type { PublishedImage } from '../targets/target.js';
 import { discover, planCycle } from '../sync/run.js';
 import { loadTargetSettings } from '../targets/create.js';
 import { openContext, type GlobalOptions } from './context.js';
@@ -40,9 +42,19 @@ export async function planCommand(options: GlobalOptions, signal?: AbortSignal):
   try {
     await loadTargetSettings(ctx.targets);
     const discovery = await discover({ ...ctx, signal });
-    const sizes = new Map(ctx.store.listImages().map((r) => [r.key, r.sizeBytes]));
+    // What each target holds now, as a cycle's reconcile would see it (images deleted or hidden by hand).
+    const listings = new Map<string, PublishedImage[]>();
+    let images = ctx.store.listImages();
+    for (const target of ctx.targets) {
+      signal?.throwIfAborted();
+      const listing = await target.listPublished({ log: ctx.log });
+      listings.set(target.name, listing);
+      images = withChanges(images, target.name, reconcilePublications(images, target.name, listing));
+    }
+    const sizes = new Map(images.map((r) => [r.key, r.sizeBytes]));
     const items: PlanItem[] = [];
-    for (const action of planCycle(ctx, discovery.images)) {
+    // Plan against state as if the discovered images were recorded, without recording them.
+    for (const action of planCycle(ctx, discovery.images, images)) {
       const { channel, variant, release, version, arch, serial, url } = action.image;
       const sizeBytes = sizes.get(action.key) ?? undefined;
       const base = { channel, variant, release, version, arch, serial, url, ...(sizeBytes ? { sizeBytes } : {}) };
@@ -50,8 +62,7 @@ export async function planCommand(options: GlobalOptions, signal?: AbortSignal):
       for (const target of action.publishTo) items.push({ action: 'publish', ...base, target });
     }
     for (const target of ctx.targets) {
-      signal?.throwIfAborted();
-      const decision = decideRetention(await target.listPublished({ log: ctx.log }), {
+      const decision = decideRetention(listings.get(target.name) ?? [], {
         keep: ctx.config.keep, hidesBeforeDelete: target.hidesBeforeDelete, hideGraceMs: target.hideGraceMs, nowMs: Date.now(),
       });
       for (const [action, list] of [['hide', decision.hide], ['remove', decision.remove]] as const) {

@@ -57,6 +57,13 @@ export const configSchema = z.strictObject({
       maxDelayMs: z.number().int().positive().default(3_600_000),
     })
     .prefault({}),
+  /** The record of past cycles in state (`history`). */
+  history: z
+    .strictObject({
+      /** Cycles kept in the runs table; older ones are pruned at the end of each cycle. */
+      keepRuns: z.number().int().min(1).default(1000),
+    })
+    .prefault({}),
   /** HTTP listener for /healthz and /metrics. */
   health: z
     .strictObject({

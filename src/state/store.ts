@@ -192,6 +192,18 @@ export class StateStore {
     });
   }
 
+  /**
+   * Housekeeping at the end of a cycle: prune the runs beyond the newest `keepRuns`, then checkpoint the WAL
+   * into the database file and truncate it (without this the WAL only grows while a reader is open).
+   */
+  compact(keepRuns: number): { prunedRuns: number; walCheckpointed: boolean } {
+    const prunedRuns = this.write(() => Number(this.db.prepare(
+      `DELETE FROM runs WHERE id NOT IN (SELECT id FROM runs ORDER BY id DESC LIMIT ?)`,
+    ).run(keepRuns).changes));
+    const [checkpoint] = this.db.pragma('wal_checkpoint(TRUNCATE)') as Array<{ busy: number }>;
+    return { prunedRuns, walCheckpointed: checkpoint?.busy === 0 };
+  }
+
   listRuns(limit = 20): RunRecord[] {
     const rows = this.db.prepare(`SELECT * FROM runs ORDER BY id DESC LIMIT ?`).all(limit) as Array<Record<string, unknown>>;
     return rows.map((r) => ({

@@ -45,6 +45,8 @@ export interface JobContext {
   fail(message: string, target?: string): void;
   /** Removals of cached copies still running; awaited before the cycle is recorded as finished. */
   removals: Promise<unknown>[];
+  /** Targets a publication was started on this cycle (their listing from before is stale). */
+  touchedTargets: Set<string>;
   /** A target's publications at once, shared by the images in flight (undefined: no limit). */
   slots?: (target: Target) => Slots | undefined;
 }
@@ -124,6 +126,7 @@ export class ImageJournal {
 
   publishStarted(target: Target, bytes?: number): Logger {
     const tlog = this.log.child({ target: target.name });
+    this.ctx.touchedTargets.add(target.name);
     this.ctx.store.setPublication(this.key, target.name, 'publishing');
     tlog.info({ event: 'image.publish.started', bytes, method: bytes === undefined ? 'stream' : undefined }, `publishing ${this.action.image.fileName} to ${target.name}`);
     return tlog;

@@ -10,12 +10,14 @@ import { imageKey, type UpstreamImage } from '../image.js';
 import type { Logger } from '../log.js';
 import { createSource } from '../source/registry.js';
 import type { DiscoveryResult, Source } from '../source/source.js';
-import type { RunCounts, StateStore } from '../state/store.js';
+import type { ImageRecord, RunCounts, StateStore } from '../state/store.js';
 import type { PublishedImage, Target } from '../targets/target.js';
 import { Slots, runLanes, seriesLanes } from './concurrency.js';
 import { ImageJob, imageFields, type JobContext } from './image-job.js';
 import { planSync, refuseRollbacks, type SyncAction } from './plan.js';
 import { decideRetention } from './retention.js';
+import { reconcileWithTargets } from './reconcile.js';
+import { sweepAtCycleStart } from './sweep.js';
 
 export { cachePath } from './image-job.js';
 
@@ -56,8 +58,7 @@ export async function discover(deps: SyncDeps, onBytes?: (n: number) => void): P
 }
 
 /** The plan of a cycle given what was discovered and what state records. */
-export function planCycle(deps: SyncDeps, upstream: readonly UpstreamImage[]): SyncAction[] {
-  const images = deps.store.listImages();
+export function planCycle(deps: SyncDeps, upstream: readonly UpstreamImage[], images: readonly ImageRecord[] = deps.store.listImages()): SyncAction[] {
   const cachedKeys = new Set(images.filter((r) => r.state === 'verified' && r.localPath && existsSync(r.localPath)).map((r) => r.key));
   return planSync({ upstream, images, targets: deps.targets.map((t) => t.name), cachedKeys });
 }
@@ -89,10 +90,13 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
   const slots = new Map(deps.targets.filter((t) => t.concurrency !== undefined).map((t) => [t.name, new Slots(t.concurrency!)]));
   const jobs: JobContext = {
     store, targets: deps.targets, log, client: deps.client, signal: deps.signal, http: config.http, cacheDir: config.cacheDir, maxImageBytes: config.source.maxImageBytes,
-    keepCache: config.keepCache, progressIntervalMs: deps.progressIntervalMs, now: deps.now, counts, fail, removals,
+    keepCache: config.keepCache, progressIntervalMs: deps.progressIntervalMs, now: deps.now, counts, fail, removals, touchedTargets: new Set(),
     slots: (target) => slots.get(target.name),
   };
   try {
+    await sweepAtCycleStart({ store, targets: deps.targets, log, cacheDir: config.cacheDir, keepCache: config.keepCache });
+    // One listing per target serves the reconcile and, where nothing was published since, retention too.
+    const listings = await reconcileWithTargets({ store, targets: deps.targets, log });
     const discovery = await discover({ ...deps, source }, (n) => { counts.bytesDown += n; });
     for (const f of discovery.failures) fail(`${f.release}: ${describeError(f.error)}`);
     for (const image of discovery.images) {
@@ -119,7 +123,7 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
           continue;
         }
         try {
-          await retire(deps, target, counts, fail);
+          await retire(deps, target, counts, fail, jobs.touchedTargets.has(target.name) ? undefined : listings.get(target.name));
         } catch (err) {
           fail(`${target.name}: retention failed: ${describeError(err)}`);
           log.error({ event: 'image.retire.failed', target: target.name, err: describeError(err), errCode: errorCode(err) }, `retention on ${target.name} failed: ${describeError(err)}`);
@@ -132,17 +136,23 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
   for (const err of await Promise.all(removals)) if (err !== undefined) cycleError(err);
   const result: RunSummary['result'] = deps.signal?.aborted ? 'aborted' : counts.failed > 0 ? 'failed' : 'ok';
   store.finishRun(runId, result, counts, errors[0] ?? null);
+  try {
+    const { prunedRuns } = store.compact(config.history.keepRuns);
+    if (prunedRuns > 0) log.debug({ event: 'sync.history.pruned', runs: prunedRuns, keepRuns: config.history.keepRuns }, `pruned ${prunedRuns} old run(s) from history`);
+  } catch (err) {
+    log.warn({ event: 'sync.history.failed', err: describeError(err), errCode: errorCode(err) }, `state housekeeping failed: ${describeError(err)}; retried next cycle`);
+  }
   const level = result === 'ok' ? 'info' : 'error';
   log[level]({ event: 'sync.run.finished', runId, result, durationMs: Date.now() - startedMs, ...counts, errors },
     `sync run ${result}: ${counts.discovered} new, ${counts.downloaded} downloaded, ${counts.published} published, ${counts.retired} retired, ${counts.failed} failed`);
   return { runId, result, errors, ...counts };
 }
 
-async function retire(deps: SyncDeps, target: Target, counts: RunCounts, fail: (message: string) => void): Promise<void> {
+async function retire(deps: SyncDeps, target: Target, counts: RunCounts, fail: (message: string) => void, listed?: PublishedImage[]): Promise<void> {
   const log = deps.log.child({ target: target.name });
   let published: PublishedImage[];
   try {
-    published = await target.listPublished({ log });
+    published = listed ?? await target.listPublished({ log });
   } catch (err) {
     fail(`${target.name}: listing for retention failed: ${describeError(err)}`);
     log.error({ event: 'image.retire.failed', err: describeError(err), errCode: errorCode(err) }, `cannot list ${target.name} for retention`);

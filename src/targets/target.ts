@@ -45,6 +45,10 @@ export interface PublishedImage {
   serial: string;
   /** When it was hidden by retention (ms since epoch); undefined while visible. */
   hiddenAtMs?: number;
+  /** Hidden, by retention or by hand (targets that cannot hide leave it out). */
+  hidden?: boolean;
+  /** False for a copy that is not (yet) whole and verified, e.g. a leftover of an interrupted upload. */
+  complete?: boolean;
   /** True when the target forbids deleting it (Glance `protected`, a keep tag). */
   pinned: boolean;
 }
@@ -107,6 +111,11 @@ export interface Target {
   hide(image: PublishedImage, ctx: { log: Logger }): Promise<void>;
   /** Remove an image from the target. */
   remove(image: PublishedImage, ctx: { log: Logger }): Promise<void>;
+  /**
+   * Remove what interrupted publications of dead processes left behind (temporary files); called at the start
+   * of a cycle. Returns what was removed.
+   */
+  sweep?(ctx: { log: Logger }): Promise<string[]>;
   /** Check that the target is usable (credentials, endpoint, write access) without changing it; says what was checked. */
   check?(ctx: { log: Logger; signal?: AbortSignal }): Promise<string | void>;
   /**

@@ -3,12 +3,14 @@
  * in the database, the next cycle resumes from it, and one image's failure never ends the cycle for the others.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdirSync, truncateSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { STATE_FILE_NAME } from '../../src/state/store.js';
+import { planCommand } from '../../src/commands/plan.js';
 import { cachePath } from '../../src/sync/run.js';
+import { DirectoryTarget } from '../../src/targets/directory/target.js';
 import type { PublishedImage } from '../fixtures/mirror/index.js';
 import { createSyncWorld, type SyncWorld } from '../support/sync-world.js';
 
@@ -91,5 +93,85 @@ describe('sync cycle after a crash (fixture mirror, directory target)', () => {
     assert.equal(world.events('image.job.failed').length, 1);
     assert.ok(!existsSync(path.join(world.dir, 'images', 'noble', '20261101', arm64.fileName)), 'retention still retires the old arm64 serial');
     assert.ok(existsSync(path.join(world.dir, 'images', 'noble', '20261101', amd64.fileName)), 'while amd64 keeps its only published serial');
+  });
+});
+
+describe('state housekeeping (fixture mirror, directory target)', () => {
+  test('the runs table keeps the newest history.keepRuns cycles and the WAL is checkpointed after each cycle', async () => {
+    world = await createSyncWorld({ config: { history: { keepRuns: 3 } } });
+    for (let i = 0; i < 5; i++) assert.equal((await world.sync()).result, 'ok');
+    const runs = world.store().listRuns(100);
+    assert.deepEqual(runs.map((r) => r.id), [5, 4, 3]);
+    const wal = path.join(world.config.stateDir, `${STATE_FILE_NAME}-wal`);
+    assert.equal(existsSync(wal) ? statSync(wal).size : 0, 0, 'the write-ahead log is truncated once checkpointed');
+  });
+});
+
+describe('sweep at cycle start (fixture mirror, directory target)', () => {
+  test("a dead process's <image>.tmp-<pid> and the cached copy of a fully published image are removed; a live process's temporary file stays", async () => {
+    world = await createSyncWorld();
+    assert.equal((await world.sync()).result, 'ok');
+    const image = world.mirror.published({ channel: 'release', variant: 'server' })[0]!;
+    const published = targetFile(world, image);
+    const deadTmp = `${published}.tmp-999999`;
+    const liveTmp = `${published}.tmp-${process.ppid}`;
+    copyFileSync(published, deadTmp);
+    copyFileSync(published, liveTmp);
+    // As a kill between the last publication and the cache removal leaves it.
+    const cached = cachePath(world.config, { ...image, url: '', signed: true });
+    mkdirSync(path.dirname(cached), { recursive: true });
+    copyFileSync(published, cached);
+    assert.equal((await world.sync()).result, 'ok');
+    assert.ok(!existsSync(deadTmp), 'the dead process\'s temporary file is removed');
+    assert.ok(existsSync(liveTmp), 'a running process\'s temporary file is left alone');
+    assert.ok(!existsSync(cached), 'the cached copy of an image every target has is removed');
+    assert.ok(existsSync(published));
+    assert.deepEqual(world.events('sync.sweep.removed').map((e) => e.path).sort(), [cached, deadTmp].sort());
+  });
+});
+
+describe('reconcile with the target every cycle (fixture mirror, directory target)', () => {
+  test('an image deleted by hand is published again, logged, and status agrees with the target', async () => {
+    world = await createSyncWorld();
+    assert.equal((await world.sync()).result, 'ok');
+    const image = world.mirror.published({ channel: 'release', variant: 'server' })[0]!;
+    const published = targetFile(world, image);
+    rmSync(path.dirname(published), { recursive: true });
+    const summary = await world.sync();
+    assert.equal(summary.result, 'ok', summary.errors.join('\n'));
+    assert.equal(summary.published, 1, 'published again');
+    assert.ok(existsSync(published));
+    assert.equal(world.events('image.reconcile.missing').length, 1);
+    assert.equal(world.store().listImages()[0]!.publications.local?.state, 'published');
+    const third = await world.sync();
+    assert.equal(third.published, 0, 'and left alone once it is back');
+  });
+
+  test('plan says an image deleted by hand will be published again (without writing state)', async () => {
+    world = await createSyncWorld();
+    assert.equal((await world.sync()).result, 'ok');
+    const image = world.mirror.published({ channel: 'release', variant: 'server' })[0]!;
+    rmSync(path.dirname(targetFile(world, image)), { recursive: true });
+    const configFile = path.join(world.dir, 'config.json');
+    writeFileSync(configFile, JSON.stringify({
+      source: { url: world.mirror.url, keyring: world.mirror.keyringPath, releases: ['noble'], arches: ['amd64'] },
+      stateDir: world.config.stateDir, cacheDir: world.config.cacheDir,
+      targets: [{ name: 'local', type: 'directory', path: path.join(world.dir, 'images') }],
+    }));
+    const report = await planCommand({ config: configFile, logLevel: 'silent' });
+    assert.deepEqual(report.items.filter((i) => i.action === 'publish').map((i) => i.target), ['local']);
+    assert.equal(report.items.filter((i) => i.action === 'download').length, 1);
+    assert.equal(world.store().listImages()[0]!.publications.local?.state, 'published', 'plan writes nothing');
+  });
+
+  test('a cycle with nothing to publish lists the target once, for the reconcile and retention alike', async () => {
+    world = await createSyncWorld();
+    assert.equal((await world.sync()).result, 'ok');
+    const target = new DirectoryTarget('local', path.join(world.dir, 'images'));
+    let listings = 0;
+    const list = target.listPublished.bind(target);
+    target.listPublished = (ctx) => { listings++; return list(ctx); };
+    assert.equal((await world.sync({ targets: [target] })).result, 'ok');
+    assert.equal(listings, 1);
   });
 });

@@ -145,7 +145,13 @@ describe('glance images read back for retention', () => {
   test('a visible verified image is published and not hidden', () => {
     assert.deepEqual(toPublishedImage(glanceImage({}), ['keep']), {
       ref: 'img-1', release: 'noble', arch: 'arm64', variant: 'server', channel: 'release', serial: '20261120', pinned: false,
+      hidden: false, complete: true,
     });
+  });
+  test('hidden by hand or a leftover of an interrupted upload: said so, for reconciling state with Glance', () => {
+    assert.equal(toPublishedImage(glanceImage({ os_hidden: true }), [])?.hidden, true);
+    assert.equal(toPublishedImage(glanceImage({ status: 'queued', [PROP.verified]: undefined }), [])?.complete, false);
+    assert.equal(toPublishedImage(glanceImage({ [PROP.verified]: undefined }), [])?.complete, false, 'active but never verified by us');
   });
   test('protected or tagged-to-keep images are pinned', () => {
     assert.equal(toPublishedImage(glanceImage({ protected: true }), ['keep'])?.pinned, true);

@@ -106,6 +106,23 @@ export class DirectoryTarget implements Target {
     return { ref: dest, adopted: false };
   }
 
+  /** `<image>.tmp-<pid>` files whose process is gone (a kill mid-publish); they would also block the serial's rmdir. */
+  async sweep(): Promise<string[]> {
+    const removed: string[] = [];
+    for (const release of await listDirs(this.root)) {
+      for (const serial of await listDirs(path.join(this.root, release))) {
+        const dir = path.join(this.root, release, serial);
+        for (const name of await readdir(dir)) {
+          const pid = /\.tmp-(\d+)$/.exec(name)?.[1];
+          if (pid === undefined || processAlive(Number(pid))) continue;
+          await removeInside(this.root, path.join(dir, name));
+          removed.push(path.join(dir, name));
+        }
+      }
+    }
+    return removed;
+  }
+
   /** The directory is writable (or can be created). */
   async check(): Promise<string> {
     return probeWritableDirectory(this.root);
@@ -147,6 +164,17 @@ export class DirectoryTarget implements Target {
     } catch (err) {
       throw directoryError(err, this.root);
     }
+  }
+}
+
+/** Whether a process with this pid exists (ours at the start of a cycle counts as gone: no publish is running yet). */
+function processAlive(pid: number): boolean {
+  if (pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

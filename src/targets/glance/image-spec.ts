@@ -202,6 +202,8 @@ export function toPublishedImage(image: GlanceImage, keepTags: readonly string[]
   return {
     ref: image.id, release, arch, variant, channel, serial,
     ...(hiddenAtMs !== undefined ? { hiddenAtMs } : {}),
+    hidden: image.os_hidden === true,
+    complete: image.status === 'active' && propertyOf(image, PROP.verified) === 'true',
     pinned: image.protected === true || image.tags.some((t) => keepTags.includes(t)),
   };
 }

@@ -158,6 +158,13 @@ export class GlanceTarget implements Target {
     let series = await this.findOurs(glance, projectId, seriesFilter(image), ctx.signal);
     const same = series.filter((i) => propertyOf(i, PROP.sha256) === image.sha256);
     const copy = same.find((i) => i.status === 'active' && propertyOf(i, PROP.verified) === 'true');
+    const unflagged = same.find((i) => i.status === 'active' && i.os_hidden === false && propertyOf(i, PROP.verified) !== 'true');
+    if (!copy && unflagged) {
+      // Never delete a visible image that may hold the signed bytes: the verified file decides (see publish).
+      body.destroy();
+      throw new SyncError('GLANCE_UNFLAGGED_COPY', `image ${unflagged.id} is visible without the verified flag`,
+        'none needed: it is checked against the verified file instead of streaming, and adopted if it holds the signed bytes', { retryable: true });
+    }
     if (copy) {
       body.destroy();
       const file = await ctx.verified;
@@ -222,6 +229,12 @@ export class GlanceTarget implements Target {
     let series = await this.findOurs(glance, projectId, seriesFilter(image), ctx.signal);
     const same = series.filter((i) => propertyOf(i, PROP.sha256) === file.sha256);
     const copies = same.filter((i) => isVerifiedCopy(i, { ...file, virtualSizeBytes: disk.virtualSizeBytes })).sort((a, b) => (a.created_at ?? '').localeCompare(b.created_at ?? ''));
+    // A visible, active image of ours whose flag was removed (by hand, or lost with the state) is never deleted
+    // when Glance holds exactly the signed bytes: it is verified again and adopted.
+    if (copies.length === 0) {
+      const unflagged = await this.verifiedUnflagged(same, file, log, ctx.signal);
+      if (unflagged) copies.push(unflagged);
+    }
     series = await this.deleteLeftovers(glance, series, same.filter((i) => !copies.includes(i)), log, ctx.signal);
     const adopted = copies[0];
     if (adopted) {
@@ -592,6 +605,29 @@ export class GlanceTarget implements Target {
   }
 
   /** Delete images of ours left by an earlier attempt (never verified); returns the series without them. */
+  /**
+   * Of images carrying this sha256 but not our verified flag, a visible, active one whose size and Glance digest
+   * (os_hash_value, else checksum) match the verified file: it holds the signed bytes and is adopted.
+   */
+  private async verifiedUnflagged(same: readonly GlanceImage[], file: VerifiedFile, log: Logger, signal?: AbortSignal): Promise<GlanceImage | undefined> {
+    const candidates = same.filter((i) => i.status === 'active' && i.os_hidden === false && propertyOf(i, PROP.verified) !== 'true'
+      && i.size === file.sizeBytes && glanceComparison(i) !== undefined);
+    for (const candidate of candidates) {
+      const local = await digestsOfVerified(file, file.sizeBytes, this.comparingWith(candidate), signal);
+      let compared: string[];
+      try {
+        compared = checkHeldBytes(candidate, local, file);
+      } catch (err) {
+        if (err instanceof GlanceHashMismatchError) continue;
+        throw err;
+      }
+      log.warn({ event: 'glance.image.reverified', imageId: candidate.id, bytes: local.sizeBytes, compared },
+        `image ${candidate.id} lacked the verified flag but holds exactly the signed bytes (${compared.join(', ')}); adopting it`);
+      return candidate;
+    }
+    return undefined;
+  }
+
   private async deleteLeftovers(glance: GlanceClient, series: GlanceImage[], leftovers: readonly GlanceImage[], log: Logger, signal?: AbortSignal): Promise<GlanceImage[]> {
     for (const leftover of leftovers) {
       await glance.deleteImage(leftover.id, signal);
