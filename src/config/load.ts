@@ -4,8 +4,9 @@ import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
-import { knownReleases, resolveRelease, type ReleaseName } from '../source/releases.js';
-import { configSchema, type Config } from './schema.js';
+import { resolveStreams, streamId, type StreamSelection } from '../source/streams.js';
+import { renderImageName } from '../targets/glance-image-spec.js';
+import { configSchema, type Config, type TargetConfig } from './schema.js';
 
 export const SYSTEM_CONFIG_PATH = '/etc/cloudimg-sync/config.yaml';
 
@@ -15,8 +16,8 @@ export const SHIPPED_KEYRING_PATH = fileURLToPath(new URL('../../keys/ubuntu-clo
 export interface LoadedConfig extends Config {
   /** Where the config came from: a file path, or `built-in defaults`. */
   origin: string;
-  /** `source.releases` resolved to codename + version. */
-  releaseNames: ReleaseName[];
+  /** The streams to mirror (`source.streams`, or the one-stream shorthand), releases resolved. */
+  streams: StreamSelection[];
   /** Absolute keyring path (the shipped Ubuntu keyring unless configured). */
   keyringPath: string;
 }
@@ -53,23 +54,51 @@ export function validateConfig(raw: unknown, origin: string, _configDir?: string
     throw new ConfigError(`${origin}: ${describeIssue(parsed.error.issues[0], raw)}`, 'correct that key (see config/config.example.yaml)');
   }
   const config = parsed.data;
-  const resolvedReleases = config.source.releases.map((name, i) => {
-    const resolved = resolveRelease(name);
-    if (!resolved) {
-      throw new ConfigError(
-        `${origin}: source.releases[${i}]: ${JSON.stringify(name)} is neither a codename nor a known version`,
-        `use a codename or version, e.g. ${knownReleases().slice(-5).join(', ')}`,
-      );
-    }
-    return resolved;
-  });
-  // `noble` and `24.04` name the same release: keep the first.
-  const releaseNames = resolvedReleases.filter((r, i) => resolvedReleases.findIndex((o) => o.codename === r.codename) === i);
+  const streams = resolveStreams(config.source, origin);
+  config.targets.forEach((target, i) => checkTargetStreams(target, i, streams, origin));
   const keyringPath = config.source.keyring ? path.resolve(config.source.keyring) : SHIPPED_KEYRING_PATH;
   if (config.source.verifySignature && !existsSync(keyringPath)) {
     throw new ConfigError(`${origin}: source.keyring: ${keyringPath} does not exist`, 'point source.keyring at an armored OpenPGP public key file');
   }
-  return { ...config, origin, releaseNames, keyringPath };
+  return { ...config, origin, streams, keyringPath };
+}
+
+/** The streams a target carries: its `streams`, else every configured one. */
+export function targetStreams(target: Pick<TargetConfig, 'streams'>, streams: readonly StreamSelection[]): StreamSelection[] {
+  return target.streams ? streams.filter((s) => target.streams!.includes(s.id)) : [...streams];
+}
+
+/**
+ * A target may only name configured streams; a Glance target's image names must tell its streams apart
+ * (two streams rendering one name would make images indistinguishable in a Glance listing).
+ */
+function checkTargetStreams(target: TargetConfig, index: number, streams: readonly StreamSelection[], origin: string): void {
+  const ids = streams.map((s) => s.id);
+  for (const [j, id] of (target.streams ?? []).entries()) {
+    if (!ids.includes(id)) {
+      throw new ConfigError(`${origin}: targets[${index}].streams[${j}]: ${JSON.stringify(id)} is not a configured stream; configured: ${ids.join(', ')}`,
+        'name a stream of source.streams as channel/variant, or add that stream to source.streams');
+    }
+  }
+  if (target.type === 'directory' && target.eol === 'hide') {
+    throw new ConfigError(`${origin}: targets[${index}].eol: a directory target cannot hide images`, 'use eol: delete (or keep) on a directory target');
+  }
+  if (target.type !== 'glance') return;
+  const carried = targetStreams(target, streams);
+  for (const key of ['nameTemplate', 'stableName'] as const) {
+    const template = target[key];
+    if (template === undefined) continue;
+    const byName = new Map<string, string>();
+    for (const s of carried) {
+      const name = renderImageName(template, { version: '24.04', release: 'noble', arch: 'amd64', serial: '20260101', channel: s.channel, variant: s.variant });
+      const other = byName.get(name);
+      if (other) {
+        throw new ConfigError(`${origin}: targets[${index}].${key}: streams ${other} and ${s.id} would get the same image names (${JSON.stringify(template)})`,
+          'add {flavor} (or {channel} and {variant}) to the template, or give the target `streams:` so it carries one of them');
+      }
+      byName.set(name, streamId(s));
+    }
+  }
 }
 
 function describeIssue(issue: z.core.$ZodIssue | undefined, raw: unknown): string {

@@ -1,17 +1,26 @@
 import { z } from 'zod';
-import { ARCHES, CHANNELS, VARIANTS } from '../source/image.js';
+import { streamSelectionShape } from '../source/streams.js';
 import { cronExpressionValid } from '../daemon/schedule.js';
 
 export const DEFAULT_SOURCE_URL = 'https://cloud-images.ubuntu.com';
 
-const directoryTarget = z.strictObject({
+/** Keys every target has: which streams it carries, and what becomes of its images of end-of-life releases. */
+const targetCommon = {
   name: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . - only'),
+  /** Stream ids (`release/server`) this target carries; default every configured stream. */
+  streams: z.array(z.string().regex(/^[a-z]+\/[a-z]+$/, 'a stream id like release/server')).min(1).optional(),
+  /** Images of a release past its end of life: kept (default), hidden, or deleted (hidden first, then after the grace). */
+  eol: z.enum(['keep', 'hide', 'delete']).default('keep'),
+};
+
+const directoryTarget = z.strictObject({
+  ...targetCommon,
   type: z.literal('directory'),
   path: z.string().min(1),
 });
 
 /** Placeholders a glance `nameTemplate` / `stableName` may use. */
-export const GLANCE_NAME_PLACEHOLDERS = ['version', 'codename', 'release', 'arch', 'glanceArch', 'serial', 'channel', 'variant'] as const;
+export const GLANCE_NAME_PLACEHOLDERS = ['version', 'codename', 'release', 'arch', 'glanceArch', 'serial', 'channel', 'variant', 'flavor'] as const;
 
 /**
  * Keys a glance target's `properties` may not set: Glance's own image fields (set from other settings or
@@ -26,7 +35,7 @@ const glanceNameTemplate = z.string().min(1).refine(
 );
 
 const glanceTarget = z.strictObject({
-  name: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . - only'),
+  ...targetCommon,
   type: z.literal('glance'),
   method: z.enum(['put', 'stream', 'web-download', 'glance-direct']).default('put'),
   cloud: z.string().optional(),
@@ -35,7 +44,8 @@ const glanceTarget = z.strictObject({
   endpoint: z.string().url().optional(),
   visibility: z.enum(['public', 'private', 'shared', 'community']).default('private'),
   containerFormat: z.enum(['bare', 'ovf', 'ova', 'aki', 'ari', 'ami', 'docker', 'compressed']).default('bare'),
-  nameTemplate: glanceNameTemplate.default('Ubuntu {version} ({codename}) {arch} {serial}'),
+  // {flavor} is empty for release/server images, else `minimal`, `daily` or `minimal daily`.
+  nameTemplate: glanceNameTemplate.default('Ubuntu {version} ({codename}) {flavor} {arch} {serial}'),
   /** Name given to the newest image of each release/arch (the previous one gets its template name back). */
   stableName: glanceNameTemplate.optional(),
   tags: z.array(z.string().min(1)).default([]),
@@ -54,11 +64,7 @@ export const configSchema = z.strictObject({
   source: z
     .strictObject({
       url: z.string().url().default(DEFAULT_SOURCE_URL),
-      channel: z.enum(CHANNELS).default('release'),
-      variant: z.enum(VARIANTS).default('server'),
-      // YAML reads 20.10 as the number 20.1: put the two decimals back.
-      releases: z.array(z.union([z.string(), z.number().transform((n) => n.toFixed(2))])).min(1).default(['noble']),
-      arches: z.array(z.enum(ARCHES)).min(1).default(['amd64']),
+      ...streamSelectionShape,
       verifySignature: z.boolean().default(true),
       keyring: z.string().optional(),
     })
@@ -105,7 +111,7 @@ export const configSchema = z.strictObject({
   targets: z
     .array(z.discriminatedUnion('type', [directoryTarget, glanceTarget]))
     .min(1)
-    .default([{ name: 'local', type: 'directory', path: './var/images' }])
+    .default([{ name: 'local', type: 'directory', path: './var/images', eol: 'keep' }])
     .refine((ts) => new Set(ts.map((t) => t.name)).size === ts.length, 'target names must be unique'),
 });
 

@@ -35,6 +35,8 @@ export interface UpstreamImage {
   sha256: string;
   /** Whether the SHA256SUMS this checksum came from was signature-verified. */
   signed: boolean;
+  /** End of standard support of its release (YYYY-MM-DD), from the source's metadata or the release table. */
+  eol?: string;
 }
 
 /** The stable identity of an image across runs. */

@@ -63,4 +63,8 @@ export const MIGRATIONS: readonly string[] = [
   // with what they hold afterwards (Glance's checksum and os_hash_value), so no upload has to hash again.
   `ALTER TABLE images ADD COLUMN md5 TEXT;
    ALTER TABLE images ADD COLUMN sha512 TEXT;`,
+  // 4: what a run found upstream besides images (JSON arrays): configured arches no recent serial has
+  // (the run is `incomplete`) and configured releases past their end of life. `status` shows the last run's.
+  `ALTER TABLE runs ADD COLUMN incomplete TEXT;
+   ALTER TABLE runs ADD COLUMN eol TEXT;`,
 ];

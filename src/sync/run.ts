@@ -12,11 +12,12 @@ import { cachedGetter } from '../source/cached-get.js';
 import { discoverImages, type DiscoveryResult, type KeyringSource } from '../source/discover.js';
 import { imageKey, type UpstreamImage } from '../source/image.js';
 import { loadKeyring, type Keyring } from '../source/signature.js';
-import type { RunCounts, StateStore } from '../state/store.js';
+import { releaseSupport } from '../source/releases.js';
+import type { RunCounts, RunFindings, StateStore } from '../state/store.js';
 import type { PublishedImage, PublishResult, Target, VerifiedFile } from '../targets/target.js';
 import { startStreamPublications, type StreamOutcome } from './stream-publish.js';
 import { planSync, type SyncAction } from './plan.js';
-import { decideRetention } from './retention.js';
+import { decideRetention, type RetentionPolicy } from './retention.js';
 
 export interface SyncDeps {
   config: LoadedConfig;
@@ -30,9 +31,10 @@ export interface SyncDeps {
   now?: () => number;
 }
 
-export interface RunSummary extends RunCounts {
+export interface RunSummary extends RunCounts, RunFindings {
   runId: number;
-  result: 'ok' | 'failed' | 'aborted';
+  /** `incomplete`: nothing failed, but a configured arch has no image in any recent serial upstream. */
+  result: 'ok' | 'incomplete' | 'failed' | 'aborted';
   /** One line per failure, for the CLI's exit message. */
   errors: string[];
 }
@@ -54,10 +56,9 @@ export async function discover(deps: SyncDeps, onBytes?: (n: number) => void): P
   }
   return discoverImages({
     sourceUrl: config.source.url,
-    channel: config.source.channel,
-    variant: config.source.variant,
-    releases: config.releaseNames,
-    arches: config.source.arches,
+    streams: config.streams,
+    keep: config.keep,
+    nowMs: (deps.now ?? Date.now)(),
     keyring,
     get: cachedGetter({
       store: deps.store, client: deps.client, retries: config.http.retries, baseDelayMs: config.http.retryBaseDelayMs,
@@ -82,10 +83,24 @@ export function cachePath(config: LoadedConfig, image: UpstreamImage): string {
 }
 
 /** The plan of a cycle given what was discovered and what state records. */
-export function planCycle(deps: SyncDeps, upstream: readonly UpstreamImage[]): SyncAction[] {
+export function planCycle(deps: SyncDeps, upstream: readonly UpstreamImage[], eolReleases: ReadonlySet<string> = new Set()): SyncAction[] {
   const images = deps.store.listImages();
   const cachedKeys = new Set(images.filter((r) => r.state === 'verified' && r.localPath && existsSync(r.localPath)).map((r) => r.key));
-  return planSync({ upstream, images, targets: deps.targets.map((t) => t.name), cachedKeys });
+  const targets = deps.targets.map((t) => {
+    const config = deps.config.targets.find((c) => c.name === t.name);
+    // A target that hides or deletes the images of end-of-life releases does not get new ones.
+    const excludeReleases = config && config.eol !== 'keep' ? eolReleases : undefined;
+    return { name: t.name, streams: config?.streams, excludeReleases };
+  });
+  return planSync({ upstream, images, targets, cachedKeys });
+}
+
+/** Codenames past end of life: those discovery reported, and any the release table says are, on the images given. */
+function endOfLifeReleases(deps: SyncDeps, reported: RunFindings['eol'], releases: Iterable<string>): Set<string> {
+  const nowMs = (deps.now ?? Date.now)();
+  const eol = new Set(reported.map((e) => e.release));
+  for (const release of releases) if (releaseSupport(release, nowMs).pastEol) eol.add(release);
+  return eol;
 }
 
 /** One sync cycle: source -> plan -> fetch -> verify -> publish -> retire, each step recorded in state. */
@@ -106,18 +121,22 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
   log.info({ event: 'sync.run.started', runId, source: deps.config.source.url, targets: deps.targets.map((t) => t.name) }, 'sync run started');
 
   let result: RunSummary['result'] = 'ok';
+  const findings: RunFindings = { incomplete: [], eol: [] };
   /** Cached copies being removed, each settling to undefined or its error; awaited before the run is recorded as finished. */
   const removals: Promise<unknown>[] = [];
   try {
     const discovery = await discover(deps, (n) => { counts.bytesDown += n; });
-    for (const f of discovery.failures) fail(`${f.release}: ${describeError(f.error)}`);
+    for (const f of discovery.failures) fail(`${f.release} (${f.stream}): ${describeError(f.error)}`);
+    findings.incomplete = discovery.incomplete.map(({ stream, release, arch, reason }) => ({ stream, release, arch, reason }));
+    findings.eol = discovery.eol.map(({ stream, release, eol, gone, imported }) => ({ stream, release, ...(eol ? { eol } : {}), gone, imported }));
+    const eolReleases = endOfLifeReleases(deps, findings.eol, discovery.images.map((i) => i.release));
     for (const image of discovery.images) {
       if (store.recordDiscovered(image)) {
         counts.discovered++;
         log.info({ event: 'image.discovered', ...imageFields(image), url: image.url, sha256: image.sha256 }, `new image ${image.fileName} ${image.serial}`);
       }
     }
-    for (const action of planCycle(deps, discovery.images)) {
+    for (const action of planCycle(deps, discovery.images, eolReleases)) {
       if (deps.signal?.aborted) break;
       await runAction(deps, action, counts, fail, removals);
     }
@@ -127,7 +146,7 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
           log.warn({ event: 'image.retire.skipped', target: target.name }, `retention skipped on ${target.name}: a publish to it failed this run`);
           continue;
         }
-        await retire(deps, target, counts, fail);
+        await retire(deps, target, counts, fail, findings.eol);
       }
     }
   } catch (err) {
@@ -141,11 +160,13 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
   }
   if (deps.signal?.aborted) result = 'aborted';
   else if (counts.failed > 0) result = 'failed';
-  store.finishRun(runId, result, counts, errors[0] ?? null);
-  const level = result === 'ok' ? 'info' : 'error';
-  log[level]({ event: 'sync.run.finished', runId, result, durationMs: Date.now() - startedMs, ...counts, errors },
-    `sync run ${result}: ${counts.discovered} new, ${counts.downloaded} downloaded, ${counts.published} published, ${counts.retired} retired, ${counts.failed} failed`);
-  return { runId, result, errors, ...counts };
+  else if (findings.incomplete.length > 0) result = 'incomplete';
+  store.finishRun(runId, result, counts, errors[0] ?? null, new Date(), findings);
+  const level = result === 'ok' ? 'info' : result === 'incomplete' ? 'warn' : 'error';
+  const missing = findings.incomplete.map((i) => `${i.release}/${i.arch} (${i.stream})`);
+  log[level]({ event: 'sync.run.finished', runId, result, durationMs: Date.now() - startedMs, ...counts, errors, ...findings },
+    `sync run ${result}: ${counts.discovered} new, ${counts.downloaded} downloaded, ${counts.published} published, ${counts.retired} retired, ${counts.failed} failed${missing.length > 0 ? `; missing upstream: ${missing.join(', ')}` : ''}`);
+  return { runId, result, errors, ...counts, ...findings };
 }
 
 type Fail = (message: string, target?: string) => void;
@@ -325,7 +346,7 @@ async function fetchAndVerify(
   }
 }
 
-async function retire(deps: SyncDeps, target: Target, counts: RunCounts, fail: Fail): Promise<void> {
+async function retire(deps: SyncDeps, target: Target, counts: RunCounts, fail: Fail, eolFound: RunFindings['eol']): Promise<void> {
   const log = deps.log.child({ target: target.name });
   let published: PublishedImage[];
   try {
@@ -335,9 +356,7 @@ async function retire(deps: SyncDeps, target: Target, counts: RunCounts, fail: F
     log.error({ event: 'image.retire.failed', err: describeError(err), errCode: errorCode(err) }, `cannot list ${target.name} for retention`);
     return;
   }
-  const decision = decideRetention(published, {
-    keep: deps.config.keep, hidesBeforeDelete: target.hidesBeforeDelete, hideGraceMs: target.hideGraceMs, nowMs: (deps.now ?? Date.now)(),
-  });
+  const decision = decideRetention(published, retentionPolicy(deps, target, published, eolFound));
   for (const [step, images] of [['hide', decision.hide], ['remove', decision.remove]] as const) {
     for (const image of images) {
       const key = imageKey({ ...image, channel: image.channel as UpstreamImage['channel'], variant: image.variant as UpstreamImage['variant'], arch: image.arch as UpstreamImage['arch'] });
@@ -349,7 +368,9 @@ async function retire(deps: SyncDeps, target: Target, counts: RunCounts, fail: F
           deps.store.setPublication(key, target.name, step === 'hide' ? 'hidden' : 'removed');
         }
         counts.retired += step === 'remove' ? 1 : 0;
-        log.info({ event: step === 'hide' ? 'image.retire.hidden' : 'image.retire.removed', ...fields }, `${step === 'hide' ? 'hid' : 'removed'} ${image.ref} (older than the newest ${deps.config.keep})`);
+        const why = decision.endOfLife.has(image) ? `${image.release} is past its end of life` : `older than the newest ${deps.config.keep}`;
+        log.info({ event: step === 'hide' ? 'image.retire.hidden' : 'image.retire.removed', ...fields, reason: decision.endOfLife.has(image) ? 'eol' : 'keep' },
+          `${step === 'hide' ? 'hid' : 'removed'} ${image.ref} (${why})`);
       } catch (err) {
         const message = describeError(err);
         log.warn({ event: 'image.retire.failed', ...fields, err: message, errCode: errorCode(err) }, `cannot ${step} ${image.ref}: ${message}; retried next run`);
@@ -359,4 +380,16 @@ async function retire(deps: SyncDeps, target: Target, counts: RunCounts, fail: F
   for (const { image, reason } of decision.spared) {
     log.debug({ event: 'image.retire.spared', release: image.release, arch: image.arch, serial: image.serial, imageId: image.ref, reason }, `kept ${image.ref}: ${reason}`);
   }
+}
+
+/** The retention policy of one target: `keep`, its hiding, and its `eol:` policy over the releases past end of life. */
+export function retentionPolicy(deps: Pick<SyncDeps, 'config' | 'now'>, target: Target, published: readonly PublishedImage[], eolFound: RunFindings['eol']): RetentionPolicy {
+  const config = deps.config.targets.find((c) => c.name === target.name);
+  const nowMs = (deps.now ?? Date.now)();
+  const eolReleases = new Set(eolFound.map((e) => e.release));
+  for (const image of published) if (releaseSupport(image.release, nowMs).pastEol) eolReleases.add(image.release);
+  return {
+    keep: deps.config.keep, hidesBeforeDelete: target.hidesBeforeDelete, hideGraceMs: target.hideGraceMs, nowMs,
+    eol: { policy: config?.eol ?? 'keep', releases: eolReleases },
+  };
 }

@@ -26,7 +26,9 @@ export interface SyncWorld {
   logs: LogEvent[];
   events(name: string): LogEvent[];
   /** Run one cycle with fresh state/targets objects, as a new process would. */
-  sync(overrides?: { targets?: Target[]; signal?: AbortSignal }): Promise<RunSummary>;
+  sync(overrides?: { targets?: Target[]; signal?: AbortSignal; config?: LoadedConfig }): Promise<RunSummary>;
+  /** The world's config with other top-level keys (targets, keep, source...), validated like a file. */
+  reconfigure(changes: Record<string, unknown>): LoadedConfig;
   store(): StateStore;
   close(): Promise<void>;
 }
@@ -50,8 +52,14 @@ export async function createSyncWorld(options: SyncWorldOptions = {}): Promise<S
     ...options.config,
   };
   const rawSource = (options.config?.source ?? {}) as Record<string, unknown>;
-  raw.source = { url: mirror.url, keyring: mirror.keyringPath, releases: ['noble'], arches: ['amd64'], ...rawSource };
+  const shorthandDefaults = 'streams' in rawSource ? {} : { releases: ['noble'], arches: ['amd64'] };
+  raw.source = { url: mirror.url, keyring: mirror.keyringPath, ...shorthandDefaults, ...rawSource };
   const config = validateConfig(raw, 'test config');
+  const reconfigure = (changes: Record<string, unknown>): LoadedConfig => {
+    const source: Record<string, unknown> = { url: mirror.url, keyring: mirror.keyringPath, ...((changes.source ?? rawSource) as Record<string, unknown>) };
+    if (!('streams' in source) && !('releases' in source)) Object.assign(source, { releases: ['noble'], arches: ['amd64'] });
+    return validateConfig({ ...raw, ...changes, source }, 'test config');
+  };
   const logs: LogEvent[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -63,7 +71,7 @@ export async function createSyncWorld(options: SyncWorldOptions = {}): Promise<S
   const client = createHttpClient({ connectTimeoutMs: 2_000, bodyTimeoutMs: config.http.idleTimeoutMs });
   const stores: StateStore[] = [];
   return {
-    mirror, dir, config, logs,
+    mirror, dir, config, logs, reconfigure,
     events: (name) => logs.filter((l) => l.event === name),
     store() {
       const s = StateStore.open(config.stateDir);
@@ -71,11 +79,12 @@ export async function createSyncWorld(options: SyncWorldOptions = {}): Promise<S
       return s;
     },
     async sync(overrides = {}) {
-      const store = StateStore.open(config.stateDir);
-      const made = overrides.targets ? [] : createTargets(config, { env: options.targetEnv, log });
+      const cycleConfig = overrides.config ?? config;
+      const store = StateStore.open(cycleConfig.stateDir);
+      const made = overrides.targets ? [] : createTargets(cycleConfig, { env: options.targetEnv, log });
       try {
         return await runSyncCycle({
-          config, store, log, client, targets: overrides.targets ?? made, signal: overrides.signal, progressIntervalMs: 0,
+          config: cycleConfig, store, log, client, targets: overrides.targets ?? made, signal: overrides.signal, progressIntervalMs: 0,
         });
       } finally {
         store.close();

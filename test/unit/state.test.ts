@@ -8,6 +8,7 @@ import Database from 'better-sqlite3';
 import type { UpstreamImage } from '../../src/source/image.js';
 import { acquireStateLock } from '../../src/state/lock.js';
 import { STATE_FILE_NAME, StateStore } from '../../src/state/store.js';
+import { MIGRATIONS } from '../../src/state/migrations.js';
 
 const image: UpstreamImage = {
   channel: 'release', variant: 'server', release: 'noble', version: '24.04', arch: 'amd64', serial: '20260926',
@@ -108,13 +109,14 @@ describe('StateStore', () => {
     store.close();
     // Roll the file back to schema 2, as an earlier release left it.
     const db = new Database(path.join(dir, STATE_FILE_NAME));
-    db.exec('ALTER TABLE images DROP COLUMN md5; ALTER TABLE images DROP COLUMN sha512; PRAGMA user_version = 2;');
+    db.exec(`ALTER TABLE images DROP COLUMN md5; ALTER TABLE images DROP COLUMN sha512;
+      ALTER TABLE runs DROP COLUMN incomplete; ALTER TABLE runs DROP COLUMN eol; PRAGMA user_version = 2;`);
     db.close();
     const migrated = StateStore.open(dir);
     assert.equal(migrated.getImage(key)!.digests, null);
     migrated.close();
     const check = new Database(path.join(dir, STATE_FILE_NAME), { readonly: true });
-    assert.equal(check.pragma('user_version', { simple: true }), 3);
+    assert.equal(check.pragma('user_version', { simple: true }), MIGRATIONS.length);
     check.close();
   });
 });
