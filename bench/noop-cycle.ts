@@ -37,7 +37,15 @@ export interface NoopBenchOptions {
 
 export interface NoopGoals {
   wallMs: number;
+  /** User + system CPU of the installed CLI's whole process (median), when GNU time could measure it. */
+  cpuMs?: number;
+  /** The same for `node -e ""`: the runtime's own start-up, the floor under any CLI. */
+  startupCpuMs?: number;
   bytesDown: number;
+  /** Bytes both ways on the wire (requests + responses) of one no-op cycle. */
+  bytesOnWire: number;
+  /** Requests of one no-op cycle. */
+  requests: number;
 }
 
 interface Traffic {
@@ -52,8 +60,12 @@ interface Traffic {
 interface CycleSample {
   wallMs: number;
   rssKiB: number;
+  /** User + system CPU: of the whole process for a CLI (GNU time), of the cycle alone in process. */
+  cpuMs?: number;
   traffic: Traffic;
 }
+
+type CycleRun = () => Promise<{ wallMs: number; rssKiB: number; cpuMs?: number }>;
 
 function trafficSince(mirror: Mirror, counter: WireCounter, before: { down: number; up: number; requests: number }): Traffic {
   const requests = mirror.requests.slice(before.requests);
@@ -69,19 +81,23 @@ function trafficSince(mirror: Mirror, counter: WireCounter, before: { down: numb
   };
 }
 
-async function measureCycle(mirror: Mirror, counter: WireCounter, cycle: () => Promise<{ wallMs: number; rssKiB: number }>): Promise<CycleSample> {
+async function measureCycle(mirror: Mirror, counter: WireCounter, cycle: CycleRun): Promise<CycleSample> {
   const before = { down: counter.bytesDown, up: counter.bytesUp, requests: mirror.requests.length };
-  const { wallMs, rssKiB } = await cycle();
-  return { wallMs, rssKiB, traffic: trafficSince(mirror, counter, before) };
+  const { wallMs, rssKiB, cpuMs } = await cycle();
+  return { wallMs, rssKiB, cpuMs, traffic: trafficSince(mirror, counter, before) };
 }
 
-function cliCycle(command: string[], configPath: string, repoRoot: string): () => Promise<{ wallMs: number; rssKiB: number }> {
+function cliCycle(command: string[], configPath: string, repoRoot: string): CycleRun {
   const [file, ...args] = command as [string, ...string[]];
   return async () => {
     const run: ProcessRun = await runChecked(file, [...args, '-c', configPath, 'sync', '--once'], { cwd: repoRoot });
-    return { wallMs: run.wallMs, rssKiB: run.maxRssKiB };
+    return { wallMs: run.wallMs, rssKiB: run.maxRssKiB, cpuMs: run.cpuMs };
   };
 }
+
+const cpuSeconds = (ms: number | undefined): string => (ms === undefined ? '-' : seconds(ms));
+const medianOf = (values: Array<number | undefined>): number | undefined =>
+  (values.every((v) => v !== undefined) && values.length > 0 ? median(values as number[]) : undefined);
 
 export async function benchNoopCycle(o: NoopBenchOptions): Promise<NoopGoals> {
   const startedMs = performance.now();
@@ -126,6 +142,7 @@ async function runNoopBench(o: NoopBenchOptions, mirror: Mirror, counter: WireCo
   const log = createLogger({ level: config.log.level, destination: new Writable({ write: (_c, _e, cb) => cb() }) });
   const inProcess = async () => {
     const startedMs = performance.now();
+    const cpuBefore = process.cpuUsage();
     const store = StateStore.open(config.stateDir);
     try {
       const summary = await runSyncCycle({ config, store, log, client, targets: createTargets(config) });
@@ -133,10 +150,11 @@ async function runNoopBench(o: NoopBenchOptions, mirror: Mirror, counter: WireCo
     } finally {
       store.close();
     }
-    return { wallMs: performance.now() - startedMs, rssKiB: 0 };
+    const cpu = process.cpuUsage(cpuBefore);
+    return { wallMs: performance.now() - startedMs, rssKiB: 0, cpuMs: (cpu.user + cpu.system) / 1000 };
   };
 
-  const ways: { name: string; cycle: () => Promise<{ wallMs: number; rssKiB: number }> }[] = [
+  const ways: { name: string; cycle: CycleRun }[] = [
     { name: 'CLI from source (node --import tsx src/cli.ts)', cycle: cliCycle(tsxCli, configPath, o.repoRoot) },
     ...(o.bundledCli ? [{ name: 'CLI bundled (plain node, as installed)', cycle: cliCycle(o.bundledCli, configPath, o.repoRoot) }] : []),
     { name: 'in-process runSyncCycle (daemon)', cycle: inProcess },
@@ -155,24 +173,28 @@ async function runNoopBench(o: NoopBenchOptions, mirror: Mirror, counter: WireCo
 
   // What start-up alone costs, for the split between start-up and cycle.
   const startup: { name: string; command: string[] }[] = [
-    { name: 'node -e "" (runtime start-up)', command: [process.execPath, '-e', ''] },
+    // With the CLI's node flags: the floor any CLI run pays before its first module.
+    { name: 'node -e "" (runtime start-up)', command: [...(o.bundledCli?.slice(0, -1) ?? [process.execPath]), '-e', ''] },
     { name: 'tsx CLI --version (start-up + imports from source)', command: [...tsxCli, '--version'] },
     ...(o.bundledCli ? [{ name: 'bundled CLI --version (start-up + imports)', command: [...o.bundledCli, '--version'] }] : []),
   ];
   const startupRows: string[][] = [];
+  let startupCpuMs: number | undefined;
   for (const s of startup) {
     const runs: ProcessRun[] = [];
     for (let i = 0; i < o.runs; i++) runs.push(await runMeasured(s.command[0] as string, s.command.slice(1), { cwd: o.repoRoot }));
-    startupRows.push([s.name, seconds(median(runs.map((r) => r.wallMs))), mibOfKiB(median(runs.map((r) => r.maxRssKiB)))]);
+    if (s === startup[0]) startupCpuMs = medianOf(runs.map((r) => r.cpuMs));
+    startupRows.push([s.name, seconds(median(runs.map((r) => r.wallMs))), cpuSeconds(medianOf(runs.map((r) => r.cpuMs))), mibOfKiB(median(runs.map((r) => r.maxRssKiB)))]);
   }
 
-  const rows: string[][] = [['no-op cycle (nothing new upstream)', 'wall s', 'first s', 'peak RSS MiB', 'requests', 'statuses', 'wire down', 'bodies', 'wire up', 'goal <= 1 s']];
+  const rows: string[][] = [['no-op cycle (nothing new upstream)', 'wall s', 'CPU s', 'first s', 'peak RSS MiB', 'requests', 'statuses', 'wire down', 'bodies', 'wire up', 'goal <= 1 s']];
   for (const way of ways) {
     const list = samples.get(way.name) ?? [];
     const last = list.at(-1)?.traffic;
     const wallMs = median(list.map((s) => s.wallMs));
     rows.push([
-      way.name, seconds(wallMs), seconds(list[0]?.wallMs ?? 0), way.name.startsWith('in-process') ? '-' : mibOfKiB(median(list.map((s) => s.rssKiB))),
+      way.name, seconds(wallMs), cpuSeconds(medianOf(list.map((s) => s.cpuMs))), seconds(list[0]?.wallMs ?? 0),
+      way.name.startsWith('in-process') ? '-' : mibOfKiB(median(list.map((s) => s.rssKiB))),
       String(last?.requests ?? 0), last?.statuses ?? '', formatSize(last?.bytesDown ?? 0), formatSize(last?.bodyBytes ?? 0),
       formatSize(last?.bytesUp ?? 0), verdict(wallMs, 1000),
     ]);
@@ -181,13 +203,24 @@ async function runNoopBench(o: NoopBenchOptions, mirror: Mirror, counter: WireCo
   console.log(formatTable(rows));
   console.log(`\n  priming cycle (everything new): ${seconds(first.wallMs)} s, ${first.traffic.requests} requests, ${formatSize(first.traffic.bytesDown)} down`);
   console.log('  wire down/up: exact bytes through a counting TCP relay (status lines + headers + bodies); bodies: body bytes the mirror sent.');
+  console.log('  CPU s: user + system of the whole process (GNU time; start-up included) for a CLI; of the cycle alone in process.');
+  const lastTraffic = samples.get(ways[0]?.name ?? '')?.at(-1)?.traffic;
+  if (lastTraffic) {
+    const perCycle = lastTraffic.bytesDown + lastTraffic.bytesUp;
+    console.log(`  polling traffic of the default schedule (hourly): 24 x ${formatSize(perCycle)} = ${formatSize(24 * perCycle)} a day for ${NOOP_RELEASES.length} releases` +
+      ` (${formatSize((24 * perCycle) / NOOP_RELEASES.length)} per release; ${lastTraffic.requests / NOOP_RELEASES.length} conditional GETs per release and cycle)`);
+  }
   console.log('\n  Start-up cost alone (same process set-up, no cycle):');
-  console.log(formatTable([['process', 'wall s', 'peak RSS MiB'], ...startupRows]));
+  console.log(formatTable([['process', 'wall s', 'CPU s', 'peak RSS MiB'], ...startupRows]));
 
   const installed = samples.get(ways[o.bundledCli ? 1 : 0]?.name ?? '') ?? [];
   const inProc = samples.get('in-process runSyncCycle (daemon)') ?? [];
   const inProcMs = median(inProc.map((s) => s.wallMs));
   const installedMs = median(installed.map((s) => s.wallMs));
   console.log(`\n  ${o.bundledCli ? 'bundled' : 'tsx'} CLI no-op ${seconds(installedMs)} s = start-up and imports ~${seconds(installedMs - inProcMs)} s + the cycle itself ${seconds(inProcMs)} s (${ratio(inProcMs, installedMs)} of it)`);
-  return { wallMs: installedMs, bytesDown: installed.at(-1)?.traffic.bytesDown ?? 0 };
+  const lastInstalled = installed.at(-1)?.traffic;
+  return {
+    wallMs: installedMs, cpuMs: medianOf(installed.map((s) => s.cpuMs)), startupCpuMs, bytesDown: lastInstalled?.bytesDown ?? 0,
+    bytesOnWire: (lastInstalled?.bytesDown ?? 0) + (lastInstalled?.bytesUp ?? 0), requests: lastInstalled?.requests ?? 0,
+  };
 }

@@ -151,6 +151,16 @@ async function main(): Promise<void> {
     console.log('\n== Goals (foundation, issue 2)\n');
     console.log(formatTable(goals));
   }
+  const goals14: string[][] = [['goal', 'measured', 'reference', 'verdict']];
+  if (noop) {
+    goals14.push(['sync --once with nothing new: CPU of the whole process <= 0.3 s', noop.cpuMs === undefined ? '- (needs GNU time)' : `${seconds(noop.cpuMs)} s`,
+      noop.startupCpuMs === undefined ? '-' : `node -e "" ${seconds(noop.startupCpuMs)} s`, noop.cpuMs === undefined ? '-' : verdict(noop.cpuMs, 300)]);
+    goals14.push(['no-op cycle on the wire (both ways) < 10 KiB', formatSize(noop.bytesOnWire), `${noop.requests} requests`, noop.bytesOnWire < 10 * 1024 ? 'met' : 'MISSED']);
+  }
+  if (goals14.length > 1) {
+    console.log('\n== Goals (CPU and freshness, issue 14)\n');
+    console.log(formatTable(goals14));
+  }
   const loadAfter = loadavg();
   console.log(`\n  total ${seconds(performance.now() - startedMs)} s; load average now ${loadAfter.map((l) => l.toFixed(2)).join(' ')}` +
     (loadAfter[0] !== undefined && loadAfter[0] > cpus().length ? ' (the machine was busy: figures are noisy, ratios less so)' : ''));

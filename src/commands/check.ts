@@ -1,4 +1,4 @@
-import { constants, existsSync, readFileSync } from 'node:fs';
+import { constants, existsSync } from 'node:fs';
 import { access, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { loadConfig, type LoadedConfig } from '../config/load.js';
@@ -6,6 +6,7 @@ import { describeError } from '../errors.js';
 import { createHttpClient, getFollowingRedirects } from '../fetch/http-client.js';
 import { createLogger, type Logger } from '../log.js';
 import { loadKeyring } from '../source/signature.js';
+import { describeHolder, probeStateLock } from '../state/lock.js';
 import { createTargets } from '../targets/create.js';
 import type { Target } from '../targets/target.js';
 import type { GlobalOptions } from './context.js';
@@ -43,7 +44,7 @@ export async function checkCommand(options: GlobalOptions): Promise<CheckReport>
   const log = createLogger({ level: options.logLevel ?? 'warn', destination: process.stderr });
   const checks: CheckResult[] = [{
     name: 'config', ok: true,
-    detail: `${config.origin}: ${config.streams.map((s) => `${s.id} ${s.releases.map((r) => r.codename).join(',')} (${s.arches.join(',')})`).join('; ')}, ${config.targets.length} target(s), schedule "${config.schedule}"`,
+    detail: `${config.origin}: ${config.streams.map((s) => `${s.id} ${s.releases.map((r) => r.codename).join(',')} (${s.arches.join(',')})`).join('; ')}, ${config.targets.length} target(s), schedule ${config.schedule ? `"${config.schedule}"` : 'hourly at a minute fixed per install (stateDir/install-id)'}`,
   }];
   checks.push(await directoryCheck('stateDir', config.stateDir, lockHolder(config)));
   checks.push(await directoryCheck('cacheDir', config.cacheDir));
@@ -85,11 +86,8 @@ function directoryCheck(name: string, dir: string, note = ''): Promise<CheckResu
 }
 
 function lockHolder(config: LoadedConfig): string {
-  try {
-    return `; lock held by ${readFileSync(path.join(config.stateDir, 'cloudimg-sync.lock'), 'utf8').trim()} (a running instance)`;
-  } catch {
-    return '';
-  }
+  const holder = probeStateLock(config.stateDir);
+  return holder ? `; lock held by ${describeHolder(holder)} (a running instance)` : '';
 }
 
 function sourceCheck(config: LoadedConfig): Promise<CheckResult> {

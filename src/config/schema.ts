@@ -85,8 +85,11 @@ export const configSchema = z.strictObject({
     .prefault({}),
   log: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info') }).prefault({}),
   // ---- daemon (`cloudimg-sync daemon`)
-  /** node-cron expression (5 fields, or 6 with seconds first): when the daemon runs a cycle. */
-  schedule: z.string().refine((s) => cronExpressionValid(s), 'not a valid cron expression (e.g. "17 */6 * * *")').default('17 */6 * * *'),
+  /**
+   * node-cron expression (5 fields, or 6 with seconds first): when the daemon runs a cycle. Unset: hourly,
+   * at a minute and second fixed per install (derived from stateDir/install-id; see resolveSchedule()).
+   */
+  schedule: z.string().refine((s) => cronExpressionValid(s), 'not a valid cron expression (e.g. "17 * * * *")').optional(),
   /** Run a cycle as soon as the daemon starts, not only on the schedule. */
   runOnStart: z.boolean().default(true),
   /** On SIGTERM/SIGINT, how long the cycle in flight may take to stop before the daemon exits anyway. */

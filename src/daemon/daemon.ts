@@ -18,7 +18,7 @@ import type { Target } from '../targets/target.js';
 import { HealthTracker } from './health.js';
 import { startStatusServer, type StatusServer } from './http-server.js';
 import { SyncMetrics } from './metrics.js';
-import { failureRetryDelayMs, startSchedule, type CycleSchedule } from './schedule.js';
+import { failureRetryDelayMs, resolveSchedule, startSchedule, type CycleSchedule } from './schedule.js';
 
 export interface DaemonOptions {
   /** --config, as for every command (else $CLOUDIMG_SYNC_CONFIG, the system file, or defaults). */
@@ -76,7 +76,9 @@ export class Daemon {
     const logs = createLogHandle({ level: options.logLevel ?? config.log.level, taps: [metrics.observe, health.observe] });
     const lock = acquireStateLock(config.stateDir);
     let daemon: Daemon | undefined;
+    let schedule: string;
     try {
+      schedule = resolveSchedule(config.schedule, config.stateDir);
       store = StateStore.open(config.stateDir);
       const runs = store.listRuns(50);
       health.seedFromRuns(runs);
@@ -89,13 +91,13 @@ export class Daemon {
       lock.release();
       throw err;
     }
-    daemon.schedule = startSchedule(config.schedule, () => daemon.trigger('schedule'), daemon.log);
+    daemon.schedule = startSchedule(schedule, () => daemon.trigger('schedule'), daemon.log);
     daemon.installSignalHandlers();
     daemon.log.info({
-      event: 'daemon.started', schedule: config.schedule, nextRunAt: daemon.schedule.nextRun()?.toISOString(),
+      event: 'daemon.started', schedule, scheduleFrom: config.schedule ? 'config' : 'install-id', nextRunAt: daemon.schedule.nextRun()?.toISOString(),
       runOnStart: config.runOnStart, config: config.origin, stateDir: path.resolve(config.stateDir),
       targets: daemon.runtime.targets.map((t) => t.name),
-    }, `daemon started; cycles on "${config.schedule}"`);
+    }, `daemon started; cycles on "${schedule}"${config.schedule ? '' : ' (hourly at this install\'s minute)'}`);
     if (config.runOnStart) daemon.trigger('start');
     return daemon;
   }
@@ -213,11 +215,13 @@ export class Daemon {
     if (this.stopping) return;
     const old = this.runtime.config;
     let next: Runtime;
+    let schedule: string;
     try {
       const config = loadConfig(this.options.config);
       if (path.resolve(config.stateDir) !== path.resolve(old.stateDir)) {
         throw new Error(`stateDir changed (${old.stateDir} -> ${config.stateDir}); that needs a restart, the lock is held on the old one`);
       }
+      schedule = resolveSchedule(config.schedule, config.stateDir);
       next = buildRuntime(config);
     } catch (err) {
       this.log.error({ event: 'daemon.reload.failed', err: describeError(err), errCode: errorCode(err) },
@@ -231,11 +235,11 @@ export class Daemon {
     if (previous.cyclesUsing === 0) void closeRuntime(previous);
     this.logs.setLevel(this.options.logLevel ?? next.config.log.level);
     this.health.maxAgeHours = next.config.health.maxAgeHours;
-    if (next.config.schedule !== old.schedule) {
+    if (schedule !== this.schedule?.expression) {
       this.schedule?.stop();
-      this.schedule = startSchedule(next.config.schedule, () => this.trigger('schedule'), this.log);
+      this.schedule = startSchedule(schedule, () => this.trigger('schedule'), this.log);
     }
-    this.log.info({ event: 'daemon.reloaded', config: next.config.origin, changed, schedule: next.config.schedule, nextRunAt: this.schedule?.nextRun()?.toISOString() },
+    this.log.info({ event: 'daemon.reloaded', config: next.config.origin, changed, schedule, nextRunAt: this.schedule?.nextRun()?.toISOString() },
       `configuration reloaded${changed.length ? ` (${changed.join(', ')})` : ' (no changes)'}`);
     if (JSON.stringify(next.config.health) !== JSON.stringify(old.health)) void this.restartListener(next.config);
   }

@@ -35,6 +35,7 @@ export class SyncMetrics {
   private readonly failures: Counter<'step'>;
   private readonly releaseEol: Gauge<'channel' | 'variant' | 'release' | 'gone'>;
   private readonly archMissing: Gauge<'channel' | 'variant' | 'release' | 'arch'>;
+  private readonly publicationLag: Gauge<'stream' | 'release' | 'arch' | 'target'>;
   private readonly downloads = new Map<string, DownloadTally>();
 
   constructor(state: () => StateView | undefined, now: () => number = Date.now) {
@@ -57,6 +58,11 @@ export class SyncMetrics {
     this.uploadBytes = new Counter({ name: `${PREFIX}upload_bytes_total`, help: 'Image bytes published to targets (adopted images move none).', labelNames: ['target'], registers });
     this.downloadSeconds = new Histogram({ name: `${PREFIX}download_duration_seconds`, help: 'Duration of image downloads that completed.', buckets: TRANSFER_BUCKETS_SECONDS, registers });
     this.uploadSeconds = new Histogram({ name: `${PREFIX}upload_duration_seconds`, help: 'Duration of publications that moved bytes.', labelNames: ['target'], buckets: TRANSFER_BUCKETS_SECONDS, registers });
+    this.publicationLag = new Gauge({
+      name: `${PREFIX}publication_lag_seconds`,
+      help: 'From upstream publishing a serial (its SHA256SUMS Last-Modified, else the listing date) to its reveal on the target; the newest reveal per stream (channel/variant), release, arch and target.',
+      labelNames: ['stream', 'release', 'arch', 'target'], registers,
+    });
     this.failures = new Counter({ name: `${PREFIX}image_failures_total`, help: 'Failed image steps, by step (download, verify, publish, retire).', labelNames: ['step'], registers });
 
     new Gauge({
@@ -157,6 +163,11 @@ export class SyncMetrics {
           const target = String(record.target);
           this.uploadBytes.inc({ target }, numberOf(record.bytes));
           this.uploadSeconds.observe({ target }, numberOf(record.durationMs) / 1000);
+        }
+        if (typeof record.lagSeconds === 'number') {
+          this.publicationLag.set({
+            stream: `${String(record.channel)}/${String(record.variant)}`, release: String(record.release), arch: String(record.arch), target: String(record.target),
+          }, record.lagSeconds);
         }
         break;
       case 'image.publish.failed':

@@ -58,8 +58,9 @@ async function readCapped(url: string, body: Dispatcher.ResponseData['body'], ma
 export async function getText(url: string, options: GetTextOptions = {}): Promise<TextResponse> {
   const maxBytes = options.maxBytes ?? DEFAULT_TEXT_MAX_BYTES;
   const headers: Record<string, string> = { 'accept-encoding': 'identity' };
+  // A server must ignore If-Modified-Since next to If-None-Match (RFC 9110 13.1.3): send one validator, not two.
   if (options.etag) headers['if-none-match'] = options.etag;
-  if (options.lastModified) headers['if-modified-since'] = options.lastModified;
+  else if (options.lastModified) headers['if-modified-since'] = options.lastModified;
 
   return withRetries(
     async () => {

@@ -33,7 +33,7 @@ export function cachedGetter(options: CachedGetOptions): CachedGet {
       signal: options.signal,
       log: options.log,
     });
-    if (response.status === 304 && cached) return { body: cached.body, changed: false };
+    if (response.status === 304 && cached) return { body: cached.body, changed: false, lastModified: cached.lastModified ?? undefined };
     if (response.status === 304) {
       // A 304 without a cached body (cache lost): ask again unconditionally.
       const fresh = await getText(url, { client: options.client, retries: options.retries, signal: options.signal, log: options.log });
@@ -48,5 +48,5 @@ function remember(options: CachedGetOptions, url: string, text: string, etag?: s
   const body = Buffer.from(text, 'utf8');
   options.onBytes?.(body.length);
   options.store.putCachedResponse(url, { etag: etag ?? null, lastModified: lastModified ?? null, body });
-  return { body, changed: true };
+  return { body, changed: true, lastModified };
 }

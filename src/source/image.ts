@@ -37,6 +37,11 @@ export interface UpstreamImage {
   signed: boolean;
   /** End of standard support of its release (YYYY-MM-DD), from the source's metadata or the release table. */
   eol?: string;
+  /**
+   * When upstream published this serial (ISO 8601): the Last-Modified of its SHA256SUMS, else the serial
+   * folder's date in the release listing; absent when upstream said neither. The start of the publication lag.
+   */
+  publishedAt?: string;
 }
 
 /** The stable identity of an image across runs. */

@@ -263,7 +263,11 @@ function publishStarted(deps: SyncDeps, action: SyncAction, target: Target, log:
 function publishDone(deps: SyncDeps, action: SyncAction, target: Target, res: PublishResult, bytes: number | undefined, started: number, tlog: Logger, counts: RunCounts): void {
   deps.store.setPublication(action.key, target.name, 'published', { ref: res.ref });
   counts.published++;
-  tlog.info({ event: 'image.publish.done', imageId: res.ref, adopted: res.adopted, bytes, durationMs: Date.now() - started },
+  const now = (deps.now ?? Date.now)();
+  // Publication lag: from upstream publishing the serial to its reveal here. An adopted copy was revealed earlier.
+  const upstreamMs = action.image.publishedAt ? Date.parse(action.image.publishedAt) : Number.NaN;
+  const lagSeconds = !res.adopted && Number.isFinite(upstreamMs) ? Math.max(0, Math.round((now - upstreamMs) / 1000)) : undefined;
+  tlog.info({ event: 'image.publish.done', imageId: res.ref, adopted: res.adopted, bytes, durationMs: Date.now() - started, publishedAt: action.image.publishedAt, lagSeconds },
     `${res.adopted ? 'adopted' : 'published'} ${action.image.fileName} on ${target.name} as ${res.ref}`);
 }
 

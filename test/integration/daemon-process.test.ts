@@ -14,6 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, test } from 'node:test';
 import { startMirror, type Mirror, type MirrorOptions } from '../fixtures/mirror/index.js';
+import { probeStateLock } from '../../src/state/lock.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const CLI = path.join(REPO, 'src', 'cli.ts');
@@ -35,7 +36,8 @@ class CliProcess {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   private readonly waiters = new Set<() => void>();
 
-  constructor(readonly child: ChildProcess) {
+  /** `signalled`: the process signals go to, when `child` is a wrapper (unshare) that does not forward them. */
+  constructor(readonly child: ChildProcess, private readonly signalled: () => number | undefined = () => child.pid) {
     createInterface({ input: child.stdout! }).on('line', (line) => {
       this.stdout += `${line}\n`;
       try {
@@ -87,7 +89,11 @@ class CliProcess {
   }
 
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      const pid = this.signalled();
+      if (pid !== undefined && pid !== this.child.pid) process.kill(pid, signal);
+      else this.child.kill(signal);
+    }
     return this.exited;
   }
 }
@@ -98,6 +104,8 @@ interface World {
   configPath: string;
   writeConfig(overrides?: Record<string, unknown>): void;
   cli(...args: string[]): CliProcess;
+  /** Like a container start: PID 1 of a new PID namespace, /proc of its own, hostname `host`. */
+  cliInContainer(host: string, ...args: string[]): CliProcess;
   daemon(): CliProcess;
   close(): Promise<void>;
 }
@@ -141,6 +149,16 @@ async function createWorld(mirrorOptions: MirrorOptions = {}, overrides: Record<
       processes.push(p);
       return p;
     },
+    cliInContainer(host, ...args) {
+      const child = spawn('unshare', [
+        '--pid', '--fork', '--mount-proc', '--uts', '--kill-child=SIGKILL',
+        'sh', '-c', 'hostname "$0" && exec "$@"', host,
+        process.execPath, '--import', 'tsx', CLI, ...args, '--config', configPath,
+      ], { cwd: REPO, env: { ...process.env, CLOUDIMG_SYNC_CONFIG: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const p = new CliProcess(child, () => namespaceInit(child.pid!));
+      processes.push(p);
+      return p;
+    },
     daemon() {
       return w.cli('daemon');
     },
@@ -172,6 +190,16 @@ async function scrape(port: number): Promise<Map<string, number>> {
     if (m) samples.set(m[1]!, Number(m[2]));
   }
   return samples;
+}
+
+/** The outer pid of PID 1 in the namespace `unshare --fork` (pid `unsharePid`) created: its only child. */
+function namespaceInit(unsharePid: number): number | undefined {
+  try {
+    const pid = Number(readFileSync(`/proc/${unsharePid}/task/${unsharePid}/children`, 'utf8').trim().split(' ')[0]);
+    return pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function imageRequests(mirror: Mirror) {
@@ -230,7 +258,7 @@ describe('daemon as a child process against the fixture mirror', () => {
     assert.equal(first.events('sync.run.finished')[0]?.result, 'aborted');
     assert.equal(first.events('image.download.aborted').length, 1);
     assert.ok(first.events('daemon.stopped').length === 1);
-    assert.equal(existsSync(path.join(w.dir, 'state', 'cloudimg-sync.lock')), false, 'the lock is released');
+    assert.equal(probeStateLock(path.join(w.dir, 'state')), undefined, 'the lock is released');
 
     const part = filesUnder(path.join(w.dir, 'cache')).find((f) => f.endsWith('.img.part'));
     assert.ok(part, 'a resumable .part is left');
@@ -267,10 +295,42 @@ describe('daemon as a child process against the fixture mirror', () => {
     assert.equal((await once.exited).code, 3, once.stderr);
 
     assert.equal((await first.stop('SIGKILL')).signal, 'SIGKILL');
-    assert.ok(existsSync(path.join(w.dir, 'state', 'cloudimg-sync.lock')), 'kill -9 leaves the lock file');
+    assert.ok(existsSync(path.join(w.dir, 'state', 'cloudimg-sync.lock')), 'kill -9 leaves the lock file (the kernel dropped its lock)');
     const third = w.daemon();
     await third.waitForEvent('daemon.started');
     assert.equal((await third.stop()).code, 0);
+  });
+
+  test('killed with -9 mid-download as PID 1 of a container, it restarts at once in a new PID namespace under another hostname and resumes the .part', async () => {
+    const size = 4 * 1024 * 1024;
+    const w = await createWorld({ imageSizeBytes: size });
+    w.mirror.inject({ path: /\.img$/, fault: 'slow', bytesPerSecond: 1_000_000 });
+    const first = w.cliInContainer('box-a', 'daemon');
+    await first.waitForEvent('daemon.started');
+    // Past the download's two 1 MiB write buffers, so that bytes are on disk when it dies.
+    await until(() => (imageRequests(w.mirror)[0]?.bytesSent ?? 0) >= 2_500_000, 'the download is under way');
+    await first.stop('SIGKILL');
+    assert.equal(first.events('sync.run.finished').length, 0, 'no clean stop: killed mid-download');
+    const part = filesUnder(path.join(w.dir, 'cache')).find((f) => f.endsWith('.img.part'));
+    assert.ok(part, 'a resumable .part is left');
+    const partBytes = statSync(part).size;
+    assert.ok(partBytes > 0 && partBytes < size, `${partBytes} bytes on disk`);
+
+    w.mirror.clearFaults();
+    const restarted = w.cliInContainer('box-b', 'daemon');
+    const started = await restarted.waitForEvent('daemon.started', { timeoutMs: 10_000 });
+    assert.equal(started.pid, 1, 'PID 1 again, as in the killed container');
+    const live = w.cli('daemon');
+    assert.equal((await live.exited).code, 3, 'a second live instance is still refused');
+    assert.match(live.stderr, /^cloudimg-sync: ALREADY_RUNNING: another cloudimg-sync \(1@box-b, since \d{4}-\d\d-\d\dT[\d:.]+Z\) holds .*cloudimg-sync\.lock \(fix: /);
+
+    const finished = await restarted.waitForEvent('sync.run.finished');
+    assert.equal(finished.result, 'ok', restarted.transcript());
+    const resumed = imageRequests(w.mirror)[1]!;
+    assert.equal(resumed.headers.range, `bytes=${partBytes}-`, 'the .part of the killed instance is resumed');
+    const image = w.mirror.published({ channel: 'release' })[0]!;
+    assert.equal(sha256Of(path.join(w.dir, 'images', 'noble', image.serial, image.fileName)), image.sha256);
+    assert.equal((await restarted.stop()).code, 0, restarted.transcript());
   });
 
   test('/healthz answers 200 after a successful cycle, 503 with the reason once cycles fail, 200 again after recovery', async () => {

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readdirSync, readFileSync, utimesSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { afterEach, describe, test } from 'node:test';
+import { SyncMetrics } from '../../src/daemon/metrics.js';
+import type { LogRecord } from '../../src/log.js';
 import { createSyncWorld, type SyncWorld } from '../support/sync-world.js';
 
 let world: SyncWorld;
@@ -71,13 +73,41 @@ describe('sync cycle against the fixture mirror (directory target)', () => {
     assert.equal(world.events('source.sums.verified').length, 1, 'an unchanged signed list is not verified again');
   });
 
-  test('a changed SHA256SUMS.gpg upstream is verified again, and a bad one is caught even though the list is unchanged', async () => {
+  test('the publication lag runs from the SHA256SUMS Last-Modified upstream to the reveal, and feeds the lag metric', async () => {
+    world = await createSyncWorld({ mirror: { releases: [{ codename: 'noble', serials: ['20261120'] }] } });
+    // Upstream wrote the serial's SHA256SUMS two hours ago (whole seconds, as Last-Modified carries them).
+    const writtenAt = new Date(Math.floor(Date.now() / 1000) * 1000 - 2 * 3_600_000);
+    const sums = path.join(world.mirror.root, 'releases/noble/release-20261120/SHA256SUMS');
+    utimesSync(sums, writtenAt, writtenAt);
+    assert.equal((await world.sync()).result, 'ok');
+    const [done] = world.events('image.publish.done');
+    assert.equal(done?.publishedAt, writtenAt.toISOString());
+    const lag = Number(done?.lagSeconds);
+    assert.ok(lag >= 7_200 && lag < 7_260, `lagSeconds ${lag}`);
+    const metrics = new SyncMetrics(() => undefined);
+    for (const record of world.logs) metrics.observe(record as unknown as LogRecord);
+    const gauge = (await metrics.registry.getMetricsAsJSON()).find((m) => m.name === 'cloudimg_sync_publication_lag_seconds');
+    assert.deepEqual(gauge?.values.map((v) => [v.labels, v.value]), [[{ stream: 'release/server', release: 'noble', arch: 'amd64', target: 'local' }, lag]]);
+  });
+
+  test('an unchanged list that verified is not fetched with its signature again; a changed one is, and a bad signature on it is caught', async () => {
     world = await createSyncWorld();
     assert.equal((await world.sync()).result, 'ok');
     world.mirror.inject({ path: /SHA256SUMS\.gpg$/, fault: 'bad-signature', how: 'foreign-key' });
+    world.mirror.clearRequests();
+    assert.equal((await world.sync()).result, 'ok', 'the bytes checked before are unchanged: nothing to verify');
+    assert.deepEqual(world.mirror.requests.filter((r) => r.path.endsWith('.gpg')), [], 'no signature fetched for an unchanged list');
+    // Upstream's list changes under the same URL without a matching signature: it is fetched and refused.
+    world.mirror.clearFaults();
+    const [image] = world.mirror.published();
+    const sums = path.join(world.mirror.root, path.dirname(image!.urlPath), 'SHA256SUMS');
+    appendFileSync(sums, `${'0'.repeat(64)} *unsigned-extra.img\n`);
+    const later = new Date(Date.now() + 5_000);
+    utimesSync(sums, later, later);
     const summary = await world.sync();
     assert.equal(summary.result, 'failed');
     assert.match(summary.errors[0]!, /SIGNATURE_INVALID/);
+    assert.equal(world.mirror.requests.filter((r) => r.path.endsWith('.gpg')).length, 1, 'the changed list\'s signature was fetched');
   });
 
   test('a new serial upstream is fetched and the oldest beyond keep is removed from the directory', async () => {

@@ -53,7 +53,7 @@ export async function createSyncWorld(options: SyncWorldOptions = {}): Promise<S
   };
   const rawSource = (options.config?.source ?? {}) as Record<string, unknown>;
   const shorthandDefaults = 'streams' in rawSource ? {} : { releases: ['noble'], arches: ['amd64'] };
-  raw.source = { url: mirror.url, keyring: mirror.keyringPath, ...shorthandDefaults, ...rawSource };
+  (raw as Record<string, unknown>).source = { url: mirror.url, keyring: mirror.keyringPath, ...shorthandDefaults, ...rawSource };
   const config = validateConfig(raw, 'test config');
   const reconfigure = (changes: Record<string, unknown>): LoadedConfig => {
     const source: Record<string, unknown> = { url: mirror.url, keyring: mirror.keyringPath, ...((changes.source ?? rawSource) as Record<string, unknown>) };

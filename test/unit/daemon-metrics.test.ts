@@ -103,6 +103,23 @@ describe('metrics from log events: runs, publications, failures', () => {
     assert.equal(hist.values.find((v) => (v as { metricName?: string }).metricName === 'cloudimg_sync_upload_duration_seconds_sum' && v.labels.target === 'glance')?.value, 4);
   });
 
+  test('publication lag per stream, release, arch and target: the newest reveal\'s, from image.publish.done', async () => {
+    const metrics = new SyncMetrics(() => undefined);
+    feed(metrics, [
+      ev('image.publish.done', { target: 'glance', adopted: false, lagSeconds: 5_400 }),
+      ev('image.publish.done', { target: 'glance', adopted: false, lagSeconds: 3_000 }, { ...IMAGE, arch: 'arm64' }),
+      ev('image.publish.done', { target: 'glance', adopted: false, lagSeconds: 900 }, { ...IMAGE, variant: 'minimal' }),
+      ev('image.publish.done', { target: 'local', adopted: true }),
+    ]);
+    const lag = (labels: Record<string, string>) => value(metrics, 'cloudimg_sync_publication_lag_seconds', labels);
+    assert.equal(await lag({ stream: 'release/server', release: 'noble', arch: 'amd64', target: 'glance' }), 5_400);
+    assert.equal(await lag({ stream: 'release/server', release: 'noble', arch: 'arm64', target: 'glance' }), 3_000);
+    assert.equal(await lag({ stream: 'release/minimal', release: 'noble', arch: 'amd64', target: 'glance' }), 900);
+    assert.equal(await lag({ target: 'local' }), undefined, 'an adopted copy is no reveal of ours');
+    feed(metrics, [ev('image.publish.done', { target: 'glance', adopted: false, lagSeconds: 600 })]);
+    assert.equal(await lag({ stream: 'release/server', release: 'noble', arch: 'amd64', target: 'glance' }), 600, 'the newest reveal replaces the one before');
+  });
+
   test('the last success survives a restart: seeded from the runs in state', async () => {
     const metrics = new SyncMetrics(() => undefined);
     metrics.seedFromRuns([

@@ -69,13 +69,23 @@ describe('getText', () => {
     assert.equal(seen[0]?.headers['if-none-match'], undefined);
   });
 
-  test('sends If-None-Match and If-Modified-Since and reports 304 when nothing changed', async () => {
+  test('sends If-None-Match (only: the server ignores If-Modified-Since beside it) and reports 304 when nothing changed', async () => {
     const base = await startServer(sumsHandler);
 
     const result = await getText(`${base}/SHA256SUMS`, { client, etag: ETAG, lastModified: LAST_MODIFIED });
 
     assert.deepEqual(result, { status: 304 });
     assert.equal(seen[0]?.headers['if-none-match'], ETAG);
+    assert.equal(seen[0]?.headers['if-modified-since'], undefined);
+  });
+
+  test('sends If-Modified-Since when the server gave no ETag', async () => {
+    const base = await startServer(sumsHandler);
+
+    const result = await getText(`${base}/SHA256SUMS`, { client, lastModified: LAST_MODIFIED });
+
+    assert.deepEqual(result, { status: 304 });
+    assert.equal(seen[0]?.headers['if-none-match'], undefined);
     assert.equal(seen[0]?.headers['if-modified-since'], LAST_MODIFIED);
   });
 

@@ -5,6 +5,9 @@ import { parseListing } from '../../src/source/listing.js';
 import { resolveRelease } from '../../src/source/releases.js';
 import { parseSha256Sums } from '../../src/source/sha256sums.js';
 import { compareSerials } from '../../src/source/image.js';
+import { discoverImages } from '../../src/source/discover.js';
+import { createLogger } from '../../src/log.js';
+import { renderListingPage } from '../fixtures/mirror/listing.js';
 
 const samples = new URL('../fixtures/samples/', import.meta.url);
 const realListing = readFileSync(new URL('noble-daily-20250430-listing.html', samples), 'utf8');
@@ -97,4 +100,38 @@ describe('releases and serials', () => {
 test('parseListing skips links with broken %-escapes instead of failing the page', () => {
   const html = '<pre><a href="bad%E0%A4%A/">bad</a>\n<a href="release-20260101/">release-20260101/</a> 2026-01-01 00:00 -\n</pre>';
   assert.deepEqual(parseListing(html, 'https://m.example/releases/noble/').map((e) => e.name), ['release-20260101']);
+});
+
+describe('discoverImages: when upstream published a serial (the start of the publication lag)', () => {
+  const sourceUrl = 'https://cloud-images.ubuntu.com';
+  const listingUrl = `${sourceUrl}/releases/noble/`;
+  const sumsUrl = `${listingUrl}release-20261120/SHA256SUMS`;
+  const listing = renderListingPage({
+    urlPath: '/releases/noble/', title: 'Ubuntu 24.04 LTS (Noble Numbat)',
+    entries: [
+      { name: 'release-20261101', isDirectory: true, mtime: new Date('2026-11-01T08:00:00Z'), sizeBytes: -1 },
+      { name: 'release-20261120', isDirectory: true, mtime: new Date('2026-11-20T17:42:00Z'), sizeBytes: -1 },
+    ],
+  });
+  const sums = `${'a'.repeat(64)} *ubuntu-24.04-server-cloudimg-amd64.img\n`;
+  const discover = (sumsLastModified: string | undefined) => discoverImages({
+    sourceUrl, streams: [{ id: 'release/server', channel: 'release', variant: 'server', releases: [resolveRelease('noble')!], arches: ['amd64'] }],
+    keep: 1, nowMs: Date.parse('2026-11-21T00:00:00Z'), keyring: undefined,
+    log: createLogger({ level: 'silent' }),
+    get: async (url) => {
+      if (url === listingUrl) return { body: Buffer.from(listing), changed: false, lastModified: 'Fri, 20 Nov 2026 17:42:10 GMT' };
+      if (url === sumsUrl) return { body: Buffer.from(sums), changed: false, lastModified: sumsLastModified };
+      throw new Error(`unexpected GET ${url}`);
+    },
+  });
+
+  test('the Last-Modified of the serial\'s SHA256SUMS, to the second', async () => {
+    const { images } = await discover('Fri, 20 Nov 2026 18:03:27 GMT');
+    assert.equal(images[0]?.publishedAt, '2026-11-20T18:03:27.000Z');
+  });
+
+  test('without one, the serial folder\'s date in the release listing', async () => {
+    const { images } = await discover(undefined);
+    assert.equal(images[0]?.publishedAt, '2026-11-20T17:42:00.000Z');
+  });
 });

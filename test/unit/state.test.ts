@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { fork } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import type { UpstreamImage } from '../../src/source/image.js';
-import { acquireStateLock } from '../../src/state/lock.js';
+import { acquireStateLock, probeStateLock } from '../../src/state/lock.js';
 import { STATE_FILE_NAME, StateStore } from '../../src/state/store.js';
 import { MIGRATIONS } from '../../src/state/migrations.js';
 
@@ -122,19 +122,36 @@ describe('StateStore', () => {
 });
 
 describe('state lock', () => {
-  test('a second holder is refused with ALREADY_RUNNING while the first lives', () => {
+  test('a second holder is refused with ALREADY_RUNNING naming pid, host and since while the first lives', () => {
     const lock = acquireStateLock(dir);
-    assert.throws(() => acquireStateLock(dir), (e: Error & { code?: string }) => e.code === 'ALREADY_RUNNING' && e.message.includes(String(process.pid)));
+    assert.throws(() => acquireStateLock(dir), (e: Error & { code?: string }) => e.code === 'ALREADY_RUNNING'
+      && new RegExp(`\\(${process.pid}@${hostname()}, since \\d{4}-\\d\\d-\\d\\dT[^)]+\\) holds `).test(e.message));
+    const holder = probeStateLock(dir);
+    assert.ok(holder && holder !== 'unknown', 'check sees the lock held');
+    assert.deepEqual([holder.pid, holder.host], [process.pid, hostname()]);
     lock.release();
+    assert.equal(probeStateLock(dir), undefined);
     acquireStateLock(dir).release();
   });
 
-  test('a lock left by a dead process is stale and taken over', async () => {
-    const child = fork('-e', ['0'], { execArgv: [] });
-    const pid = child.pid!;
-    await new Promise((r) => child.on('exit', r));
-    writeFileSync(path.join(dir, 'cloudimg-sync.lock'), `${pid}@${(await import('node:os')).hostname()}\n`);
+  test('the kernel releases the lock of a process killed with SIGKILL: no pid is compared, nothing is stale', async () => {
+    const child = fork('-e', [`
+      const { acquireStateLock } = await import(${JSON.stringify(new URL('../../src/state/lock.ts', import.meta.url).href)});
+      acquireStateLock(process.argv.at(-1));
+      process.send('locked');
+      setInterval(() => {}, 1000);
+    `, dir], { execArgv: ['--import', 'tsx', '--input-type=module'] });
+    await new Promise((resolve) => child.once('message', resolve));
+    assert.throws(() => acquireStateLock(dir), (e: Error & { code?: string }) => e.code === 'ALREADY_RUNNING' && e.message.includes(`${child.pid}@`));
+    child.kill('SIGKILL');
+    await new Promise((resolve) => child.once('exit', resolve));
+    acquireStateLock(dir).release();
+  });
+
+  test('a pid@host lock file left by an earlier version decides nothing: it is replaced', () => {
+    writeFileSync(path.join(dir, 'cloudimg-sync.lock'), '1@oldhost\n');
     const lock = acquireStateLock(dir);
+    assert.throws(() => acquireStateLock(dir), (e: Error & { code?: string }) => e.code === 'ALREADY_RUNNING');
     lock.release();
   });
 });
