@@ -64,7 +64,7 @@ describe('configuration', () => {
 });
 
 describe('the shipped config examples', () => {
-  for (const name of ['config.example.yaml', 'glance.example.yaml']) {
+  for (const name of ['config.example.yaml', 'glance.example.yaml', 'fleet.example.yaml']) {
     test(`config/${name} is valid as shipped`, () => {
       const file = new URL(`../../config/${name}`, import.meta.url).pathname;
       const config = loadConfig(file, {});
