@@ -14,7 +14,7 @@ import { validateConfig } from '../src/config/load.js';
 import { loadAuthSettings } from '../src/openstack/auth-config.js';
 import { GlanceClient } from '../src/openstack/glance.js';
 import { KeystoneSession } from '../src/openstack/keystone.js';
-import { FileUploadReader, digestFile } from '../src/targets/image-digests.js';
+import { FileUploadReader, digestFile } from '../src/targets/glance/image-digests.js';
 import { startMirror, type Mirror, type PublishedImage } from '../test/fixtures/mirror/index.js';
 import { loadOpenStackEnv, startExtraOpenStack, type ExtraOpenStack } from '../test/integration/openstack-env.js';
 import { flushDisks, formatSize, formatTable, median, mibOfKiB, processCpuMs, ratio, runChecked, seconds, throughput, verdict } from './measure.js';

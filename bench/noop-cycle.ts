@@ -13,7 +13,7 @@ import { Writable } from 'node:stream';
 import { validateConfig } from '../src/config/load.js';
 import { createHttpClient } from '../src/fetch/http-client.js';
 import { createLogger } from '../src/log.js';
-import { ARCHES } from '../src/source/image.js';
+import { ARCHES } from '../src/image.js';
 import { StateStore } from '../src/state/store.js';
 import { runSyncCycle } from '../src/sync/run.js';
 import { createTargets } from '../src/targets/create.js';
@@ -138,7 +138,7 @@ async function runNoopBench(o: NoopBenchOptions, mirror: Mirror, counter: WireCo
     throw new Error(`the priming cycle fetched ${first.traffic.imageRequests} images, expected ${NOOP_RELEASES.length * ARCHES.length}`);
   }
 
-  const client = createHttpClient({ connectTimeoutMs: config.http.connectTimeoutMs, bodyTimeoutMs: config.http.idleTimeoutMs });
+  const client = createHttpClient(config.http);
   const log = createLogger({ level: config.log.level, destination: new Writable({ write: (_c, _e, cb) => cb() }) });
   const inProcess = async () => {
     const startedMs = performance.now();

@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import { pino, type DestinationStream, type Logger } from 'pino';
 import type { PrettyOptions } from 'pino-pretty';
+import { isEventName, type EventRecord } from './events.js';
 
 export type { Logger };
 
@@ -25,10 +26,11 @@ export interface LogRecord {
 }
 
 /**
- * A consumer of log events in the same process (metrics, health, progress bars). The log is the interface:
- * consumers read the same JSON lines an operator's `jq` reads, nothing else.
+ * A consumer of events in the same process (metrics, health, progress bars): it gets every catalogued event
+ * (src/events.ts) as a structured record, the fields an operator's `jq` reads plus the child logger's context,
+ * handed over as the event is logged, never parsed back from a log line. Not redacted: taps stay in-process.
  */
-export type LogTap = (record: LogRecord) => void;
+export type LogTap = (record: EventRecord) => void;
 
 /** Something drawn on the terminal between log lines (a progress bar): cleared before a line, redrawn after. */
 export interface LiveLine {
@@ -72,9 +74,31 @@ export function createLogHandle(options: LogOptions = {}): LogHandle {
   const out = merged.destination ?? pino.destination({ dest: 1, sync: true });
   const taps = merged.taps ?? [];
   const plain = taps.length === 0 && !merged.pretty && !merged.liveLine;
-  const sink = plain ? undefined : new LogSink(out, level, taps, merged.pretty ?? false, merged.liveLine);
+  const sink = plain ? undefined : new LogSink(out, level, merged.pretty ?? false, merged.liveLine, taps.length === 0);
+  const hooks = {
+    /** After the line is written: the taps get the event, then the live line is redrawn with what they changed. */
+    logMethod(this: Logger, args: unknown[], method: (...a: unknown[]) => void, levelNumber: number) {
+      method.apply(this, args);
+      const [fields, msg] = args;
+      if (fields && typeof fields === 'object' && isEventName((fields as { event?: unknown }).event)) {
+        const record = redactRecord({
+          ...this.bindings(), ...(fields as object), level: pino.levels.labels[levelNumber] ?? 'info', time: new Date().toISOString(),
+          ...(typeof msg === 'string' ? { msg } : {}),
+        }) as EventRecord;
+        for (const tap of taps) {
+          try {
+            tap(record);
+          } catch {
+            // A consumer's bug must not break logging (or the sync writing the log).
+          }
+        }
+      }
+      merged.liveLine?.redraw();
+    },
+  };
   const log = pino(
     {
+      ...(taps.length > 0 ? { hooks: hooks as never } : {}),
       name: 'cloudimg-sync',
       level: sink && taps.length > 0 ? lowerLevel(level, 'info') : level,
       base: { pid: process.pid },
@@ -93,6 +117,21 @@ export function createLogHandle(options: LogOptions = {}): LogHandle {
   };
 }
 
+/** Keys whose values never reach a tap (as REDACT_PATHS for the output): anything under `auth`, passwords, secrets, tokens. */
+const SECRET_KEYS = new Set(['password', 'secret', 'token', 'applicationCredentialSecret', 'x-auth-token', 'x-subject-token']);
+
+function redactRecord(value: unknown, depth = 0, underAuth = false): unknown {
+  if (value === null || typeof value !== 'object' || depth > 4) return value;
+  if (Array.isArray(value)) return value.map((v) => redactRecord(v, depth + 1, underAuth));
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) {
+    if (underAuth && (v === null || typeof v !== 'object')) out[k] = '[redacted]';
+    else if (SECRET_KEYS.has(k)) out[k] = '[redacted]';
+    else out[k] = redactRecord(v, depth + 1, underAuth || k === 'auth');
+  }
+  return out;
+}
+
 /** A logger that writes nothing: for library use and tests that do not look at logs. */
 export function silentLogger(): Logger {
   return pino({ level: 'silent' });
@@ -107,8 +146,8 @@ function lowerLevel(a: string, b: string): string {
 }
 
 /**
- * Writes each JSON line to the output (as is, or prettified) when it meets the output level, then hands
- * the parsed record to the taps. Synchronous, like pino's own sync destination: nothing is lost on exit.
+ * Writes each JSON line to the output (as is, or prettified) when it meets the output level, clearing and
+ * redrawing a live line around it. Synchronous, like pino's own sync destination: nothing is lost on exit.
  */
 class LogSink implements DestinationStream {
   outputLevel: number;
@@ -117,9 +156,10 @@ class LogSink implements DestinationStream {
   constructor(
     private readonly out: DestinationStream,
     level: string,
-    private readonly taps: LogTap[],
     pretty: boolean,
     private readonly liveLine: LiveLine | undefined,
+    /** False when the logger's hook redraws, after the taps. */
+    private readonly redraws: boolean,
   ) {
     this.outputLevel = levelValue(level);
     this.prettify = pretty ? loadPrettifier() : undefined;
@@ -143,15 +183,10 @@ class LogSink implements DestinationStream {
       this.liveLine?.clear();
       this.out.write(this.prettify ? this.prettify(record) : `${line}\n`);
     }
-    for (const tap of this.taps) {
-      try {
-        tap(record);
-      } catch {
-        // A consumer's bug must not break logging (or the sync writing the log).
-      }
-    }
-    this.liveLine?.redraw();
+    if (this.redraws) this.liveLine?.redraw();
   }
+
+
 }
 
 /** pino-pretty is loaded only when asked for: a daemon writing JSON never pays for it. */

@@ -1,9 +1,9 @@
-import { constants, existsSync } from 'node:fs';
-import { access, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { loadConfig, type LoadedConfig } from '../config/load.js';
+import { probeWritableDirectory } from '../directory-writable.js';
 import { describeError } from '../errors.js';
-import { createHttpClient, getFollowingRedirects } from '../fetch/http-client.js';
+import { createHttpClient } from '../fetch/http-client.js';
+import { createSource } from '../source/registry.js';
 import { createLogger, type Logger } from '../log.js';
 import { loadKeyring } from '../source/signature.js';
 import { describeHolder, probeStateLock } from '../state/lock.js';
@@ -48,7 +48,7 @@ export async function checkCommand(options: GlobalOptions): Promise<CheckReport>
   }];
   checks.push(await directoryCheck('stateDir', config.stateDir, lockHolder(config)));
   checks.push(await directoryCheck('cacheDir', config.cacheDir));
-  checks.push(await sourceCheck(config));
+  checks.push(await sourceCheck(config, log));
   if (config.source.verifySignature) checks.push(await keyringCheck(config));
   checks.push(...(await targetChecks(config, log)));
   return { ok: checks.every((c) => c.ok), checks };
@@ -69,20 +69,7 @@ async function guarded(name: string, probe: () => Promise<string>): Promise<Chec
 
 /** Writable: an existing directory takes a probe file; a missing one needs a writable nearest ancestor. */
 function directoryCheck(name: string, dir: string, note = ''): Promise<CheckResult> {
-  return guarded(name, async () => {
-    const abs = path.resolve(dir);
-    if (existsSync(abs)) {
-      const probe = path.join(abs, `.cloudimg-sync-check-${process.pid}`);
-      await writeFile(probe, '');
-      await rm(probe, { force: true });
-      return `${abs} writable${note}`;
-    }
-    let ancestor = path.dirname(abs);
-    while (!existsSync(ancestor)) ancestor = path.dirname(ancestor);
-    if (!(await stat(ancestor)).isDirectory()) throw new Error(`${ancestor} is not a directory, so ${abs} cannot be created`);
-    await access(ancestor, constants.W_OK);
-    return `${abs} does not exist yet; it will be created under ${ancestor}${note}`;
-  });
+  return guarded(name, async () => `${await probeWritableDirectory(dir)}${note}`);
 }
 
 function lockHolder(config: LoadedConfig): string {
@@ -90,19 +77,15 @@ function lockHolder(config: LoadedConfig): string {
   return holder ? `; lock held by ${describeHolder(holder)} (a running instance)` : '';
 }
 
-function sourceCheck(config: LoadedConfig): Promise<CheckResult> {
+function sourceCheck(config: LoadedConfig, log: Logger): Promise<CheckResult> {
   return guarded('source', async () => {
-    const client = createHttpClient({ connectTimeoutMs: config.http.connectTimeoutMs, bodyTimeoutMs: config.http.idleTimeoutMs });
-    const started = Date.now();
+    const client = createHttpClient(config.http);
     try {
-      const url = `${config.source.url.replace(/\/+$/, '')}/`;
-      const { response } = await getFollowingRedirects(url, { client, signal: AbortSignal.timeout(CHECK_TIMEOUT_MS) }).catch((err: unknown) => {
-        if ((err as Error).name === 'TimeoutError') throw new Error(`GET ${url}: no answer within ${CHECK_TIMEOUT_MS / 1000} s; check source.url and network access`);
+      const signal = AbortSignal.timeout(CHECK_TIMEOUT_MS);
+      return await createSource(config).check({ client, log, signal }).catch((err: unknown) => {
+        if ((err as Error).name === 'TimeoutError') throw new Error(`${config.source.url}: no answer within ${CHECK_TIMEOUT_MS / 1000} s; check source.url and network access`);
         throw err;
       });
-      await response.body.dump();
-      if (response.statusCode >= 400) throw new Error(`GET ${url} answered ${response.statusCode}; check source.url`);
-      return `${url} reachable (HTTP ${response.statusCode} in ${Date.now() - started} ms)`;
     } finally {
       await client.close();
     }
@@ -124,17 +107,16 @@ async function targetChecks(config: LoadedConfig, log: Logger): Promise<CheckRes
     return [{ name: 'targets', ok: false, detail: describeError(err) }];
   }
   try {
-    return await checkEach(config, targets, log);
+    return await checkEach(targets, log);
   } finally {
     for (const target of targets) await target.close?.().catch(() => undefined);
   }
 }
 
-async function checkEach(config: LoadedConfig, targets: CheckableTarget[], log: Logger): Promise<CheckResult[]> {
+async function checkEach(targets: CheckableTarget[], log: Logger): Promise<CheckResult[]> {
   const results: CheckResult[] = [];
-  for (const [i, target] of targets.entries()) {
+  for (const target of targets) {
     const name = `target:${target.name}`;
-    const settings = config.targets[i];
     if (target.check) {
       const check = target.check.bind(target);
       results.push(await guarded(name, async () => {
@@ -145,9 +127,6 @@ async function checkEach(config: LoadedConfig, targets: CheckableTarget[], log: 
         ]);
         return `${target.type}: ${detail || 'ok'}`;
       }));
-    } else if (settings?.type === 'directory') {
-      const dir = await directoryCheck(name, settings.path);
-      results.push({ ...dir, detail: `directory ${dir.detail}` });
     } else {
       results.push({ name, ok: true, detail: `${target.type}: no check available for this target type` });
     }

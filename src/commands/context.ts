@@ -33,7 +33,7 @@ export function openContext(options: GlobalOptions, { lock = true, logLevel }: {
   try {
     const store = StateStore.open(config.stateDir);
     const targets = createTargets(config, { log });
-    const client = createHttpClient({ connectTimeoutMs: config.http.connectTimeoutMs, bodyTimeoutMs: config.http.idleTimeoutMs });
+    const client = createHttpClient(config.http);
     return {
       config, log, store, targets, client,
       async close() {

@@ -4,9 +4,11 @@ import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { SOURCE_TYPE_NAMES } from '../source/registry.js';
 import { resolveStreams, streamId, type StreamSelection } from '../source/streams.js';
-import { renderImageName } from '../targets/glance-image-spec.js';
-import { configSchema, type Config, type TargetConfig } from './schema.js';
+import { renderImageName } from '../targets/glance/image-spec.js';
+import { TARGET_TYPE_NAMES, type TargetConfig } from '../targets/registry.js';
+import { configSchema, type Config } from './schema.js';
 
 export const SYSTEM_CONFIG_PATH = '/etc/cloudimg-sync/config.yaml';
 
@@ -112,8 +114,12 @@ function describeIssue(issue: z.core.$ZodIssue | undefined, raw: unknown): strin
     case 'unrecognized_keys':
       return `${key === '(top level)' ? '' : `${key}: `}unknown key(s) ${issue.keys.join(', ')}`;
     case 'invalid_union':
+      if (issue.path[0] === 'source' && issue.path.length <= 2) {
+        const type = issue.path.length === 2 ? value : (value as { type?: unknown } | undefined)?.type;
+        return `source.type: ${JSON.stringify(type)} is not allowed; allowed: ${SOURCE_TYPE_NAMES.join(', ')}`;
+      }
       if (issue.path.at(-1) === 'type' || (issue.path.at(-2) === 'targets' && value && typeof value === 'object')) {
-        return `${key}: target type ${JSON.stringify((value as { type?: unknown }).type ?? value)} is not allowed; allowed: directory, glance`;
+        return `${key}: target type ${JSON.stringify((value as { type?: unknown }).type ?? value)} is not allowed; allowed: ${TARGET_TYPE_NAMES.join(', ')}`;
       }
       return `${key}: ${shown} does not match any allowed form (check "type" and its keys)`;
     default:

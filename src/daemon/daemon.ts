@@ -273,7 +273,7 @@ export class Daemon {
 
 function buildRuntime(config: LoadedConfig): Runtime {
   const targets = createTargets(config);
-  const client = createHttpClient({ connectTimeoutMs: config.http.connectTimeoutMs, bodyTimeoutMs: config.http.idleTimeoutMs });
+  const client = createHttpClient(config.http);
   return { config, targets, client, cyclesUsing: 0, retired: false };
 }
 

@@ -1,5 +1,5 @@
 /** `/healthz`: healthy while the last finished cycle succeeded, and not too long ago. Fed by sync.run.finished. */
-import type { LogRecord } from '../log.js';
+import type { EventRecord } from '../events.js';
 import type { RunRecord } from '../state/store.js';
 
 export interface FinishedCycle {
@@ -65,7 +65,7 @@ export class HealthTracker {
   }
 
   /** The log tap. */
-  readonly observe = (record: LogRecord): void => {
+  readonly observe = (record: EventRecord): void => {
     if (record.event === 'sync.run.started') this.cycleRunning = true;
     if (record.event === 'daemon.cycle.failed') {
       // The cycle could not even record itself (state unwritable): as failed as it gets.

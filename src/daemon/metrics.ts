@@ -3,8 +3,8 @@
  * Nothing here reaches into the sync loop: what is not in an event or in state is not measured.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { LogRecord } from '../log.js';
-import { compareSerials } from '../source/image.js';
+import type { EventRecord } from '../events.js';
+import { compareSerials } from '../image.js';
 import { IMAGE_STATES } from '../state/transitions.js';
 import type { RunRecord, StateStore } from '../state/store.js';
 
@@ -122,7 +122,7 @@ export class SyncMetrics {
   }
 
   /** The log tap. */
-  readonly observe = (record: LogRecord): void => {
+  readonly observe = (record: EventRecord): void => {
     switch (record.event) {
       case 'sync.run.started':
         this.cycleRunning.set(1);
@@ -183,7 +183,7 @@ export class SyncMetrics {
    * Every byte that crossed the network once: progress events carry the byte offset reached, a resume
    * carries where the .part stood (bytes after the last progress event were moved too), done the size.
    */
-  private countDownloadBytes(record: LogRecord): void {
+  private countDownloadBytes(record: EventRecord): void {
     const key = imageKeyOf(record);
     let tally = this.downloads.get(key);
     const created = !tally;
@@ -236,7 +236,7 @@ function numberOf(value: unknown): number {
   return typeof value === 'number' && Number.isFinite(value) ? value : 0;
 }
 
-function imageKeyOf(record: LogRecord): string {
+function imageKeyOf(record: EventRecord): string {
   return [record.channel, record.variant, record.release, record.arch, record.serial].map(String).join('/');
 }
 

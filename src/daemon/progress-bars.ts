@@ -4,6 +4,7 @@
  * image.publish.progress where the target reports it, else elapsed time). One line on stderr, redrawn in
  * place between log lines.
  */
+import type { EventRecord } from '../events.js';
 import type { LiveLine, LogRecord } from '../log.js';
 
 interface Transfer {
@@ -30,7 +31,7 @@ export class ProgressBars implements LiveLine {
   ) {}
 
   /** The log tap. */
-  readonly observe = (record: LogRecord): void => {
+  readonly observe = (record: EventRecord): void => {
     const key = `${record.channel}/${record.variant}/${record.release}/${record.arch}/${record.serial}`;
     const label = `${record.release ?? '?'} ${record.arch ?? '?'} ${record.serial ?? '?'}`;
     switch (record.event) {

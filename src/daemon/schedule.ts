@@ -1,15 +1,14 @@
 /** When the daemon runs: the cron schedule, and the extra earlier retry after failed cycles. */
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, constants, mkdirSync, openSync, readSync, writeSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
-import { createTask, validate, type ScheduledTask } from 'node-cron';
+import type * as NodeCron from 'node-cron';
+import { cron } from '../config/cron.js';
 import { SyncError } from '../errors.js';
 import type { Logger } from '../log.js';
 
-/** node-cron's expressions: 5 fields, or 6 with seconds first. */
-export function cronExpressionValid(expression: string): boolean {
-  return validate(expression);
-}
+export { cronExpressionValid } from '../config/cron.js';
 
 /**
  * The schedule when the config sets none: hourly, at a minute and second fixed for this install and
@@ -103,7 +102,7 @@ export interface CycleSchedule {
 
 /** Calls `onTick` on the cron schedule. node-cron's own messages go to our log, not to the console. */
 export function startSchedule(expression: string, onTick: () => void, log: Logger): CycleSchedule {
-  const task: ScheduledTask = createTask(expression, () => onTick(), {
+  const task: NodeCron.ScheduledTask = cron().createTask(expression, () => onTick(), {
     name: 'sync-cycle',
     logger: {
       info: (m) => log.debug({ event: 'daemon.cron' }, m),

@@ -14,7 +14,7 @@ import type { Dispatcher } from 'undici';
 import { ChecksumMismatchError, HttpStatusError, SyncError, errorCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import { fsyncPath } from '../fsync.js';
-import { abandonBody, getFollowingRedirects, retryOptionsFor, withRetries } from './http-client.js';
+import { abandonBody, getFollowingRedirects, headerValue, retryOptionsFor, withRetries } from './http-client.js';
 
 export interface FreeSpace {
   bavail: number | bigint;
@@ -190,8 +190,7 @@ function ifRangeValue(v: ResumeValidator): string | undefined {
 }
 
 function header(response: Dispatcher.ResponseData, name: string): string | undefined {
-  const value = response.headers[name];
-  return Array.isArray(value) ? value[0] : value;
+  return headerValue(response.headers[name]);
 }
 
 function parseContentRange(value: string | undefined): { start: number; totalBytes?: number } | undefined {

@@ -5,7 +5,7 @@
 import type { Dispatcher } from 'undici';
 import { HttpStatusError, SyncError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { abandonBody, getFollowingRedirects, retryOptionsFor, withRetries } from './http-client.js';
+import { abandonBody, getFollowingRedirects, headerValue, retryOptionsFor, withRetries } from './http-client.js';
 
 export const DEFAULT_TEXT_MAX_BYTES = 4 * 1024 * 1024;
 
@@ -35,10 +35,6 @@ export class ResponseTooLargeError extends SyncError {
       'check source.url points at cloud-images.ubuntu.com or a faithful mirror',
     );
   }
-}
-
-function headerValue(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
 }
 
 async function readCapped(url: string, body: Dispatcher.ResponseData['body'], maxBytes: number): Promise<string> {

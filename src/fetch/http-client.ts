@@ -11,25 +11,40 @@ import { VERSION } from '../version.js';
 
 export const USER_AGENT = `cloudimg-sync/${VERSION} (+https://github.com/cloudimg-sync/cloudimg-sync)`;
 
-export interface HttpClientOptions {
+/**
+ * The one HTTP policy: every default of timeouts and retries, used by the config schema (`http.*`), the
+ * client, the retry loop and the OpenStack agents alike.
+ */
+export const HTTP_DEFAULTS = {
   /** TCP + TLS handshake. */
-  connectTimeoutMs?: number;
+  connectTimeoutMs: 15_000,
   /** From request sent to the last response header received. */
-  headersTimeoutMs?: number;
+  headersTimeoutMs: 30_000,
   /** Longest silence between two body chunks (an idle timeout, not a total one). */
-  bodyTimeoutMs?: number;
+  idleTimeoutMs: 60_000,
+  /** Retries after the first attempt of network errors, 5xx and truncated bodies. */
+  retries: 4,
+  /** Full-jitter exponential backoff from this ... */
+  retryBaseDelayMs: 1_000,
+  /** ... up to this. */
+  retryMaxDelayMs: 60_000,
   /** Sockets per origin. */
+  connections: 8,
+} as const;
+
+/** `config.http` as the client reads it; every key optional (HTTP_DEFAULTS fill in). */
+export interface HttpClientOptions {
+  connectTimeoutMs?: number;
+  headersTimeoutMs?: number;
+  idleTimeoutMs?: number;
   connections?: number;
   userAgent?: string;
 }
 
-export const DEFAULT_HTTP_CLIENT_OPTIONS: Required<HttpClientOptions> = {
-  connectTimeoutMs: 10_000,
-  headersTimeoutMs: 30_000,
-  bodyTimeoutMs: 60_000,
-  connections: 8,
-  userAgent: USER_AGENT,
-};
+/** One header's value, the first when it was sent more than once. */
+export function headerValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
 
 type HeaderPairs = Iterable<[string, string | string[] | undefined]>;
 
@@ -52,11 +67,11 @@ function withUserAgent(headers: Dispatcher.DispatchOptions['headers'], userAgent
  * Every request made through it carries our User-Agent unless it sets its own.
  */
 export function createHttpClient(options: HttpClientOptions = {}): Dispatcher {
-  const o = { ...DEFAULT_HTTP_CLIENT_OPTIONS, ...options };
+  const o = { ...HTTP_DEFAULTS, userAgent: USER_AGENT, ...options };
   const agent = new Agent({
     connect: { timeout: o.connectTimeoutMs },
     headersTimeout: o.headersTimeoutMs,
-    bodyTimeout: o.bodyTimeoutMs,
+    bodyTimeout: o.idleTimeoutMs,
     connections: o.connections,
   });
   return agent.compose((dispatch) => (opts, handler) =>
@@ -160,7 +175,6 @@ export interface RetryOptions {
   onRetry?: (err: unknown, attempt: number, delayMs: number) => void;
 }
 
-export const DEFAULT_RETRY_OPTIONS = { retries: 5, baseDelayMs: 500, maxDelayMs: 30_000 } as const;
 
 /** A caller's optional retry settings completed with the defaults, for `withRetries` on `url`. */
 export function retryOptionsFor(
@@ -168,9 +182,9 @@ export function retryOptionsFor(
   options: { retries?: number; baseDelayMs?: number; maxDelayMs?: number; signal?: AbortSignal; log?: Logger },
 ): RetryOptions {
   return {
-    retries: options.retries ?? DEFAULT_RETRY_OPTIONS.retries,
-    baseDelayMs: options.baseDelayMs ?? DEFAULT_RETRY_OPTIONS.baseDelayMs,
-    maxDelayMs: options.maxDelayMs ?? DEFAULT_RETRY_OPTIONS.maxDelayMs,
+    retries: options.retries ?? HTTP_DEFAULTS.retries,
+    baseDelayMs: options.baseDelayMs ?? HTTP_DEFAULTS.retryBaseDelayMs,
+    maxDelayMs: options.maxDelayMs ?? HTTP_DEFAULTS.retryMaxDelayMs,
     signal: options.signal,
     log: options.log,
     url,

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Agent, type Dispatcher } from 'undici';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
-import { USER_AGENT } from '../fetch/http-client.js';
+import { HTTP_DEFAULTS, USER_AGENT } from '../fetch/http-client.js';
 import { OpenStackError, type OpenStackService } from './errors.js';
 
 export { USER_AGENT };
@@ -35,11 +35,11 @@ export function createOpenStackAgent(options: OpenStackAgentOptions = {}): Agent
   }
   return new Agent({
     connect: {
-      timeout: options.connectTimeoutMs ?? 10_000,
+      timeout: options.connectTimeoutMs ?? HTTP_DEFAULTS.connectTimeoutMs,
       ...(ca ? { ca } : {}),
       ...(options.insecure ? { rejectUnauthorized: false } : {}),
     },
-    connections: options.connections ?? 8,
+    connections: options.connections ?? HTTP_DEFAULTS.connections,
     keepAliveTimeout: 4_000,
   });
 }

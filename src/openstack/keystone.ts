@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { silentLogger, type Logger } from '../log.js';
 import type { AuthMethod, AuthSettings, EndpointInterface } from './auth-config.js';
 import { OpenStackError, cleanErrorMessage, transportError } from './errors.js';
+import { headerValue } from '../fetch/http-client.js';
 import { USER_AGENT, createOpenStackAgent, readJson } from './http.js';
 
 /** One endpoint of one service in the token's catalog, in a shape common to identity v3 and v2.0. */
@@ -159,20 +160,34 @@ export class KeystoneSession {
     return { expiresAtMs, renewAtMs: expiresAtMs - margin };
   }
 
-  private async post(url: string, body: unknown, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
+  /**
+   * The one way to Keystone, like GlanceClient.call: our agent, headers and timeouts, and a transport failure
+   * as an error with a code and a cure. The caller reads (or dumps) the body and judges the status.
+   */
+  private async call(
+    method: 'GET' | 'POST', url: string, options: { json?: unknown; token?: string; subjectToken?: string; signal?: AbortSignal } = {},
+  ): Promise<Dispatcher.ResponseData> {
+    const headers: Record<string, string> = { accept: 'application/json', 'user-agent': USER_AGENT };
+    if (options.json !== undefined) headers['content-type'] = 'application/json';
+    if (options.token) headers['x-auth-token'] = options.token;
+    if (options.subjectToken) headers['x-subject-token'] = options.subjectToken;
     try {
       return await request(url, {
-        method: 'POST',
+        method,
         dispatcher: this.dispatcher,
-        headers: { 'content-type': 'application/json', accept: 'application/json', 'user-agent': USER_AGENT },
-        body: JSON.stringify(body),
+        headers,
+        body: options.json === undefined ? undefined : JSON.stringify(options.json),
         headersTimeout: this.requestTimeoutMs,
         bodyTimeout: this.requestTimeoutMs,
-        signal,
+        signal: options.signal,
       });
     } catch (err) {
-      throw transportError('keystone', 'POST', url, err);
+      throw transportError('keystone', method, url, err);
     }
+  }
+
+  private post(url: string, body: unknown, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
+    return this.call('POST', url, { json: body, signal });
   }
 
   private async authenticateV3(signal?: AbortSignal): Promise<CachedToken> {
@@ -196,19 +211,7 @@ export class KeystoneSession {
   /** A bare token (no project given): ask Keystone about it, which also returns its catalog. */
   private async validateExistingToken(token: string, signal?: AbortSignal): Promise<CachedToken> {
     const url = `${this.settings.authUrl}/auth/tokens`;
-    let res: Dispatcher.ResponseData;
-    try {
-      res = await request(url, {
-        method: 'GET',
-        dispatcher: this.dispatcher,
-        headers: { 'x-auth-token': token, 'x-subject-token': token, accept: 'application/json', 'user-agent': USER_AGENT },
-        headersTimeout: this.requestTimeoutMs,
-        bodyTimeout: this.requestTimeoutMs,
-        signal,
-      });
-    } catch (err) {
-      throw transportError('keystone', 'GET', url, err);
-    }
+    const res = await this.call('GET', url, { token, subjectToken: token, signal });
     if (res.statusCode !== 200) {
       const message = cleanErrorMessage(await res.body.text());
       if (res.statusCode === 401 || res.statusCode === 404) throw authFailed(this.settings, message);
@@ -231,13 +234,7 @@ export class KeystoneSession {
     if (res.statusCode !== 201 || !unscoped) return;
     let projects: string[] = [];
     try {
-      const list = await request(`${settings.authUrl}/auth/projects`, {
-        dispatcher: this.dispatcher,
-        headers: { 'x-auth-token': unscoped, accept: 'application/json', 'user-agent': USER_AGENT },
-        headersTimeout: this.requestTimeoutMs,
-        bodyTimeout: this.requestTimeoutMs,
-        signal,
-      });
+      const list = await this.call('GET', `${settings.authUrl}/auth/projects`, { token: unscoped, signal });
       if (list.statusCode === 200) {
         const doc = await readJson(list.body, v3ProjectsSchema, { service: 'keystone', method: 'GET', url });
         projects = doc.projects.map((p) => p.name);
@@ -388,10 +385,6 @@ export function findImageEndpoint(catalog: readonly CatalogEndpoint[], settings:
 /** Catalogs list Glance as `http://h:9292`, `.../` or `.../v2`; the client wants the root. */
 export function glanceRoot(endpointUrl: string): string {
   return endpointUrl.replace(/\/+$/, '').replace(/\/v2(\.\d+)?$/, '');
-}
-
-function headerValue(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
 }
 
 function authFailed(settings: AuthSettings, detail: string): OpenStackError {

@@ -1,11 +1,10 @@
 import type { Dispatcher } from 'undici';
 import { getText } from '../fetch/get-text.js';
 import type { Logger } from '../log.js';
-import type { StateStore } from '../state/store.js';
-import type { CachedGet } from './discover.js';
+import type { CachedGet, CachedText, SourceCache } from './source.js';
 
 export interface CachedGetOptions {
-  store: StateStore;
+  store: SourceCache;
   client?: Dispatcher;
   retries?: number;
   baseDelayMs?: number;
@@ -33,7 +32,7 @@ export function cachedGetter(options: CachedGetOptions): CachedGet {
       signal: options.signal,
       log: options.log,
     });
-    if (response.status === 304 && cached) return { body: cached.body, changed: false, lastModified: cached.lastModified ?? undefined };
+    if (response.status === 304 && cached) return { body: cached.body, changed: false, lastModified: cached.lastModified ?? undefined, parsed: parsedOf(options, url) };
     if (response.status === 304) {
       // A 304 without a cached body (cache lost): ask again unconditionally.
       const fresh = await getText(url, { client: options.client, retries: options.retries, signal: options.signal, log: options.log });
@@ -48,5 +47,9 @@ function remember(options: CachedGetOptions, url: string, text: string, etag?: s
   const body = Buffer.from(text, 'utf8');
   options.onBytes?.(body.length);
   options.store.putCachedResponse(url, { etag: etag ?? null, lastModified: lastModified ?? null, body });
-  return { body, changed: true, lastModified };
+  return { body, changed: true, lastModified, parsed: parsedOf(options, url) };
+}
+
+function parsedOf(options: CachedGetOptions, url: string): CachedText['parsed'] {
+  return { get: () => options.store.getCachedParse(url), set: (json) => options.store.setCachedParse(url, json) };
 }

@@ -4,7 +4,7 @@
  * so. Past EOL: released images are still mirrored (with a warning, and a target's `eol:` policy applies),
  * dailies are not imported, and a release folder gone upstream is no failure. Pure.
  */
-import type { Channel } from './image.js';
+import type { Channel } from '../image.js';
 import { releaseSupport } from './releases.js';
 
 export interface EolVerdict {

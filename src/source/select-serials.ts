@@ -3,7 +3,7 @@
  * that have it. A serial being published may list only some arches (or no signed list yet); an arch then
  * comes from the newest serial that has it, and from the new one once it is complete. Pure.
  */
-import { compareSerials, type Arch } from './image.js';
+import { compareSerials, type Arch } from '../image.js';
 
 /** What reading one serial directory found. */
 export type SerialReading =

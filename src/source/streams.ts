@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
-import { ARCHES, CHANNELS, VARIANTS, type Arch, type Channel, type Variant } from './image.js';
+import { ARCHES, CHANNELS, VARIANTS, type Arch, type Channel, type Variant } from '../image.js';
 import { knownReleases, resolveRelease, type ReleaseName } from './releases.js';
 
 /** A stream as the rest of the program sees it: releases resolved to codename + version. */

@@ -63,7 +63,22 @@ export const MIGRATIONS: readonly string[] = [
   // with what they hold afterwards (Glance's checksum and os_hash_value), so no upload has to hash again.
   `ALTER TABLE images ADD COLUMN md5 TEXT;
    ALTER TABLE images ADD COLUMN sha512 TEXT;`,
-  // 4: what a run found upstream besides images (JSON arrays): configured arches no recent serial has
+  // 4: what a cached body was read as (a listing's serial folders, as JSON), so a cycle that gets a 304 does
+  // not parse the same page again (nor load the HTML parser). Replacing the body (a 200) clears it.
+  `ALTER TABLE http_cache ADD COLUMN parsed TEXT;`,
+  // 5: digests of the verified file as a map (algorithm -> hex), whatever the targets declare; the md5/sha512
+  // columns of 3 move into it.
+  `CREATE TABLE image_digests (
+     image_id  INTEGER NOT NULL REFERENCES images (id) ON DELETE CASCADE,
+     algorithm TEXT NOT NULL,
+     value     TEXT NOT NULL,
+     PRIMARY KEY (image_id, algorithm)
+   );
+   INSERT INTO image_digests (image_id, algorithm, value) SELECT id, 'md5', md5 FROM images WHERE md5 IS NOT NULL;
+   INSERT INTO image_digests (image_id, algorithm, value) SELECT id, 'sha512', sha512 FROM images WHERE sha512 IS NOT NULL;
+   ALTER TABLE images DROP COLUMN md5;
+   ALTER TABLE images DROP COLUMN sha512;`,
+  // 6: what a run found upstream besides images (JSON arrays): configured arches no recent serial has
   // (the run is `incomplete`) and configured releases past their end of life. `status` shows the last run's.
   `ALTER TABLE runs ADD COLUMN incomplete TEXT;
    ALTER TABLE runs ADD COLUMN eol TEXT;`,

@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { SyncError } from '../errors.js';
-import { imageKey, type UpstreamImage } from '../source/image.js';
+import { imageKey, type UpstreamImage } from '../image.js';
 import { MIGRATIONS } from './migrations.js';
 import {
   assertImageTransition,
@@ -28,8 +28,8 @@ export interface ImageRecord extends Omit<UpstreamImage, 'signed'> {
   sizeBytes: number | null;
   state: ImageState;
   localPath: string | null;
-  /** Further digests of the verified file, when its download computed them (see FileDigests). */
-  digests: FileDigests | null;
+  /** Further digests of the verified file by algorithm (e.g. md5, sha512), when its download computed them. */
+  digests: Digests | null;
   errorCode: string | null;
   error: string | null;
   attempts: number;
@@ -38,11 +38,8 @@ export interface ImageRecord extends Omit<UpstreamImage, 'signed'> {
   publications: Record<string, PublicationRecord>;
 }
 
-/** md5 and sha512 of a verified file: what Glance reports as checksum and os_hash_value. */
-export interface FileDigests {
-  md5: string;
-  sha512: string;
-}
+/** Hex digests of a verified file by algorithm name; which ones is up to the targets. */
+export type Digests = Readonly<Record<string, string>>;
 
 /** `incomplete`: nothing failed, but a configured arch has no image in any recent serial upstream. */
 export type RunResult = 'running' | 'ok' | 'incomplete' | 'failed' | 'aborted' | 'interrupted';
@@ -80,7 +77,6 @@ interface ImageRow {
   id: number; key: string; channel: string; variant: string; release: string; version: string; arch: string;
   serial: string; file_name: string; url: string; sha256: string; size_bytes: number | null; state: string;
   local_path: string | null; error_code: string | null; error: string | null; attempts: number;
-  md5: string | null; sha512: string | null;
   discovered_at: string; updated_at: string;
 }
 interface PublicationRow {
@@ -201,9 +197,10 @@ export class StateStore {
       if (existing.sha256 !== image.sha256) {
         // Upstream re-signed a different file under the same serial: what we hold no longer counts.
         this.db.prepare(
-          `UPDATE images SET sha256 = ?, url = ?, file_name = ?, state = 'discovered', local_path = NULL, md5 = NULL, sha512 = NULL,
+          `UPDATE images SET sha256 = ?, url = ?, file_name = ?, state = 'discovered', local_path = NULL,
              updated_at = ? WHERE key = ?`,
         ).run(image.sha256, image.url, image.fileName, now.toISOString(), key);
+        this.db.prepare(`DELETE FROM image_digests WHERE image_id = (SELECT id FROM images WHERE key = ?)`).run(key);
       }
       return false;
     });
@@ -223,7 +220,7 @@ export class StateStore {
     key: string,
     to: ImageState,
     patch: {
-      localPath?: string | null; sizeBytes?: number; digests?: FileDigests | null; error?: { code: string; message: string } | null;
+      localPath?: string | null; sizeBytes?: number; digests?: Digests | null; error?: { code: string; message: string } | null;
     } = {},
     now = new Date(),
   ): void {
@@ -235,7 +232,6 @@ export class StateStore {
       const args: unknown[] = [to, now.toISOString()];
       if (patch.localPath !== undefined) { sets.push('local_path = ?'); args.push(patch.localPath); }
       if (patch.sizeBytes !== undefined) { sets.push('size_bytes = ?'); args.push(patch.sizeBytes); }
-      if (patch.digests !== undefined) { sets.push('md5 = ?', 'sha512 = ?'); args.push(patch.digests?.md5 ?? null, patch.digests?.sha512 ?? null); }
       if (to === 'downloading') sets.push('attempts = attempts + 1');
       if (patch.error !== undefined) {
         sets.push('error_code = ?', 'error = ?');
@@ -244,6 +240,11 @@ export class StateStore {
         sets.push('error_code = NULL', 'error = NULL', 'attempts = 0');
       }
       this.db.prepare(`UPDATE images SET ${sets.join(', ')} WHERE key = ?`).run(...args, key);
+      if (patch.digests !== undefined) {
+        this.db.prepare(`DELETE FROM image_digests WHERE image_id = (SELECT id FROM images WHERE key = ?)`).run(key);
+        const insert = this.db.prepare(`INSERT INTO image_digests (image_id, algorithm, value) SELECT id, ?, ? FROM images WHERE key = ?`);
+        for (const [algorithm, value] of Object.entries(patch.digests ?? {})) insert.run(algorithm, value, key);
+      }
     });
   }
 
@@ -306,7 +307,7 @@ export class StateStore {
       this.db.prepare(
         `INSERT INTO http_cache (url, etag, last_modified, body, updated_at) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (url) DO UPDATE SET etag = excluded.etag, last_modified = excluded.last_modified,
-           body = excluded.body, updated_at = excluded.updated_at, verified_with = NULL`,
+           body = excluded.body, updated_at = excluded.updated_at, verified_with = NULL, parsed = NULL`,
       ).run(url, response.etag, response.lastModified, response.body, now.toISOString());
     });
   }
@@ -323,13 +324,29 @@ export class StateStore {
     });
   }
 
+  /** What a cached body was parsed into (JSON, see discover.ts), while the body is unchanged. */
+  getCachedParse(url: string): string | undefined {
+    const row = this.db.prepare(`SELECT parsed FROM http_cache WHERE url = ?`).get(url) as { parsed: string | null } | undefined;
+    return row?.parsed ?? undefined;
+  }
+
+  setCachedParse(url: string, parsed: string): void {
+    this.write(() => {
+      this.db.prepare(`UPDATE http_cache SET parsed = ? WHERE url = ?`).run(parsed, url);
+    });
+  }
+
   // ---------------------------------------------------------------- rows -> records
 
   private withPublications(rows: ImageRow[]): ImageRecord[] {
     if (rows.length === 0) return [];
     const pubs = this.db.prepare(`SELECT * FROM publications WHERE image_id IN (${rows.map(() => '?').join(',')})`)
       .all(...rows.map((r) => r.id)) as PublicationRow[];
+    const digestRows = this.db.prepare(`SELECT image_id, algorithm, value FROM image_digests WHERE image_id IN (${rows.map(() => '?').join(',')})`)
+      .all(...rows.map((r) => r.id)) as Array<{ image_id: number; algorithm: string; value: string }>;
     return rows.map((r) => {
+      const mine = digestRows.filter((d) => d.image_id === r.id);
+      const digests = mine.length > 0 ? Object.fromEntries(mine.map((d) => [d.algorithm, d.value])) : null;
       const publications: Record<string, PublicationRecord> = {};
       for (const p of pubs.filter((p) => p.image_id === r.id)) {
         publications[p.target] = {
@@ -341,7 +358,7 @@ export class StateStore {
         id: r.id, key: r.key, channel: r.channel as ImageRecord['channel'], variant: r.variant as ImageRecord['variant'],
         release: r.release, version: r.version, arch: r.arch as ImageRecord['arch'], serial: r.serial, fileName: r.file_name,
         url: r.url, sha256: r.sha256, sizeBytes: r.size_bytes, state: r.state as ImageState,
-        localPath: r.local_path, digests: r.md5 && r.sha512 ? { md5: r.md5, sha512: r.sha512 } : null, errorCode: r.error_code, error: r.error, attempts: r.attempts,
+        localPath: r.local_path, digests, errorCode: r.error_code, error: r.error, attempts: r.attempts,
         discoveredAt: r.discovered_at, updatedAt: r.updated_at, publications,
       };
     });

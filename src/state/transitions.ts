@@ -10,13 +10,18 @@ export type ImageState = (typeof IMAGE_STATES)[number];
 export const PUBLICATION_STATES = ['publishing', 'published', 'failed', 'hidden', 'removed'] as const;
 export type PublicationState = (typeof PUBLICATION_STATES)[number];
 
+/**
+ * Downloading may start from every persisted state: a crash can leave any of them behind, and the next run
+ * resumes from there (a `downloaded` row comes from versions that wrote download and verification as two
+ * steps; its file is re-verified or fetched again). Download + verification is one step: downloading -> verified.
+ */
 const IMAGE_NEXT: Record<ImageState, readonly ImageState[]> = {
   discovered: ['downloading'],
   // downloading -> downloading: a resumed download after a crash.
-  downloading: ['downloading', 'downloaded', 'failed'],
-  downloaded: ['verified', 'failed'],
+  downloading: ['downloading', 'verified', 'failed'],
+  downloaded: ['downloading', 'verified', 'failed'],
   // verified -> discovered: the cached file is gone (published everywhere, or cleaned) and is needed again.
-  verified: ['discovered'],
+  verified: ['discovered', 'downloading'],
   failed: ['downloading', 'discovered'],
 };
 

@@ -1,4 +1,4 @@
-import { imageKey, type UpstreamImage } from '../source/image.js';
+import { imageKey, type UpstreamImage } from '../image.js';
 import { streamId } from '../source/streams.js';
 import type { ImageRecord } from '../state/store.js';
 

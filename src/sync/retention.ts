@@ -1,4 +1,4 @@
-import { compareSerials } from '../source/image.js';
+import { compareSerials } from '../image.js';
 import type { PublishedImage } from '../targets/target.js';
 
 export interface RetentionPolicy {

@@ -1,6 +1,6 @@
 import { PassThrough } from 'node:stream';
 import type { DownloadSink } from '../fetch/download.js';
-import type { UpstreamImage } from '../source/image.js';
+import type { UpstreamImage } from '../image.js';
 import type { PublishContext, PublishResult, Target, VerifiedFile } from '../targets/target.js';
 
 export interface StreamOutcome {

@@ -1,7 +1,35 @@
+/**
+ * The publish side of the pipeline. A target type lives in one folder, `src/targets/<type>/`, holding its
+ * config schema, its factory, its `check()`, the digests it needs and its own property tables; it is made
+ * known by one line in `registry.ts`. Nothing outside its folder knows its name.
+ *
+ *   export const fooTargetType = defineTargetType({
+ *     type: 'foo', schema: fooTargetSchema,          // schema: z.strictObject({ name: targetName, type: z.literal('foo'), ... })
+ *     create: (config, options) => new FooTarget(config, options),
+ *   });
+ */
 import type { Readable } from 'node:stream';
+import { z } from 'zod';
 import type { Logger } from '../log.js';
-import type { UpstreamImage } from '../source/image.js';
-import type { FileDigests } from '../state/store.js';
+import type { UpstreamImage } from '../image.js';
+
+/** Every target's `name` key. */
+export const targetName = z.string().regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . - only');
+
+/** Keys every target type has: its name, which streams it carries, what becomes of its images of end-of-life releases. */
+export const targetCommon = {
+  name: targetName,
+  /** Stream ids (`release/server`) this target carries; default every configured stream. */
+  streams: z.array(z.string().regex(/^[a-z]+\/[a-z]+$/, 'a stream id like release/server')).min(1).optional(),
+  /** Images of a release past its end of life: kept like any other (default), hidden, or deleted (hidden first, then after the grace). */
+  eol: z.enum(['keep', 'hide', 'delete']).default('keep'),
+};
+
+/** Digests a target may ask the download to compute in its one pass (node crypto names). */
+export const DIGEST_ALGORITHMS = ['md5', 'sha1', 'sha256', 'sha512'] as const;
+export type DigestAlgorithm = (typeof DIGEST_ALGORITHMS)[number];
+/** Hex digests of a verified file by algorithm. */
+export type FileDigests = Partial<Record<DigestAlgorithm, string>>;
 
 /** A downloaded file whose sha256 matched the signed SHA256SUMS. */
 export interface VerifiedFile {
@@ -9,8 +37,8 @@ export interface VerifiedFile {
   sizeBytes: number;
   sha256: string;
   /**
-   * md5 and sha512 of the same bytes, computed in the download's pass when a target wants them
-   * (`wantsDigests`); absent for a file downloaded before any such target was configured.
+   * Further digests of the same bytes, computed in the download's pass for the targets that declare them
+   * (`Target.digests`); absent (or partial) for a file downloaded before any such target was configured.
    */
   digests?: FileDigests;
 }
@@ -85,6 +113,31 @@ export interface Target {
   readonly hidesBeforeDelete: boolean;
   /** How long a hidden image stays before retention deletes it. */
   readonly hideGraceMs: number;
-  /** The target compares md5 and sha512 with what it holds after a publish: the download computes them once. */
-  readonly wantsDigests?: boolean;
+  /** Digests the target compares with what it holds after a publish: the download computes them once. */
+  readonly digests?: readonly DigestAlgorithm[];
+}
+
+/** Options every factory gets. */
+export interface CreateTargetOptions {
+  /** Where targets read environment settings (e.g. OS_* for Glance); default this process's environment. */
+  env?: NodeJS.ProcessEnv;
+  /** Logger of the target's clients (e.g. Keystone authentication, Glance uploads). */
+  log?: Logger;
+}
+
+/**
+ * One registered target type: its config schema (a strict object with `name` and a literal `type`) and its
+ * factory. Optional capabilities are on the Target it makes (`publishStream`, `check`, `digests`).
+ */
+export interface TargetType<Type extends string = string, Schema extends z.ZodType<{ name: string; type: Type }> = z.ZodType<{ name: string; type: Type }>> {
+  readonly type: Type;
+  readonly schema: Schema;
+  create(config: z.output<Schema>, options: CreateTargetOptions): Target;
+}
+
+/** Declare a target type (keeps its config type flowing into `create`). */
+export function defineTargetType<Type extends string, Schema extends z.ZodType<{ name: string; type: Type }>>(
+  definition: TargetType<Type, Schema>,
+): TargetType<Type, Schema> {
+  return definition;
 }

@@ -9,7 +9,7 @@ import { afterEach, describe, test } from 'node:test';
 import { formatStatus, statusCommand } from '../../src/commands/status.js';
 import { HealthTracker } from '../../src/daemon/health.js';
 import { SyncMetrics } from '../../src/daemon/metrics.js';
-import type { LogRecord } from '../../src/log.js';
+import type { EventRecord } from '../../src/events.js';
 import { createSyncWorld, type SyncWorld } from '../support/sync-world.js';
 
 let world: SyncWorld;
@@ -171,7 +171,7 @@ describe('end of life', () => {
     // The daemon's view of that cycle: healthy, and the metric shows both releases.
     const health = new HealthTracker(24);
     const metrics = new SyncMetrics(() => undefined);
-    for (const record of world.logs) { health.observe(record as unknown as LogRecord); metrics.observe(record as unknown as LogRecord); }
+    for (const record of world.logs) { health.observe(record as unknown as EventRecord); metrics.observe(record as unknown as EventRecord); }
     assert.equal(health.report().healthy, true);
     const text = await metrics.registry.metrics();
     assert.match(text, /cloudimg_sync_release_eol\{channel="release",variant="server",release="plucky",gone="false"\} 1/);
@@ -286,7 +286,7 @@ describe('partial serials and missing arches', () => {
 
     const health = new HealthTracker(24);
     const metrics = new SyncMetrics(() => undefined);
-    for (const record of world.logs) { health.observe(record as unknown as LogRecord); metrics.observe(record as unknown as LogRecord); }
+    for (const record of world.logs) { health.observe(record as unknown as EventRecord); metrics.observe(record as unknown as EventRecord); }
     assert.equal(health.report().healthy, true);
     const text = await metrics.registry.metrics();
     assert.match(text, /cloudimg_sync_arch_missing\{channel="release",variant="server",release="noble",arch="s390x"\} 1/);

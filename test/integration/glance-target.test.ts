@@ -15,13 +15,13 @@ import { OpenStackError } from '../../src/openstack/errors.js';
 import { GlanceClient, type GlanceImage, type UploadBody } from '../../src/openstack/glance.js';
 import { KeystoneSession } from '../../src/openstack/keystone.js';
 import { silentLogger } from '../../src/log.js';
-import type { UpstreamImage } from '../../src/source/image.js';
+import type { UpstreamImage } from '../../src/image.js';
 import { createTargets } from '../../src/targets/create.js';
-import { DirectoryTarget } from '../../src/targets/directory.js';
-import { GlanceTarget } from '../../src/targets/glance.js';
-import { PROP, createImageRequest } from '../../src/targets/glance-image-spec.js';
+import { DirectoryTarget } from '../../src/targets/directory/target.js';
+import { GlanceTarget } from '../../src/targets/glance/target.js';
+import { PROP, createImageRequest } from '../../src/targets/glance/image-spec.js';
 import type { PublishContext, Target, VerifiedFile } from '../../src/targets/target.js';
-import type { GlanceTargetConfig } from '../../src/config/schema.js';
+import type { GlanceTargetConfig } from '../../src/targets/glance/schema.js';
 import { createSyncWorld, type SyncWorld, type SyncWorldOptions } from '../support/sync-world.js';
 import { describeWithOpenStack, loadOpenStackEnv, startExtraOpenStack, type ExtraOpenStack } from './openstack-env.js';
 
@@ -550,7 +550,7 @@ function wrapPublish(
   around: (publish: (ctx?: PublishContext) => ReturnType<Target['publish']>, ctx: PublishContext) => ReturnType<Target['publish']>,
 ): Target {
   return {
-    name: inner.name, type: inner.type, hidesBeforeDelete: inner.hidesBeforeDelete, hideGraceMs: inner.hideGraceMs, wantsDigests: inner.wantsDigests,
+    name: inner.name, type: inner.type, hidesBeforeDelete: inner.hidesBeforeDelete, hideGraceMs: inner.hideGraceMs, digests: inner.digests,
     publish: (image: UpstreamImage, file: VerifiedFile, ctx: PublishContext) => around((c) => inner.publish(image, file, c ?? ctx), ctx),
     listPublished: (ctx) => inner.listPublished(ctx),
     hide: (image, ctx) => inner.hide(image, ctx),

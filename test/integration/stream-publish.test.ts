@@ -6,8 +6,8 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterEach, describe, test } from 'node:test';
-import type { UpstreamImage } from '../../src/source/image.js';
-import { DirectoryTarget } from '../../src/targets/directory.js';
+import type { UpstreamImage } from '../../src/image.js';
+import { DirectoryTarget } from '../../src/targets/directory/target.js';
 import type { PublishContext, PublishResult, StreamPublishContext, VerifiedFile } from '../../src/targets/target.js';
 import { createSyncWorld, type SyncWorld } from '../support/sync-world.js';
 
@@ -42,7 +42,7 @@ class StreamingDirectoryTarget extends DirectoryTarget {
 
 /** Compares md5 and sha512 after publishing, as the Glance target does; remembers the file it was given. */
 class DigestComparingTarget extends DirectoryTarget {
-  readonly wantsDigests = true;
+  readonly digests = ['md5', 'sha512'] as const;
   received: VerifiedFile | undefined;
 
   override async publish(image: UpstreamImage, file: VerifiedFile, ctx: PublishContext): Promise<PublishResult> {

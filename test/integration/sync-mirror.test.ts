@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { afterEach, describe, test } from 'node:test';
 import { SyncMetrics } from '../../src/daemon/metrics.js';
-import type { LogRecord } from '../../src/log.js';
+import type { EventRecord } from '../../src/events.js';
 import { createSyncWorld, type SyncWorld } from '../support/sync-world.js';
 
 let world: SyncWorld;
@@ -85,7 +85,7 @@ describe('sync cycle against the fixture mirror (directory target)', () => {
     const lag = Number(done?.lagSeconds);
     assert.ok(lag >= 7_200 && lag < 7_260, `lagSeconds ${lag}`);
     const metrics = new SyncMetrics(() => undefined);
-    for (const record of world.logs) metrics.observe(record as unknown as LogRecord);
+    for (const record of world.logs) metrics.observe(record as unknown as EventRecord);
     const gauge = (await metrics.registry.getMetricsAsJSON()).find((m) => m.name === 'cloudimg_sync_publication_lag_seconds');
     assert.deepEqual(gauge?.values.map((v) => [v.labels, v.value]), [[{ stream: 'release/server', release: 'noble', arch: 'amd64', target: 'local' }, lag]]);
   });
@@ -304,7 +304,7 @@ describe('retention safety', () => {
     world = await createSyncWorld({ mirror: { releases: [{ codename: 'noble', serials: ['20261101'] }] }, config: { keep: 1 } });
     assert.equal((await world.sync()).result, 'ok');
     await world.mirror.addSerial({ codename: 'noble', serial: '20261120' });
-    const { DirectoryTarget } = await import('../../src/targets/directory.js');
+    const { DirectoryTarget } = await import('../../src/targets/directory/target.js');
     class FailingTarget extends DirectoryTarget {
       override async publish(): Promise<never> { throw new Error('disk on fire'); }
     }

@@ -68,7 +68,7 @@ export async function createSyncWorld(options: SyncWorldOptions = {}): Promise<S
     },
   });
   const log = createLogger({ level: 'debug', destination: sink });
-  const client = createHttpClient({ connectTimeoutMs: 2_000, bodyTimeoutMs: config.http.idleTimeoutMs });
+  const client = createHttpClient({ ...config.http, connectTimeoutMs: 2_000 });
   const stores: StateStore[] = [];
   return {
     mirror, dir, config, logs, reconfigure,

@@ -25,6 +25,13 @@ describe('configuration', () => {
     assert.equal(c.keep, 2);
   });
 
+  test('a source without `type` is the listing source: configs written before source types keep working', () => {
+    assert.equal(validateConfig({}, 'x').source.type, 'listing');
+    const c = validateConfig({ source: { channel: 'daily', arches: ['arm64'] } }, 'x');
+    assert.deepEqual([c.source.type, c.source.channel, c.source.arches], ['listing', 'daily', ['arm64']]);
+    assert.equal(validateConfig({ source: { type: 'listing', variant: 'minimal' } }, 'x').source.variant, 'minimal');
+  });
+
   test('releases may be codenames or versions, YAML numbers included; duplicates collapse', () => {
     const c = validateConfig({ source: { releases: ['jammy', 24.04, '26.04', 'noble', 20.10] } }, 'x');
     assert.deepEqual(c.streams[0]!.releases.map((r) => r.codename), ['jammy', 'noble', 'resolute', 'groovy']);
@@ -36,6 +43,8 @@ describe('configuration', () => {
     ['an unknown channel', { source: { channel: 'weekly' } }, /source\.channel: "weekly" is not allowed; allowed: release, daily/],
     ['keep below 1', { keep: 0 }, /keep: 0:/],
     ['an unknown top-level key', { kep: 2 }, /unknown key\(s\) kep/],
+    ['an unknown source type, naming the registered ones', { source: { type: 'ftp' } }, /source\.type: "ftp" is not allowed; allowed: listing/],
+    ['a key of another source type', { source: { type: 'listing', index: 'x' } }, /source: unknown key\(s\) index/],
     ['an unknown target type', { targets: [{ name: 'a', type: 's3' }] }, /targets\[0\]\.type: target type "s3" is not allowed; allowed: directory, glance/],
     ['a directory target without a path', { targets: [{ name: 'a', type: 'directory' }] }, /targets\[0\]\.path: missing/],
     ['duplicate target names', { targets: [{ name: 'a', type: 'directory', path: 'x' }, { name: 'a', type: 'directory', path: 'y' }] }, /target names must be unique/],

@@ -7,7 +7,16 @@ function capture() {
   return { lines, destination: { write: (s: string) => { lines.push(s); } } };
 }
 
-describe('log taps: consumers read the JSON events in process', () => {
+describe('log taps: consumers get the catalogued events in process', () => {
+  test('taps get catalogued events with the child logger context, not free-form lines', () => {
+    const seen: Array<Record<string, unknown>> = [];
+    const { log } = createLogHandle({ destination: capture().destination, taps: [(r) => seen.push(r)] });
+    log.info('a free-form line');
+    log.child({ release: 'noble', target: 't' }).info({ event: 'image.publish.done', imageId: 'x' }, 'published');
+    log.info({ event: 'not.an.event' }, 'unknown');
+    assert.deepEqual(seen.map((r) => [r.event, r.release, r.target, r.imageId, r.msg]), [['image.publish.done', 'noble', 't', 'x', 'published']]);
+  });
+
   test('taps see every info event even when the output level is higher; the output keeps its level', () => {
     const out = capture();
     const seen: LogRecord[] = [];
@@ -26,9 +35,9 @@ describe('log taps: consumers read the JSON events in process', () => {
     const seen: string[] = [];
     const handle = createLogHandle({ level: 'info', destination: out.destination, taps: [(r) => seen.push(r.msg ?? '')] });
     handle.setLevel('error');
-    handle.log.info('quiet');
+    handle.log.info({ event: 'image.download.done' }, 'quiet');
     handle.setLevel('debug');
-    handle.log.debug('loud');
+    handle.log.debug({ event: 'image.retire.spared' }, 'loud');
     assert.deepEqual(out.lines.map((l) => (JSON.parse(l) as LogRecord).msg), ['loud']);
     assert.deepEqual(seen, ['quiet', 'loud']);
   });

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { SyncMetrics, newestPublishedSerials, serialDateMs, type StateView } from '../../src/daemon/metrics.js';
-import type { LogRecord } from '../../src/log.js';
+import type { EventName, EventRecord } from '../../src/events.js';
 import type { ImageRecord } from '../../src/state/store.js';
 
 const IMAGE = { channel: 'release', variant: 'server', release: 'noble', arch: 'amd64', serial: '20261120' };
 const T = '2026-11-27T10:00:00.000Z';
 
-function ev(event: string, fields: Record<string, unknown> = {}, image: Record<string, unknown> = IMAGE): LogRecord {
+function ev(event: EventName, fields: Record<string, unknown> = {}, image: Record<string, unknown> = IMAGE): EventRecord {
   return { level: 'info', time: T, msg: event, event, ...image, ...fields };
 }
 
@@ -17,12 +17,12 @@ async function value(metrics: SyncMetrics, name: string, labels: Record<string, 
   return sample?.value;
 }
 
-function feed(metrics: SyncMetrics, records: LogRecord[]): void {
+function feed(metrics: SyncMetrics, records: EventRecord[]): void {
   for (const r of records) metrics.observe(r);
 }
 
 describe('metrics from log events: bytes that crossed the network, each counted once', () => {
-  const cases: Array<{ name: string; events: LogRecord[]; bytes: number }> = [
+  const cases: Array<{ name: string; events: EventRecord[]; bytes: number }> = [
     {
       name: 'a fresh download: progress then done',
       events: [ev('image.download.started'), ev('image.download.progress', { bytes: 300, totalBytes: 1000 }), ev('image.download.done', { bytes: 1000, resumedFromBytes: 0 })],

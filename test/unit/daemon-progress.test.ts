@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ProgressBars, formatBytes, formatDuration } from '../../src/daemon/progress-bars.js';
-import type { LogRecord } from '../../src/log.js';
+import type { EventName, EventRecord } from '../../src/events.js';
 
 const IMAGE = { channel: 'release', variant: 'server', release: 'noble', arch: 'amd64', serial: '20261120' };
-const ev = (event: string, fields: Record<string, unknown> = {}): LogRecord => ({ level: 'info', time: '', event, ...IMAGE, ...fields });
+const ev = (event: EventName, fields: Record<string, unknown> = {}): EventRecord => ({ level: 'info', time: '', event, ...IMAGE, ...fields });
 
 function world() {
   let now = 0;

@@ -92,7 +92,7 @@ let client: Dispatcher;
 let dir: string;
 
 before(async () => {
-  client = createHttpClient({ bodyTimeoutMs: 2_000, headersTimeoutMs: 2_000 });
+  client = createHttpClient({ idleTimeoutMs: 2_000, headersTimeoutMs: 2_000 });
 });
 after(async () => {
   await client.close();
@@ -443,7 +443,7 @@ describe('downloadFile', () => {
   });
 
   test('times out a body that stalls, keeping what arrived in a resumable .part', async () => {
-    const stallClient = createHttpClient({ bodyTimeoutMs: 150 });
+    const stallClient = createHttpClient({ idleTimeoutMs: 150 });
     const srv = await withServer((req, res, seen) => respondWithFile(req, res, seen, CONTENT, { limitBytes: 64 * 1024 }));
     const dest = join(dir, 'image.img');
     try {

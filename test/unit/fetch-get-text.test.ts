@@ -43,7 +43,7 @@ const sumsHandler: Handler = (req, res) => {
 const quick = { retries: 3, baseDelayMs: 1, maxDelayMs: 5 };
 
 before(() => {
-  client = createHttpClient({ bodyTimeoutMs: 2_000 });
+  client = createHttpClient({ idleTimeoutMs: 2_000 });
 });
 after(async () => {
   await client.close();

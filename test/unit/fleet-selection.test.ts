@@ -2,13 +2,13 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { validateConfig } from '../../src/config/load.js';
 import { endOfLife } from '../../src/source/end-of-life.js';
-import type { Arch, UpstreamImage } from '../../src/source/image.js';
-import { parseListing } from '../../src/source/listing.js';
+import type { Arch, UpstreamImage } from '../../src/image.js';
+import { parseListing } from '../../src/source/listing/parse-listing.js';
 import { selectSerials, type SerialReading } from '../../src/source/select-serials.js';
 import { planSync } from '../../src/sync/plan.js';
 import { decideRetention, type RetentionPolicy } from '../../src/sync/retention.js';
-import { imageProperties, renderImageName } from '../../src/targets/glance-image-spec.js';
-import type { GlanceTargetConfig } from '../../src/config/schema.js';
+import { imageProperties, renderImageName } from '../../src/targets/glance/image-spec.js';
+import type { GlanceTargetConfig } from '../../src/targets/glance/schema.js';
 import type { PublishedImage } from '../../src/targets/target.js';
 
 const ok = (serial: string, ...arches: Arch[]): SerialReading => ({ serial, state: 'ok', arches: new Set(arches) });

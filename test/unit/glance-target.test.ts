@@ -5,18 +5,18 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { validateConfig } from '../../src/config/load.js';
-import type { GlanceTargetConfig } from '../../src/config/schema.js';
+import type { GlanceTargetConfig } from '../../src/targets/glance/schema.js';
 import { ConfigError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
 import type { GlanceImage } from '../../src/openstack/glance.js';
-import type { UpstreamImage } from '../../src/source/image.js';
+import type { UpstreamImage } from '../../src/image.js';
 import { createTargets } from '../../src/targets/create.js';
-import { GlanceTarget } from '../../src/targets/glance.js';
+import { GlanceTarget } from '../../src/targets/glance/target.js';
 import {
   PROP, createImageRequest, imageProperties, newestVerified, renderImageName, toPublishedImage,
-} from '../../src/targets/glance-image-spec.js';
-import { FileUploadReader, digestFile } from '../../src/targets/image-digests.js';
-import { minDiskGiB, readDiskImageInfo } from '../../src/targets/qcow2-info.js';
+} from '../../src/targets/glance/image-spec.js';
+import { FileUploadReader, digestFile } from '../../src/targets/glance/image-digests.js';
+import { minDiskGiB, readDiskImageInfo } from '../../src/targets/glance/qcow2-info.js';
 import { writeQcow2Image } from '../fixtures/mirror/qcow2.js';
 
 function glanceConfig(target: Record<string, unknown> = {}): GlanceTargetConfig {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { imageKey, type UpstreamImage } from '../../src/source/image.js';
+import { imageKey, type UpstreamImage } from '../../src/image.js';
 import type { ImageRecord, PublicationRecord } from '../../src/state/store.js';
 import { planSync } from '../../src/sync/plan.js';
 import { decideRetention } from '../../src/sync/retention.js';

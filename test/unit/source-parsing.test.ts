@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
-import { parseListing } from '../../src/source/listing.js';
+import { parseListing } from '../../src/source/listing/parse-listing.js';
 import { resolveRelease } from '../../src/source/releases.js';
-import { parseSha256Sums } from '../../src/source/sha256sums.js';
-import { compareSerials } from '../../src/source/image.js';
-import { discoverImages } from '../../src/source/discover.js';
+import { parseSha256Sums } from '../../src/source/listing/sha256sums.js';
+import { compareSerials } from '../../src/image.js';
+import { discoverImages } from '../../src/source/listing/discover.js';
 import { createLogger } from '../../src/log.js';
 import { renderListingPage } from '../fixtures/mirror/listing.js';
 
@@ -133,5 +133,54 @@ describe('discoverImages: when upstream published a serial (the start of the pub
   test('without one, the serial folder\'s date in the release listing', async () => {
     const { images } = await discover(undefined);
     assert.equal(images[0]?.publishedAt, '2026-11-20T17:42:00.000Z');
+  });
+});
+
+describe('discoverImages: a listing unchanged since it was read is not parsed again', () => {
+  const sourceUrl = 'https://cloud-images.ubuntu.com';
+  const listingUrl = `${sourceUrl}/releases/noble/`;
+  const sumsUrl = `${listingUrl}release-20261120/SHA256SUMS`;
+  const listing = renderListingPage({
+    urlPath: '/releases/noble/', title: 'Ubuntu 24.04 LTS (Noble Numbat)',
+    entries: [{ name: 'release-20261120', isDirectory: true, mtime: new Date('2026-11-20T17:42:00Z'), sizeBytes: -1 }],
+  });
+  const sums = `${'a'.repeat(64)} *ubuntu-24.04-server-cloudimg-amd64.img\n`;
+  const discover = (page: { body: string; changed: boolean }, memo: { json?: string }) => discoverImages({
+    sourceUrl, streams: [{ id: 'release/server', channel: 'release', variant: 'server', releases: [resolveRelease('noble')!], arches: ['amd64'] }],
+    keep: 1, nowMs: Date.parse('2026-11-21T00:00:00Z'), keyring: undefined,
+    log: createLogger({ level: 'silent' }),
+    get: async (url) => {
+      if (url === listingUrl) {
+        return { body: Buffer.from(page.body), changed: page.changed, parsed: { get: () => memo.json, set: (json) => { memo.json = json; } } };
+      }
+      if (url === sumsUrl) return { body: Buffer.from(sums), changed: false };
+      throw new Error(`unexpected GET ${url}`);
+    },
+  });
+
+  test('the serial folders read from a page are kept beside it, and a 304 of it is answered from them', async () => {
+    const memo: { json?: string } = {};
+    const first = await discover({ body: listing, changed: true }, memo);
+    assert.equal(first.images[0]?.serial, '20261120');
+    assert.ok(memo.json, 'the folders were remembered');
+    // The cached page itself is not read again: a body that parses to nothing still finds the serial.
+    const second = await discover({ body: '<html>not a listing</html>', changed: false }, memo);
+    assert.deepEqual(second.failures, []);
+    assert.equal(second.images[0]?.serial, '20261120');
+    assert.equal(second.images[0]?.publishedAt, '2026-11-20T17:42:00.000Z', 'the folder date is remembered too');
+  });
+
+  test('a changed page is parsed again, whatever was remembered', async () => {
+    const memo = { json: JSON.stringify({ format: 1, folders: [{ serial: '20261101', url: `${listingUrl}release-20261101/` }] }) };
+    const { images } = await discover({ body: listing, changed: true }, memo);
+    assert.equal(images[0]?.serial, '20261120');
+  });
+
+  test('a remembered form that cannot be read (another format, damaged) is parsed again from the page', async () => {
+    for (const json of ['{"format":0,"folders":[]}', 'not json', '{"format":1,"folders":[{"serial":7}]}']) {
+      const memo = { json };
+      const { images } = await discover({ body: listing, changed: false }, memo);
+      assert.equal(images[0]?.serial, '20261120', json);
+    }
   });
 });

@@ -5,10 +5,10 @@ import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
-import type { UpstreamImage } from '../../src/source/image.js';
+import type { UpstreamImage } from '../../src/image.js';
 import { acquireStateLock, probeStateLock } from '../../src/state/lock.js';
-import { STATE_FILE_NAME, StateStore } from '../../src/state/store.js';
 import { MIGRATIONS } from '../../src/state/migrations.js';
+import { STATE_FILE_NAME, StateStore } from '../../src/state/store.js';
 
 const image: UpstreamImage = {
   channel: 'release', variant: 'server', release: 'noble', version: '24.04', arch: 'amd64', serial: '20260926',
@@ -26,8 +26,7 @@ describe('StateStore', () => {
     assert.equal(store.recordDiscovered(image), true);
     assert.equal(store.recordDiscovered(image), false);
     store.setImageState(key, 'downloading');
-    store.setImageState(key, 'downloaded', { sizeBytes: 42 });
-    store.setImageState(key, 'verified', { localPath: '/c/a.img' });
+    store.setImageState(key, 'verified', { localPath: '/c/a.img', sizeBytes: 42 });
     const rec = store.getImage(key)!;
     assert.equal(rec.state, 'verified');
     assert.equal(rec.sizeBytes, 42);
@@ -41,6 +40,19 @@ describe('StateStore', () => {
     assert.throws(() => store.setImageState(key, 'verified'), (e: Error & { code?: string }) => e.code === 'STATE_TRANSITION');
     assert.equal(store.getImage(key)!.state, 'discovered');
     assert.throws(() => store.setPublication(key, 'local', 'published'), /cannot go from nothing to published/);
+    store.close();
+  });
+
+  test('every state a crash can leave behind may resume downloading (none blocks later runs)', () => {
+    const store = StateStore.open(dir);
+    store.recordDiscovered(image);
+    const db = new Database(path.join(dir, STATE_FILE_NAME));
+    for (const left of ['discovered', 'downloading', 'downloaded', 'verified', 'failed']) {
+      db.prepare(`UPDATE images SET state = ? WHERE key = ?`).run(left, key);
+      store.setImageState(key, 'downloading');
+      assert.equal(store.getImage(key)!.state, 'downloading', `from ${left}`);
+    }
+    db.close();
     store.close();
   });
 
@@ -80,7 +92,6 @@ describe('StateStore', () => {
     const store = StateStore.open(dir);
     store.recordDiscovered(image);
     store.setImageState(key, 'downloading');
-    store.setImageState(key, 'downloaded');
     store.setImageState(key, 'verified', { localPath: '/x' });
     store.recordDiscovered({ ...image, sha256: 'b'.repeat(64) });
     const rec = store.getImage(key)!;
@@ -92,7 +103,6 @@ describe('StateStore', () => {
     const store = StateStore.open(dir);
     store.recordDiscovered(image);
     store.setImageState(key, 'downloading');
-    store.setImageState(key, 'downloaded', { sizeBytes: 42 });
     const digests = { md5: 'c'.repeat(32), sha512: 'd'.repeat(128) };
     store.setImageState(key, 'verified', { localPath: '/c/a.img', digests });
     store.close();
@@ -103,21 +113,47 @@ describe('StateStore', () => {
     reopened.close();
   });
 
-  test('a state database from before the digests columns is migrated in place, its images without digests', () => {
+  test('what a cached page was parsed into is kept with it and forgotten when the page is replaced', () => {
     const store = StateStore.open(dir);
-    store.recordDiscovered(image);
+    const url = 'https://x/releases/noble/';
+    store.putCachedResponse(url, { etag: '"1"', lastModified: null, body: Buffer.from('<html>1</html>') });
+    assert.equal(store.getCachedParse(url), undefined);
+    store.setCachedParse(url, '{"format":1,"folders":[]}');
+    assert.equal(store.getCachedParse(url), '{"format":1,"folders":[]}');
+    store.putCachedResponse(url, { etag: '"2"', lastModified: null, body: Buffer.from('<html>2</html>') });
+    assert.equal(store.getCachedParse(url), undefined, 'another body: what the old one was read as no longer holds');
     store.close();
-    // Roll the file back to schema 2, as an earlier release left it.
+  });
+
+  /** A state file as an earlier release left it: the first `version` migrations, one image row. */
+  function stateFileAt(version: number, extraColumns: Record<string, string> = {}): void {
     const db = new Database(path.join(dir, STATE_FILE_NAME));
-    db.exec(`ALTER TABLE images DROP COLUMN md5; ALTER TABLE images DROP COLUMN sha512;
-      ALTER TABLE runs DROP COLUMN incomplete; ALTER TABLE runs DROP COLUMN eol; PRAGMA user_version = 2;`);
+    for (const step of MIGRATIONS.slice(0, version)) db.exec(step);
+    db.pragma(`user_version = ${version}`);
+    const cols = ['key', 'channel', 'variant', 'release', 'version', 'arch', 'serial', 'file_name', 'url', 'sha256', 'state', 'discovered_at', 'updated_at', ...Object.keys(extraColumns)];
+    const values = [key, 'release', 'server', 'noble', '24.04', 'amd64', '20260926', image.fileName, image.url, image.sha256, 'verified', 'x', 'x', ...Object.values(extraColumns)];
+    db.prepare(`INSERT INTO images (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`).run(...values);
     db.close();
+  }
+
+  test('a state database from before the digests columns is migrated in place, its images without digests', () => {
+    stateFileAt(2);
     const migrated = StateStore.open(dir);
     assert.equal(migrated.getImage(key)!.digests, null);
     migrated.close();
     const check = new Database(path.join(dir, STATE_FILE_NAME), { readonly: true });
     assert.equal(check.pragma('user_version', { simple: true }), MIGRATIONS.length);
     check.close();
+  });
+
+  test('md5 and sha512 columns of schema 3 become entries of the digests map', () => {
+    stateFileAt(3, { md5: 'c'.repeat(32), sha512: 'd'.repeat(128) });
+    const migrated = StateStore.open(dir);
+    assert.deepEqual(migrated.getImage(key)!.digests, { md5: 'c'.repeat(32), sha512: 'd'.repeat(128) });
+    migrated.setImageState(key, 'downloading');
+    migrated.setImageState(key, 'verified', { digests: { sha1: 'e'.repeat(40) } });
+    assert.deepEqual(migrated.getImage(key)!.digests, { sha1: 'e'.repeat(40) }, 'a new verification replaces the whole map');
+    migrated.close();
   });
 });
 

@@ -9,16 +9,6 @@ export type Variant = (typeof VARIANTS)[number];
 export const ARCHES = ['amd64', 'arm64', 'armhf', 'ppc64el', 'riscv64', 's390x'] as const;
 export type Arch = (typeof ARCHES)[number];
 
-/** Glance's `architecture` property for each Ubuntu arch. */
-export const GLANCE_ARCHITECTURE: Record<Arch, string> = {
-  amd64: 'x86_64',
-  arm64: 'aarch64',
-  armhf: 'armv7l',
-  ppc64el: 'ppc64le',
-  riscv64: 'riscv64',
-  s390x: 's390x',
-};
-
 /** An image that exists upstream, with its checksum from a signature-checked SHA256SUMS. */
 export interface UpstreamImage {
   channel: Channel;

@@ -1,27 +1,14 @@
-import { HttpStatusError, SyncError, describeError } from '../errors.js';
-import type { Logger } from '../log.js';
-import { compareSerials, type Arch, type Channel, type UpstreamImage, type Variant } from './image.js';
-import { parseListing } from './listing.js';
-import { endOfLife } from './end-of-life.js';
-import type { ReleaseName } from './releases.js';
-import { selectSerials, serialsToRead, type SerialReading } from './select-serials.js';
+import { HttpStatusError, SyncError, describeError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import { compareSerials, type Arch, type Channel, type UpstreamImage, type Variant } from '../../image.js';
+import { endOfLife } from '../end-of-life.js';
+import type { ReleaseName } from '../releases.js';
+import { selectSerials, serialsToRead, type SerialReading } from '../select-serials.js';
 import { parseSha256Sums } from './sha256sums.js';
-import { verifyDetachedSignature, type Keyring } from './signature.js';
-import type { StreamSelection } from './streams.js';
-
-/**
- * The keyring, loaded when first needed, with an id that changes when its file does. `verifiedSums`
- * remembers which SHA256SUMS verified with which keyring id, so a list and signature that are both
- * unchanged (304) since they verified are not verified again.
- */
-export interface KeyringSource {
-  id: string;
-  load(): Promise<Keyring>;
-  verifiedSums?: { get(url: string): string | undefined; set(url: string, verifiedWith: string): void };
-}
-
-/** GET a small text resource, answering from a cache when the server says it is unchanged. */
-export type CachedGet = (url: string) => Promise<{ body: Buffer; changed: boolean; /** The server's Last-Modified, when it sent one. */ lastModified?: string }>;
+import type { KeyringSource } from '../keyring.js';
+import { verifyDetachedSignature } from '../signature.js';
+import type { CachedGet, CachedText, DiscoveryResult, EolRelease, StreamRelease } from '../source.js';
+import type { StreamSelection } from '../streams.js';
 
 export interface DiscoverOptions {
   sourceUrl: string;
@@ -34,38 +21,6 @@ export interface DiscoverOptions {
   log: Logger;
   /** Clock of the end-of-life checks. */
   nowMs: number;
-}
-
-/** Where a release/stream stands: identity plus what was found. */
-export interface StreamRelease {
-  stream: string;
-  channel: Channel;
-  variant: Variant;
-  release: string;
-}
-
-/** A configured release past its end of life (by the table, the source, or an `END OF LIFE` listing). */
-export interface EolRelease extends StreamRelease {
-  /** End of standard support (YYYY-MM-DD) when known. */
-  eol?: string;
-  /** The release's folder answers 404: upstream removed it. */
-  gone: boolean;
-  /** False for dailies: images of an end-of-life daily are not imported. */
-  imported: boolean;
-}
-
-/** A configured arch that no recent serial has: the run is `incomplete`. */
-export interface IncompleteArch extends StreamRelease {
-  arch: Arch;
-  reason: string;
-}
-
-export interface DiscoveryResult {
-  images: UpstreamImage[];
-  /** Release/streams that could not be read this cycle, with the reason. */
-  failures: Array<StreamRelease & { error: unknown }>;
-  incomplete: IncompleteArch[];
-  eol: EolRelease[];
 }
 
 /** The folder listing a release's serials, per channel and variant (see docs/cloud-images layout). */
@@ -130,13 +85,32 @@ export async function discoverImages(options: DiscoverOptions): Promise<Discover
 async function releasesMarkedEol(options: DiscoverOptions, stream: StreamSelection): Promise<Set<string>> {
   const url = streamRootUrl(options.sourceUrl, stream.channel, stream.variant);
   try {
-    const { body } = await options.get(url);
-    return new Set(parseListing(body.toString('utf8'), url)
+    const page = await options.get(url);
+    // Like the release listings: a page unchanged since it was read is not parsed again.
+    const remembered = page.changed ? undefined : rememberedEol(page.parsed?.get());
+    if (remembered) return remembered;
+    const { parseListing } = await import('./parse-listing.js');
+    const marked = parseListing(page.body.toString('utf8'), url)
       .filter((e) => e.isDirectory && e.description !== undefined && END_OF_LIFE_RE.test(e.description))
-      .map((e) => e.name));
+      .map((e) => e.name);
+    page.parsed?.set(JSON.stringify({ format: EOL_FORMAT, marked }));
+    return new Set(marked);
   } catch (err) {
     options.log.debug({ event: 'source.root.unreadable', url, err: describeError(err) }, `no release descriptions from ${url}: ${describeError(err)}`);
     return new Set();
+  }
+}
+
+const EOL_FORMAT = 1;
+
+function rememberedEol(json: string | undefined): Set<string> | undefined {
+  if (json === undefined) return undefined;
+  try {
+    const value = JSON.parse(json) as { format?: unknown; marked?: unknown };
+    if (value.format !== EOL_FORMAT || !Array.isArray(value.marked) || !value.marked.every((m) => typeof m === 'string')) return undefined;
+    return new Set(value.marked as string[]);
+  } catch {
+    return undefined;
   }
 }
 
@@ -148,12 +122,7 @@ interface ReleaseFound {
 
 async function discoverRelease(options: DiscoverOptions, stream: StreamSelection, release: ReleaseName, log: Logger): Promise<ReleaseFound> {
   const listingUrl = seriesUrl(options.sourceUrl, stream.channel, stream.variant, release.codename);
-  const { body } = await options.get(listingUrl);
-  const serialDirs = parseListing(body.toString('utf8'), listingUrl)
-    .filter((e) => e.isDirectory)
-    .map((e) => ({ serial: SERIAL_DIR_RE[stream.channel].exec(e.name)?.[1], url: e.url, modified: e.modified }))
-    .filter((e): e is { serial: string; url: string; modified: Date | undefined } => e.serial !== undefined)
-    .sort((a, b) => compareSerials(b.serial, a.serial));
+  const serialDirs = await serialFolders(await options.get(listingUrl), listingUrl, stream.channel);
   if (serialDirs.length === 0) {
     throw new SyncError('LISTING_NO_SERIALS', `${listingUrl} lists no serial folders`,
       `check source.url, the stream's channel and that ${release.codename} is published there`, { retryable: true });
@@ -190,9 +159,49 @@ async function discoverRelease(options: DiscoverOptions, stream: StreamSelection
   return { images: picked, missing: selection.missing, serialsRead: readSerials };
 }
 
+/** A serial folder of a release listing, newest first; `modified` is its date there (ISO 8601). */
+interface SerialFolder {
+  serial: string;
+  url: string;
+  modified?: string | undefined;
+}
+
+/** Version of the remembered form: a change in how folders are read makes older ones be read again. */
+const FOLDERS_FORMAT = 1;
+
+/**
+ * The serial folders of a release listing, newest first. A listing unchanged since it was read (304) is not
+ * parsed again: its folders are remembered beside the cached page, and the HTML parser is not even loaded.
+ */
+async function serialFolders(listing: CachedText, listingUrl: string, channel: Channel): Promise<SerialFolder[]> {
+  const remembered = listing.changed ? undefined : rememberedFolders(listing.parsed?.get());
+  if (remembered) return remembered;
+  const { parseListing } = await import('./parse-listing.js');
+  const folders = parseListing(listing.body.toString('utf8'), listingUrl)
+    .filter((e) => e.isDirectory)
+    .map((e) => ({ serial: SERIAL_DIR_RE[channel].exec(e.name)?.[1], url: e.url, modified: e.modified?.toISOString() }))
+    .filter((e): e is { serial: string; url: string; modified: string | undefined } => e.serial !== undefined)
+    .sort((a, b) => compareSerials(b.serial, a.serial));
+  listing.parsed?.set(JSON.stringify({ format: FOLDERS_FORMAT, folders }));
+  return folders;
+}
+
+function rememberedFolders(json: string | undefined): SerialFolder[] | undefined {
+  if (json === undefined) return undefined;
+  try {
+    const value = JSON.parse(json) as { format?: unknown; folders?: unknown };
+    if (value.format !== FOLDERS_FORMAT || !Array.isArray(value.folders)) return undefined;
+    const folders = value.folders as Array<Record<string, unknown>>;
+    const valid = folders.every((f) => typeof f.serial === 'string' && typeof f.url === 'string' && (f.modified === undefined || typeof f.modified === 'string'));
+    return valid ? (folders as unknown as SerialFolder[]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Read one serial's (signed) SHA256SUMS; a 404 is told apart as "gone" or "not complete upstream". */
 async function readSerial(
-  options: DiscoverOptions, stream: StreamSelection, release: ReleaseName, serial: string, dirUrl: string, listedAt: Date | undefined, log: Logger,
+  options: DiscoverOptions, stream: StreamSelection, release: ReleaseName, serial: string, dirUrl: string, listedAt: string | undefined, log: Logger,
 ): Promise<{ reading: SerialReading; images: UpstreamImage[] }> {
   const sumsUrl = new URL('SHA256SUMS', dirUrl).href;
   let sums: Awaited<ReturnType<CachedGet>>;
@@ -262,10 +271,12 @@ function isNotFound(err: unknown): boolean {
  * When the serial appeared upstream: its SHA256SUMS's Last-Modified (to the second, and the moment the
  * serial became complete), else the folder's minute in the listing. Undefined when neither can be read.
  */
-function upstreamTime(lastModified: string | undefined, listedAt: Date | undefined): string | undefined {
-  const fromHeader = lastModified ? Date.parse(lastModified) : Number.NaN;
-  if (Number.isFinite(fromHeader)) return new Date(fromHeader).toISOString();
-  return listedAt && Number.isFinite(listedAt.getTime()) ? listedAt.toISOString() : undefined;
+function upstreamTime(lastModified: string | undefined, listedAt: string | undefined): string | undefined {
+  for (const text of [lastModified, listedAt]) {
+    const ms = text ? Date.parse(text) : Number.NaN;
+    if (Number.isFinite(ms)) return new Date(ms).toISOString();
+  }
+  return undefined;
 }
 
 /**

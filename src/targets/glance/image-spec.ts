@@ -2,10 +2,11 @@
  * What a Glance image of ours looks like, as plain data: the create request, the properties by which we
  * find our images again, and the reading of a Glance image back into a PublishedImage. Pure.
  */
-import type { GlanceTargetConfig } from '../config/schema.js';
-import type { CreateImageRequest, GlanceImage } from '../openstack/glance.js';
-import { ARCHES, GLANCE_ARCHITECTURE, compareSerials, type Arch, type UpstreamImage } from '../source/image.js';
-import type { PublishedImage } from './target.js';
+import type { GlanceTargetConfig } from './schema.js';
+import type { CreateImageRequest, GlanceImage } from '../../openstack/glance.js';
+import { ARCHES, compareSerials, type Arch, type UpstreamImage } from '../../image.js';
+import { GLANCE_ARCHITECTURE } from './properties.js';
+import type { PublishedImage } from '../target.js';
 
 /** Our bookkeeping properties. Config cannot set them (the schema reserves `cloudimg_sync_*`). */
 export const PROP = {

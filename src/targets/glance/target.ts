@@ -11,21 +11,30 @@
  */
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { GlanceTargetConfig } from '../config/schema.js';
-import { SyncError, describeError } from '../errors.js';
-import { silentLogger, type Logger } from '../log.js';
-import { loadAuthSettings } from '../openstack/auth-config.js';
-import { OpenStackError } from '../openstack/errors.js';
-import { GlanceClient, type CreateImageRequest, type GlanceImage, type JsonPatchOp, type UploadBody } from '../openstack/glance.js';
-import { KeystoneSession } from '../openstack/keystone.js';
-import { tokenProjectId } from '../openstack/token-project.js';
-import type { UpstreamImage } from '../source/image.js';
+import type { GlanceTargetConfig } from './schema.js';
+import { SyncError, describeError } from '../../errors.js';
+import { silentLogger, type Logger } from '../../log.js';
+import { loadAuthSettings } from '../../openstack/auth-config.js';
+import { OpenStackError } from '../../openstack/errors.js';
+import { GlanceClient, type CreateImageRequest, type GlanceImage, type JsonPatchOp, type UploadBody } from '../../openstack/glance.js';
+import { KeystoneSession } from '../../openstack/keystone.js';
+import { tokenProjectId } from '../../openstack/token-project.js';
+import type { UpstreamImage } from '../../image.js';
 import {
   PROP, createImageRequest, isVerifiedCopy, newestVerified, propertyOf, renderImageName, seriesFilter, toPublishedImage,
-} from './glance-image-spec.js';
+} from './image-spec.js';
 import { FileUploadReader, digestFile, type ImageDigests } from './image-digests.js';
 import { minDiskGiB, readDiskImageInfo } from './qcow2-info.js';
-import type { PublishContext, PublishedImage, PublishResult, StreamPublishContext, Target, VerifiedFile } from './target.js';
+import type { PublishContext, PublishedImage, PublishResult, StreamPublishContext, Target, VerifiedFile } from '../target.js';
+
+/** What Glance reports of the bytes it holds: `checksum` (md5) and `os_hash_value` (sha512). */
+const GLANCE_DIGESTS = ['md5', 'sha512'] as const;
+
+/** The md5 and sha512 the download computed for the file, when it computed both. */
+function downloadDigests(file: VerifiedFile): { md5: string; sha512: string } | undefined {
+  const { md5, sha512 } = file.digests ?? {};
+  return md5 && sha512 ? { md5, sha512 } : undefined;
+}
 
 export type GlanceUploadMethod = GlanceTargetConfig['method'];
 
@@ -66,7 +75,7 @@ export class GlanceTarget implements Target {
   readonly type = 'glance';
   readonly hidesBeforeDelete = true;
   /** Glance's checksum and os_hash_value are compared with the verified file's md5 and sha512. */
-  readonly wantsDigests = true;
+  readonly digests = GLANCE_DIGESTS;
   readonly name: string;
   readonly hideGraceMs: number;
   private readonly options: GlanceTargetOptions;
@@ -180,7 +189,7 @@ export class GlanceTarget implements Target {
     } catch (err) {
       await this.discard(glance, created.id, log, err);
       // The upload was not digested (the download's digests stood in): find out whether the cache file moved.
-      throw err instanceof GlanceHashMismatchError && file.digests ? await explainMismatch(err, file, ctx.signal) : err;
+      throw err instanceof GlanceHashMismatchError && downloadDigests(file) ? await explainMismatch(err, file, ctx.signal) : err;
     }
     await this.revealNew(glance, held, series, image, log, ctx.signal);
     return { ref: held.id, adopted: false };
@@ -317,7 +326,7 @@ export class GlanceTarget implements Target {
     }
     // Read afresh if Glance refuses the token and the client sends it again. Digested on the way only when
     // the download did not digest it already.
-    const reader = new FileUploadReader(file.path, { signal, digest: !file.digests });
+    const reader = new FileUploadReader(file.path, { signal, digest: !downloadDigests(file) });
     reader.onBytes = onProgress;
     const open = () => this.uploadBody(reader);
     if (method === 'put') {
@@ -455,7 +464,8 @@ export class GlanceTarget implements Target {
  * or, for a file downloaded before a Glance target wanted them, read from the file now.
  */
 async function digestsOfVerified(file: VerifiedFile, sentBytes: number, signal?: AbortSignal): Promise<ImageDigests> {
-  if (file.digests) return { sizeBytes: sentBytes, sha256: file.sha256, ...file.digests };
+  const known = downloadDigests(file);
+  if (known) return { sizeBytes: sentBytes, sha256: file.sha256, ...known };
   return digestFile(file.path, signal);
 }
 

@@ -1,4 +1,4 @@
-import { SyncError } from '../errors.js';
+import { SyncError } from '../../errors.js';
 
 const LINE_RE = /^([0-9a-fA-F]{64}) [ *](.+)$/;
 

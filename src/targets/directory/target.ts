@@ -2,11 +2,12 @@ import { constants } from 'node:fs';
 import { copyFile, link, mkdir, readdir, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { SyncError } from '../errors.js';
-import type { Logger } from '../log.js';
-import { fsyncPath } from '../fsync.js';
-import type { UpstreamImage } from '../source/image.js';
-import type { PublishContext, PublishedImage, PublishResult, Target, VerifiedFile } from './target.js';
+import { probeWritableDirectory } from '../../directory-writable.js';
+import { SyncError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import { fsyncPath } from '../../fsync.js';
+import type { UpstreamImage } from '../../image.js';
+import type { PublishContext, PublishedImage, PublishResult, Target, VerifiedFile } from '../target.js';
 
 const MANIFEST_SUFFIX = '.cloudimg-sync.json';
 
@@ -73,6 +74,11 @@ export class DirectoryTarget implements Target {
       throw directoryError(err, this.root);
     }
     return { ref: dest, adopted: false };
+  }
+
+  /** The directory is writable (or can be created). */
+  async check(): Promise<string> {
+    return probeWritableDirectory(this.root);
   }
 
   async listPublished(_ctx: { log: Logger }): Promise<PublishedImage[]> {
