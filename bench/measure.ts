@@ -21,6 +21,8 @@ export interface ProcessRun {
   maxRssKiB: number;
   /** User + system CPU time of the process and its children, ms (only with GNU time). */
   cpuMs?: number;
+  /** The user part of it. */
+  userMs?: number;
   stdout: string;
   stderr: string;
   exitCode: number;
@@ -63,15 +65,17 @@ export async function runMeasured(command: string, args: string[], options: { en
   if (poller) clearInterval(poller);
   let maxRssKiB = polledKiB;
   let cpuMs: number | undefined;
+  let userMs: number | undefined;
   if (rssFile && rssDir) {
     const text = await readFile(rssFile, 'utf8').catch(() => '');
     // GNU time prefixes "Command exited with non-zero status N" on failure; the figures are the last line.
     const [rss, user, sys] = (text.trim().split('\n').at(-1) ?? '').split(' ').map(Number);
     maxRssKiB = rss || 0;
     cpuMs = user !== undefined && sys !== undefined && Number.isFinite(user + sys) ? (user + sys) * 1000 : undefined;
+    userMs = cpuMs !== undefined ? (user as number) * 1000 : undefined;
     await rm(rssDir, { recursive: true, force: true });
   }
-  return { wallMs, maxRssKiB, cpuMs, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), exitCode };
+  return { wallMs, maxRssKiB, cpuMs, userMs, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), exitCode };
 }
 
 /** Like runMeasured, but a non-zero exit is an error carrying the process's stderr. */

@@ -4,7 +4,7 @@
  *
  *   npm run bench                              full run: 1 GiB (+ 256 MiB, 2 GiB for RSS), 3 repetitions
  *   npm run bench -- --quick                   small sizes, 1 repetition (also BENCH_QUICK=1)
- *   npm run bench -- --runs 5 --size 512MiB --rss-sizes 128MiB,4GiB --only download,noop,glance
+ *   npm run bench -- --runs 5 --size 512MiB --rss-sizes 128MiB,4GiB --only download,noop,glance,cpu
  *
  * Environment equivalents: BENCH_RUNS, BENCH_SIZE, BENCH_RSS_SIZES, BENCH_ONLY, BENCH_GLANCE_SIZE.
  * Needs curl, sha256sum and (for exact peak RSS) GNU time: `apt-get install -y time curl`.
@@ -16,13 +16,14 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { benchCpu, type CpuPathFigure } from './cpu.js';
 import { benchDownload, type DownloadGoals } from './download.js';
 import { benchGlance } from './glance.js';
-import { HAVE_GNU_TIME, bundle, formatSize, formatTable, parseSize, seconds, verdict } from './measure.js';
+import { HAVE_GNU_TIME, bundle, formatSize, formatTable, parseSize, ratio, seconds, verdict } from './measure.js';
 import { benchNoopCycle, type NoopGoals } from './noop-cycle.js';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const SECTIONS = ['download', 'noop', 'glance'] as const;
+const SECTIONS = ['download', 'noop', 'glance', 'cpu'] as const;
 type Section = (typeof SECTIONS)[number];
 
 interface Settings {
@@ -102,6 +103,7 @@ async function main(): Promise<void> {
 
   let download: DownloadGoals | undefined;
   let noop: NoopGoals | undefined;
+  let cpu: CpuPathFigure[] = [];
   try {
     progress('bench: bundling bench/download-child.ts and src/cli.ts with esbuild (plain node, like the built CLI)');
     // Node flags as the installed CLI runs with them (its shebang), for our download child as well.
@@ -132,6 +134,13 @@ async function main(): Promise<void> {
         workDir, repoRoot: REPO_ROOT, log: progress,
       });
     }
+    if (settings.only.has('cpu')) {
+      progress('bench: F client CPU per GiB');
+      cpu = await benchCpu({
+        runs: settings.runs, sizeBytes: settings.sizeBytes, workDir, repoRoot: REPO_ROOT, log: progress,
+        cli: cli ?? [process.execPath, '--import', 'tsx', path.join(REPO_ROOT, 'src/cli.ts')],
+      });
+    }
   } finally {
     await cleanUp();
   }
@@ -156,6 +165,11 @@ async function main(): Promise<void> {
     goals14.push(['sync --once with nothing new: CPU of the whole process <= 0.3 s', noop.cpuMs === undefined ? '- (needs GNU time)' : `${seconds(noop.cpuMs)} s`,
       noop.startupCpuMs === undefined ? '-' : `node -e "" ${seconds(noop.startupCpuMs)} s`, noop.cpuMs === undefined ? '-' : verdict(noop.cpuMs, 300)]);
     goals14.push(['no-op cycle on the wire (both ways) < 10 KiB', formatSize(noop.bytesOnWire), `${noop.requests} requests`, noop.bytesOnWire < 10 * 1024 ? 'met' : 'MISSED']);
+  }
+  for (const f of cpu) {
+    goals14.push([`${f.path.split(':')[0]}: client CPU <= 1.2x the C tools'`, `${ratio(f.oursCpuMs, f.refCpuMs)} (${seconds(f.oursCpuMs)} s)`,
+      `${seconds(f.refCpuMs)} s`, verdict(f.oursCpuMs / f.refCpuMs, 1.2)]);
+    goals14.push([`${f.path.split(':')[0]}: peak RSS <= 120 MiB`, `${(f.oursRssKiB / 1024).toFixed(1)} MiB`, '', verdict(f.oursRssKiB, 120 * 1024)]);
   }
   if (goals14.length > 1) {
     console.log('\n== Goals (CPU and freshness, issue 14)\n');

@@ -23,7 +23,7 @@ function exitCodeFor(err: unknown): number {
 }
 
 const program = new Command('cloudimg-sync')
-  .description('Keep Glance (or a local directory) stocked with fresh, signature-verified Ubuntu cloud images.')
+  .description('Keep Glance (or a local directory, or an internal mirror) stocked with fresh, signature-verified Ubuntu cloud images.')
   .version(VERSION)
   .option('-c, --config <file>', 'YAML config (default: $CLOUDIMG_SYNC_CONFIG, else /etc/cloudimg-sync/config.yaml if present, else built-in defaults)')
   .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error']))

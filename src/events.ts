@@ -16,6 +16,7 @@ export const EVENTS = {
   'sync.signal': ['warn'],
   // Source (cloud-images.ubuntu.com)
   'source.sums.verified': ['info'],
+  'source.streams.verified': ['info'],
   'source.release.failed': ['error'],
   'source.release.eol': ['warn'],
   'source.serial.pruned': ['warn'],

@@ -9,6 +9,14 @@ export type Variant = (typeof VARIANTS)[number];
 export const ARCHES = ['amd64', 'arm64', 'armhf', 'ppc64el', 'riscv64', 's390x'] as const;
 export type Arch = (typeof ARCHES)[number];
 
+/** A signed document an image's checksum came from: a SHA256SUMS, its detached signature, a simplestreams `.sjson`. */
+export interface SignedDocument {
+  /** Where the source fetched it; its bytes stay in the state's response cache under this URL. */
+  url: string;
+  /** Its path below the source root, as upstream lays it out, e.g. `releases/noble/release-20240605/SHA256SUMS`. */
+  path: string;
+}
+
 /** An image that exists upstream, with its checksum from a signature-checked SHA256SUMS. */
 export interface UpstreamImage {
   channel: Channel;
@@ -25,8 +33,20 @@ export interface UpstreamImage {
   sha256: string;
   /** Whether the SHA256SUMS this checksum came from was signature-verified. */
   signed: boolean;
-  /** End of standard support of its release (YYYY-MM-DD), from the source's metadata or the release table. */
-  eol?: string;
+  /** Size the signed metadata gives (simplestreams); a download of another size fails. Unknown from SHA256SUMS. */
+  sizeBytes?: number;
+  /**
+   * End of the release's standard support (`YYYY-MM-DD`): the source's own date (simplestreams `support_eol`), else
+   * the shipped release table's. Glance images carry it as `ubuntu_eol`.
+   */
+  supportEol?: string;
+  /**
+   * The image's path below the source root, as upstream lays it out, e.g.
+   * `releases/noble/release-20240605/ubuntu-24.04-server-cloudimg-amd64.img`; for targets that rebuild the layout.
+   */
+  upstreamPath?: string;
+  /** The documents its checksum was verified with (the signature included), for targets that republish them. */
+  signedBy?: SignedDocument[];
   /**
    * When upstream published this serial (ISO 8601): the Last-Modified of its SHA256SUMS, else the serial
    * folder's date in the release listing; absent when upstream said neither. The start of the publication lag.

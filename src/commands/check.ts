@@ -82,8 +82,9 @@ function sourceCheck(config: LoadedConfig, log: Logger): Promise<CheckResult> {
     const client = createHttpClient(config.http);
     try {
       const signal = AbortSignal.timeout(CHECK_TIMEOUT_MS);
-      return await createSource(config).check({ client, log, signal }).catch((err: unknown) => {
-        if ((err as Error).name === 'TimeoutError') throw new Error(`${config.source.url}: no answer within ${CHECK_TIMEOUT_MS / 1000} s; check source.url and network access`);
+      const source = createSource(config);
+      return await source.check({ client, log, signal }).catch((err: unknown) => {
+        if ((err as Error).name === 'TimeoutError') throw new Error(`${source.url}: no answer within ${CHECK_TIMEOUT_MS / 1000} s; check source.url and network access`);
         throw err;
       });
     } finally {

@@ -82,8 +82,8 @@ function checkTargetStreams(target: TargetConfig, index: number, streams: readon
         'name a stream of source.streams as channel/variant, or add that stream to source.streams');
     }
   }
-  if (target.type === 'directory' && target.eol === 'hide') {
-    throw new ConfigError(`${origin}: targets[${index}].eol: a directory target cannot hide images`, 'use eol: delete (or keep) on a directory target');
+  if (target.type !== 'glance' && target.eol === 'hide') {
+    throw new ConfigError(`${origin}: targets[${index}].eol: a ${target.type} target cannot hide images`, `use eol: delete (or keep) on a ${target.type} target`);
   }
   if (target.type !== 'glance') return;
   const carried = targetStreams(target, streams);

@@ -61,7 +61,7 @@ export const configSchema = z.strictObject({
   targets: z
     .array(z.discriminatedUnion('type', targetConfigSchemas))
     .min(1)
-    .default([{ name: 'local', type: 'directory', path: './var/images', eol: 'keep' }])
+    .default([{ name: 'local', type: 'directory', path: './var/images' }])
     .refine((ts) => new Set(ts.map((t) => t.name)).size === ts.length, 'target names must be unique'),
 });
 

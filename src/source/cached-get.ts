@@ -9,6 +9,8 @@ export interface CachedGetOptions {
   retries?: number;
   baseDelayMs?: number;
   maxDelayMs?: number;
+  /** Largest body accepted (default getText's: enough for listings and SHA256SUMS). */
+  maxBytes?: number;
   signal?: AbortSignal;
   log: Logger;
   /** Counts bytes of bodies received (304s carry none). */
@@ -29,13 +31,14 @@ export function cachedGetter(options: CachedGetOptions): CachedGet {
       retries: options.retries,
       baseDelayMs: options.baseDelayMs,
       maxDelayMs: options.maxDelayMs,
+      maxBytes: options.maxBytes,
       signal: options.signal,
       log: options.log,
     });
     if (response.status === 304 && cached) return { body: cached.body, changed: false, lastModified: cached.lastModified ?? undefined, parsed: parsedOf(options, url) };
     if (response.status === 304) {
       // A 304 without a cached body (cache lost): ask again unconditionally.
-      const fresh = await getText(url, { client: options.client, retries: options.retries, signal: options.signal, log: options.log });
+      const fresh = await getText(url, { client: options.client, retries: options.retries, maxBytes: options.maxBytes, signal: options.signal, log: options.log });
       if (fresh.status === 304) throw new Error(`GET ${url} answered 304 to an unconditional request`);
       return remember(options, url, fresh.body, fresh.etag, fresh.lastModified);
     }

@@ -4,10 +4,12 @@
  */
 import type { z } from 'zod';
 import { listingSourceType } from './listing/index.js';
+import { simplestreamsSourceType } from './simplestreams/index.js';
 import type { Source, SourceCommon, SourceType } from './source.js';
 
 export const SOURCE_TYPES = [
   listingSourceType,
+  simplestreamsSourceType,
 ] as const satisfies readonly SourceType[];
 
 type Registered = typeof SOURCE_TYPES;

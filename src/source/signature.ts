@@ -49,8 +49,13 @@ export async function verifyDetachedSignature(
   }
   const message = await openpgp.createMessage({ binary: signedBytes });
   const result = await openpgp.verify({ message, signature, verificationKeys: keyring, expectSigned: false });
+  return validSigner(result.signatures, keyring, url);
+}
+
+/** The fingerprint of the first signature that verifies with a key of the keyring; SignatureError when none does. */
+async function validSigner(signatures: OpenPgp.VerifyMessageResult["signatures"], keyring: Keyring, url: string): Promise<string> {
   const failures: string[] = [];
-  for (const sig of result.signatures) {
+  for (const sig of signatures) {
     try {
       await sig.verified;
       const key = keyring.find((k) => k.getKeys(sig.keyID).length > 0);
@@ -60,4 +65,32 @@ export async function verifyDetachedSignature(
     }
   }
   throw new SignatureError(url, failures.join('; ') || 'no signature found');
+}
+
+/** What a verified cleartext-signed document says, and who signed it. */
+export interface VerifiedCleartext {
+  /** The signed text, as covered by the signature (never the bytes outside it). */
+  text: string;
+  fingerprint: string;
+}
+
+/**
+ * Verify a cleartext-signed document (`gpg --clearsign`, as simplestreams' `.sjson`) and return the text the
+ * signature covers. Throws SignatureError when it is not cleartext-signed at all or no signature by a key of
+ * the keyring is valid: the caller parses only what this returns.
+ */
+export async function verifyCleartextSignature(signedData: Uint8Array, keyring: Keyring, url: string): Promise<VerifiedCleartext> {
+  const openpgp = await loadOpenPgp();
+  const armored = Buffer.from(signedData).toString('utf8');
+  if (!armored.trimStart().startsWith('-----BEGIN PGP SIGNED MESSAGE-----')) {
+    throw new SignatureError(url, 'it is not cleartext-signed (no "BEGIN PGP SIGNED MESSAGE" header)');
+  }
+  let message: OpenPgp.CleartextMessage;
+  try {
+    message = await openpgp.readCleartextMessage({ cleartextMessage: armored });
+  } catch (err) {
+    throw new SignatureError(url, `not an OpenPGP cleartext message (${(err as Error).message})`);
+  }
+  const result = await openpgp.verify({ message, verificationKeys: keyring, expectSigned: false });
+  return { fingerprint: await validSigner(result.signatures, keyring, url), text: result.data };
 }

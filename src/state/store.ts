@@ -22,7 +22,7 @@ export interface PublicationRecord {
   updatedAt: string;
 }
 
-export interface ImageRecord extends Omit<UpstreamImage, 'signed'> {
+export interface ImageRecord extends Omit<UpstreamImage, 'signed' | 'sizeBytes' | 'supportEol'> {
   id: number;
   key: string;
   sizeBytes: number | null;

@@ -79,7 +79,10 @@ export class ImageJournal {
     this.ctx.store.setImageState(this.key, 'verified', { sizeBytes: res.sizeBytes, localPath: durable ? res.path : null, digests: digests ?? null });
     this.ctx.counts.bytesDown += res.sizeBytes - res.resumedFromBytes;
     this.ctx.counts.downloaded++;
-    this.log.info({ event: 'image.download.done', bytes: res.sizeBytes, resumedFromBytes: res.resumedFromBytes, attempts: res.attempts, durable, durationMs },
+    this.log.info({
+      event: 'image.download.done', bytes: res.sizeBytes, resumedFromBytes: res.resumedFromBytes, attempts: res.attempts, durable,
+      digests: Object.keys(res.hashes), durationMs,
+    },
       `downloaded ${this.action.image.fileName} (${res.sizeBytes} bytes)`);
     this.verifyOk(res.sha256, false);
   }
@@ -264,7 +267,7 @@ export class ImageJob {
     try {
       await mkdir(path.dirname(dest), { recursive: true });
       const res = await downloadFile(action.image.url, dest, {
-        client: ctx.client, expectedSha256: action.image.sha256, retries: ctx.http.retries,
+        client: ctx.client, expectedSha256: action.image.sha256, expectedSizeBytes: action.image.sizeBytes, retries: ctx.http.retries,
         extraHashAlgorithms: this.digests(),
         baseDelayMs: ctx.http.retryBaseDelayMs, maxDelayMs: ctx.http.retryMaxDelayMs, signal: ctx.signal, log: journal.log, sink, durable,
         onProgress: (bytes, total) => {
@@ -292,6 +295,7 @@ export class ImageJob {
       log: tlog,
       signal: this.ctx.signal,
       onRef: (ref: string) => this.journal.publishRef(target, ref),
+      signedDocument: (url: string) => this.ctx.store.getCachedResponse(url),
       onProgress: (bytes: number) => {
         const now = Date.now();
         if (now - last < (this.ctx.progressIntervalMs ?? 5_000)) return;

@@ -56,7 +56,7 @@ export function planCycle(deps: SyncDeps, upstream: readonly UpstreamImage[], eo
   const targets = deps.targets.map((t) => {
     const config = deps.config.targets.find((c) => c.name === t.name);
     // A target that hides or deletes the images of end-of-life releases does not get new ones.
-    const excludeReleases = config && config.eol !== 'keep' ? eolReleases : undefined;
+    const excludeReleases = config?.eol && config.eol !== 'keep' ? eolReleases : undefined;
     return { name: t.name, streams: config?.streams, excludeReleases };
   });
   return planSync({ upstream, images, targets, cachedKeys });

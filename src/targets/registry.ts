@@ -5,11 +5,13 @@
 import type { z } from 'zod';
 import { directoryTargetType } from './directory/index.js';
 import { glanceTargetType } from './glance/index.js';
+import { mirrorTargetType } from './mirror/index.js';
 import type { TargetType } from './target.js';
 
 export const TARGET_TYPES = [
   directoryTargetType,
   glanceTargetType,
+  mirrorTargetType,
 ] as const satisfies readonly TargetType[];
 
 type Registered = typeof TARGET_TYPES;

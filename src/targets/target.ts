@@ -21,8 +21,8 @@ export const targetCommon = {
   name: targetName,
   /** Stream ids (`release/server`) this target carries; default every configured stream. */
   streams: z.array(z.string().regex(/^[a-z]+\/[a-z]+$/, 'a stream id like release/server')).min(1).optional(),
-  /** Images of a release past its end of life: kept like any other (default), hidden, or deleted (hidden first, then after the grace). */
-  eol: z.enum(['keep', 'hide', 'delete']).default('keep'),
+  /** Images of a release past its end of life: kept like any other (`keep`, the default when unset), hidden, or deleted (hidden first, then after the grace). */
+  eol: z.enum(['keep', 'hide', 'delete']).optional(),
 };
 
 /** Digests a target may ask the download to compute in its one pass (node crypto names). */
@@ -65,6 +65,12 @@ export interface PublishResult {
   adopted: boolean;
 }
 
+export interface SignedDocumentBytes {
+  body: Buffer;
+  /** The HTTP Last-Modified it was served with, when there was one. */
+  lastModified?: string | null;
+}
+
 export interface PublishContext {
   log: Logger;
   signal?: AbortSignal;
@@ -72,6 +78,11 @@ export interface PublishContext {
   onRef?: (ref: string) => void;
   /** Bytes handed to the target so far (uploads); the loop throttles and logs it as image.publish.progress. */
   onProgress?: (bytesDone: number) => void;
+  /**
+   * One of `image.signedBy` exactly as the source fetched and verified it (read from the response cache, no
+   * request), with the server's Last-Modified; undefined when not cached. For targets that republish them.
+   */
+  signedDocument?: (url: string) => SignedDocumentBytes | undefined;
 }
 
 export interface StreamPublishContext extends PublishContext {

@@ -29,6 +29,8 @@ export interface SyncWorld {
   sync(overrides?: { targets?: Target[]; signal?: AbortSignal; config?: LoadedConfig }): Promise<RunSummary>;
   /** The world's config with other top-level keys (targets, keep, source...), validated like a file. */
   reconfigure(changes: Record<string, unknown>): LoadedConfig;
+  /** The world's config with other settings merged in (e.g. another `source`), same state, cache and targets. */
+  configWith(raw: Record<string, unknown>): LoadedConfig;
   store(): StateStore;
   close(): Promise<void>;
 }
@@ -60,6 +62,7 @@ export async function createSyncWorld(options: SyncWorldOptions = {}): Promise<S
     if (!('streams' in source) && !('releases' in source)) Object.assign(source, { releases: ['noble'], arches: ['amd64'] });
     return validateConfig({ ...raw, ...changes, source }, 'test config');
   };
+  const configWith = (more: Record<string, unknown>): LoadedConfig => validateConfig({ ...raw, ...more }, 'test config');
   const logs: LogEvent[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -71,7 +74,7 @@ export async function createSyncWorld(options: SyncWorldOptions = {}): Promise<S
   const client = createHttpClient({ ...config.http, connectTimeoutMs: 2_000 });
   const stores: StateStore[] = [];
   return {
-    mirror, dir, config, logs, reconfigure,
+    mirror, dir, config, logs, reconfigure, configWith,
     events: (name) => logs.filter((l) => l.event === name),
     store() {
       const s = StateStore.open(config.stateDir);

@@ -21,7 +21,7 @@ describe('configuration', () => {
     assert.deepEqual(c.streams, [{ id: 'release/server', channel: 'release', variant: 'server', releases: [{ codename: 'noble', version: '24.04' }], arches: ['amd64'] }]);
     assert.equal(c.source.verifySignature, true);
     assert.equal(c.keyringPath, SHIPPED_KEYRING_PATH);
-    assert.deepEqual(c.targets, [{ name: 'local', type: 'directory', path: './var/images', eol: 'keep' }]);
+    assert.deepEqual(c.targets, [{ name: 'local', type: 'directory', path: './var/images' }]);
     assert.equal(c.keep, 2);
   });
 
@@ -45,7 +45,7 @@ describe('configuration', () => {
     ['an unknown top-level key', { kep: 2 }, /unknown key\(s\) kep/],
     ['an unknown source type, naming the registered ones', { source: { type: 'ftp' } }, /source\.type: "ftp" is not allowed; allowed: listing/],
     ['a key of another source type', { source: { type: 'listing', index: 'x' } }, /source: unknown key\(s\) index/],
-    ['an unknown target type', { targets: [{ name: 'a', type: 's3' }] }, /targets\[0\]\.type: target type "s3" is not allowed; allowed: directory, glance/],
+    ['an unknown target type', { targets: [{ name: 'a', type: 's3' }] }, /targets\[0\]\.type: target type "s3" is not allowed; allowed: directory, glance, mirror/],
     ['a directory target without a path', { targets: [{ name: 'a', type: 'directory' }] }, /targets\[0\]\.path: missing/],
     ['duplicate target names', { targets: [{ name: 'a', type: 'directory', path: 'x' }, { name: 'a', type: 'directory', path: 'y' }] }, /target names must be unique/],
     ['a source URL that is not a URL', { source: { url: 'cloud-images' } }, /source\.url: "cloud-images"/],

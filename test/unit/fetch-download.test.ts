@@ -10,7 +10,7 @@ import { Writable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { ChecksumMismatchError, SyncError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
-import { DiskFullError, downloadFile, type DownloadOptions } from '../../src/fetch/download.js';
+import { DiskFullError, SizeMismatchError, downloadFile, type DownloadOptions } from '../../src/fetch/download.js';
 import { createHttpClient } from '../../src/fetch/http-client.js';
 
 const CONTENT = randomBytes(1024 * 1024 + 123);
@@ -482,6 +482,62 @@ describe('downloadFile', () => {
     assert.equal(srv.requests[1]?.headers.range, `bytes=${200 * 1024}-`);
     assert.equal(result.resumedFromBytes, 200 * 1024);
   });
+
+  test('a response announcing another size than the signed one fails before its body is read, keeping nothing', async () => {
+    const srv = await withServer((req, res, seen) => respondWithFile(req, res, seen, CONTENT));
+    const dest = join(dir, 'image.img');
+    const err = await downloadFile(srv.url, dest, { client, ...quickRetries(3), expectedSizeBytes: CONTENT.length - 1 }).catch((e: unknown) => e);
+    assert.ok(err instanceof SizeMismatchError, String(err));
+    assert.equal(err.code, 'SIZE_MISMATCH');
+    assert.match(err.message, new RegExp(`announces ${CONTENT.length} bytes, the signed metadata says ${CONTENT.length - 1}`));
+    assert.equal(srv.requests.length, 1, 'not retried: the file upstream is not the one signed for');
+    assert.equal(await exists(dest), false);
+    assert.equal(await exists(`${dest}.part`), false);
+  });
+
+  test('a body growing past the signed size without a Content-Length is cut off at the first byte too many', async () => {
+    const signedBytes = 256 * 1024;
+    let socketClosed = false;
+    const srv = await withServer((_req, res, seen) => {
+      res.writeHead(200, { etag: ETAG }); // chunked: no size announced
+      res.on('close', () => { socketClosed = true; });
+      // Keeps sending well past the signed size; the client must stop reading long before the end.
+      const body = CONTENT.subarray(0, signedBytes * 3);
+      let sent = 0;
+      const pump = (): void => {
+        while (sent < body.length && !res.destroyed) {
+          const piece = body.subarray(sent, sent + 16 * 1024);
+          sent += piece.length;
+          seen.sentBytes = sent;
+          if (!res.write(piece)) { res.once('drain', pump); return; }
+        }
+        if (sent >= body.length) res.end();
+      };
+      pump();
+    });
+    const dest = join(dir, 'image.img');
+    const received: number[] = [];
+    const err = await downloadFile(srv.url, dest, {
+      client, ...quickRetries(3), expectedSizeBytes: signedBytes, onProgress: (bytes) => received.push(bytes),
+    }).catch((e: unknown) => e);
+    assert.ok(err instanceof SizeMismatchError, String(err));
+    assert.match(err.message, new RegExp(`sent more than ${signedBytes} of the ${signedBytes} bytes the signed metadata says`));
+    assert.ok(Math.max(...received) <= signedBytes, `wrote ${Math.max(...received)} bytes`);
+    assert.equal(srv.requests.length, 1);
+    assert.equal(await exists(`${dest}.part`), false);
+    assert.equal(await exists(dest), false);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.ok(socketClosed, 'the connection was dropped instead of drained');
+  });
+
+  test('a file of exactly the signed size downloads as before', async () => {
+    const srv = await withServer((req, res, seen) => respondWithFile(req, res, seen, CONTENT));
+    const dest = join(dir, 'image.img');
+    const result = await downloadFile(srv.url, dest, { client, expectedSizeBytes: CONTENT.length, expectedSha256: CONTENT_SHA256 });
+    assert.equal(result.sizeBytes, CONTENT.length);
+    assert.deepEqual(await readFile(dest), CONTENT);
+  });
+
 });
 
 describe('downloadFile with a sink (stream-through)', () => {

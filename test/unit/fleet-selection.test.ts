@@ -10,6 +10,13 @@ import { decideRetention, type RetentionPolicy } from '../../src/sync/retention.
 import { imageProperties, renderImageName } from '../../src/targets/glance/image-spec.js';
 import type { GlanceTargetConfig } from '../../src/targets/glance/schema.js';
 import type { PublishedImage } from '../../src/targets/target.js';
+import { discoverFromStreams } from '../../src/source/simplestreams/discover.js';
+import { DEFAULT_FTYPE } from '../../src/source/simplestreams/products.js';
+import { loadKeyring } from '../../src/source/signature.js';
+import { getText } from '../../src/fetch/get-text.js';
+import { createLogger } from '../../src/log.js';
+import { resolveRelease } from '../../src/source/releases.js';
+import { startMirror } from '../fixtures/mirror/index.js';
 
 const ok = (serial: string, ...arches: Arch[]): SerialReading => ({ serial, state: 'ok', arches: new Set(arches) });
 const at = (day: string): number => Date.parse(`${day}T12:00:00Z`);
@@ -132,7 +139,7 @@ describe('streams in the config', () => {
     const c = validateConfig({ source: { verifySignature: false }, targets: [{ name: 'g', type: 'glance' }] }, 'x');
     const image: UpstreamImage = {
       channel: 'daily', variant: 'minimal', release: 'noble', version: '24.04', arch: 'amd64', serial: '20261120', fileName: 'f.img',
-      url: 'https://x/f.img', sha256: 'a'.repeat(64), signed: true, eol: '2029-05-31',
+      url: 'https://x/f.img', sha256: 'a'.repeat(64), signed: true, supportEol: '2029-05-31',
     };
     const props = imageProperties(c.targets[0] as GlanceTargetConfig, image, image.sha256);
     assert.deepEqual([props.ubuntu_eol, props.cloudimg_sync_channel, props.cloudimg_sync_variant], ['2029-05-31', 'daily', 'minimal']);
@@ -179,4 +186,31 @@ describe('retention of end-of-life releases', () => {
       for (const i of [...d.hide, ...d.remove]) assert.ok(d.endOfLife.has(i), `${i.ref} is retired for end of life`);
     });
   }
+});
+
+describe('end of life from the simplestreams source', () => {
+  test("the product's support_eol wins over the table; a daily past it is not imported", async () => {
+    // The table says resolute is supported until 2031; this tree's metadata says 2026-06-01.
+    const mirror = await startMirror({ releases: [{ codename: 'resolute', serials: ['20261120'], eol: '2026-06-01' }, { codename: 'noble', serials: ['20261120'] }] });
+    try {
+      const get = async (url: string) => {
+        const res = await getText(url, { retries: 0 });
+        if (res.status !== 200) throw new Error(`unexpected ${res.status}`);
+        return { body: Buffer.from(res.body, 'utf8'), changed: true };
+      };
+      const common = {
+        releases: [resolveRelease('resolute')!, resolveRelease('noble')!], arches: ['amd64'] as Arch[], ftype: DEFAULT_FTYPE,
+        keyring: { id: 'mirror', load: () => loadKeyring(mirror.keyringPath) }, get, log: createLogger({ level: 'silent' }), keep: 1, nowMs: at('2026-11-21'),
+      };
+      const released = await discoverFromStreams({ ...common, rootUrl: mirror.streamsUrl('release'), channel: 'release', variant: 'server' });
+      assert.deepEqual(released.failures, []);
+      assert.deepEqual(released.eol, [{ stream: 'release/server', channel: 'release', variant: 'server', release: 'resolute', eol: '2026-06-01', gone: false, imported: true }]);
+      assert.deepEqual(released.images.map((i) => [i.release, i.supportEol]), [['resolute', '2026-06-01'], ['noble', '2029-05-31']]);
+      const daily = await discoverFromStreams({ ...common, rootUrl: mirror.streamsUrl('daily'), channel: 'daily', variant: 'server' });
+      assert.deepEqual(daily.eol.map((e) => [e.release, e.imported]), [['resolute', false]]);
+      assert.deepEqual(daily.images.map((i) => i.release), ['noble']);
+    } finally {
+      await mirror.close();
+    }
+  });
 });

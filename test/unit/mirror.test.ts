@@ -250,7 +250,8 @@ describe('fixture mirror layout', () => {
       assert.ok(!top.some((r) => r.name.startsWith('.')), 'dot files stay hidden');
 
       const releases = parseListing(await text(mirror.urlOf('/releases/'))).map((r) => r.href);
-      assert.deepEqual(releases, ['24.04/', 'noble/']);
+      // As on the real site: the simplestreams tree (streams/) and the server/releases/ path its items use.
+      assert.deepEqual(releases, ['24.04/', 'noble/', 'server/', 'streams/']);
       const stream = parseListing(await text(mirror.urlOf('/releases/noble/'))).map((r) => r.href);
       assert.deepEqual(stream, ['release-20260901/', 'release-20260926/', 'release/']);
       const daily = parseListing(await text(mirror.urlOf('/noble/'))).map((r) => r.href);

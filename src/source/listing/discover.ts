@@ -23,17 +23,26 @@ export interface DiscoverOptions {
   nowMs: number;
 }
 
-/** The folder listing a release's serials, per channel and variant (see docs/cloud-images layout). */
-export function seriesUrl(sourceUrl: string, channel: Channel, variant: Variant, codename: string): string {
-  return `${streamRootUrl(sourceUrl, channel, variant)}${codename}/`;
+/** The folder listing a release's serials below the source root, per channel and variant: `releases/noble/`. */
+export function seriesPath(channel: Channel, variant: Variant, codename: string): string {
+  return `${streamRootPath(channel, variant)}${codename}/`;
 }
 
-/** The folder listing a stream's releases, with their descriptions (`... [END OF LIFE - for reference only]`). */
+/** The folder listing a stream's releases below the source root, with their descriptions (`... [END OF LIFE - for reference only]`). */
+export function streamRootPath(channel: Channel, variant: Variant): string {
+  const prefix = variant === 'minimal' ? 'minimal/' : '';
+  if (channel === 'release') return `${prefix}releases/`;
+  return variant === 'minimal' ? `${prefix}daily/` : prefix;
+}
+
+/** The folder listing a release's serials, per channel and variant (see docs/cloud-images layout). */
+export function seriesUrl(sourceUrl: string, channel: Channel, variant: Variant, codename: string): string {
+  return `${sourceUrl.replace(/\/+$/, '')}/${seriesPath(channel, variant, codename)}`;
+}
+
+/** The folder listing a stream's releases. */
 export function streamRootUrl(sourceUrl: string, channel: Channel, variant: Variant): string {
-  const root = sourceUrl.replace(/\/+$/, '');
-  const prefix = variant === 'minimal' ? `${root}/minimal` : root;
-  if (channel === 'release') return `${prefix}/releases/`;
-  return variant === 'minimal' ? `${prefix}/daily/` : `${prefix}/`;
+  return `${sourceUrl.replace(/\/+$/, '')}/${streamRootPath(channel, variant)}`;
 }
 
 const SERIAL_DIR_RE: Record<Channel, RegExp> = {
@@ -57,7 +66,7 @@ export async function discoverImages(options: DiscoverOptions): Promise<Discover
       try {
         if (eol && !eol.imported) continue;
         const found = await discoverRelease(options, stream, release, log);
-        result.images.push(...found.images.map((i) => (verdict.eol ? { ...i, eol: verdict.eol } : i)));
+        result.images.push(...found.images.map((i) => (verdict.eol ? { ...i, supportEol: verdict.eol } : i)));
         result.incomplete.push(...found.missing.map((arch) => ({ ...where, arch, reason: `no ${arch} image in serials ${found.serialsRead.join(', ')}` })));
       } catch (error) {
         if (eol && (isNotFound(error) || (error instanceof SyncError && error.code === 'LISTING_NO_SERIALS'))) {
@@ -203,6 +212,8 @@ function rememberedFolders(json: string | undefined): SerialFolder[] | undefined
 async function readSerial(
   options: DiscoverOptions, stream: StreamSelection, release: ReleaseName, serial: string, dirUrl: string, listedAt: string | undefined, log: Logger,
 ): Promise<{ reading: SerialReading; images: UpstreamImage[] }> {
+  // The folder's path below the source root: its name is the serial's, in the layout (see SERIAL_DIR_RE).
+  const dirPath = `${seriesPath(stream.channel, stream.variant, release.codename)}${stream.channel === 'release' ? `release-${serial}` : serial}/`;
   const sumsUrl = new URL('SHA256SUMS', dirUrl).href;
   let sums: Awaited<ReturnType<CachedGet>>;
   try {
@@ -212,6 +223,10 @@ async function readSerial(
     return { reading: await notThere(options, serial, dirUrl, 'SHA256SUMS', log), images: [] };
   }
   const keyring = options.keyring;
+  // What the checksums were verified with, for targets that republish it: the signature's bytes stay in the
+  // response cache from the cycle that verified them, also when this cycle does not fetch it again.
+  const signedBy = [{ url: sumsUrl, path: `${dirPath}SHA256SUMS` }];
+  if (keyring) signedBy.push({ url: `${sumsUrl}.gpg`, path: `${dirPath}SHA256SUMS.gpg` });
   // A list unchanged (304) since it verified with this keyring needs no signature: its bytes are the ones
   // checked. The signature is fetched only with a new list (or keyring), saving a third of a no-op's requests.
   const earlier = keyring && !sums.changed ? keyring.verifiedSums?.get(sumsUrl) : undefined;
@@ -236,7 +251,8 @@ async function readSerial(
     images.push({
       channel: stream.channel, variant: stream.variant, release: release.codename, version: found.version,
       arch, serial, fileName: found.fileName, url: new URL(found.fileName, dirUrl).href, sha256: found.sha256,
-      signed: options.keyring !== undefined, ...(publishedAt ? { publishedAt } : {}),
+      signed: options.keyring !== undefined, upstreamPath: `${dirPath}${found.fileName}`, signedBy,
+      ...(publishedAt ? { publishedAt } : {}),
     });
   }
   const present = new Set(images.map((i) => i.arch));

@@ -135,7 +135,8 @@ async function readManifest(file: string): Promise<DirectoryManifest | undefined
 }
 
 
-function directoryError(err: unknown, root: string): SyncError {
+/** A filesystem failure under a target directory, as an error that says what to do. */
+export function directoryError(err: unknown, root: string): SyncError {
   if (err instanceof SyncError) return err;
   const code = (err as NodeJS.ErrnoException).code;
   if (code === 'ENOSPC') {

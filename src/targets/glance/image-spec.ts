@@ -78,7 +78,7 @@ export function imageProperties(config: Pick<GlanceTargetConfig, 'name' | 'prope
     ...seriesFilter(image),
     ubuntu_serial: image.serial,
     // End of standard support of the release (YYYY-MM-DD): lets a cloud tell users which images are on borrowed time.
-    ...(image.eol ? { ubuntu_eol: image.eol } : {}),
+    ...(image.supportEol ? { ubuntu_eol: image.supportEol } : {}),
     [PROP.target]: config.name,
     [PROP.sha256]: sha256,
     [PROP.source]: image.url,
