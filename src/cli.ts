@@ -23,6 +23,12 @@ function exitCodeFor(err: unknown): number {
 }
 
 const program = new Command('cloudimg-sync')
+  // A usage error (unknown command or option, a missing argument) is a configuration error: exit 2, as
+  // documented; commander's own default is 1, the code of a failed cycle. Set before the subcommands,
+  // which inherit it.
+  .exitOverride((err) => {
+    process.exit(err.exitCode === 0 ? EXIT.ok : EXIT.config);
+  })
   .description('Keep Glance (or a local directory, or an internal mirror) stocked with fresh, signature-verified Ubuntu cloud images.')
   .version(VERSION)
   .option('-c, --config <file>', 'YAML config (default: $CLOUDIMG_SYNC_CONFIG, else /etc/cloudimg-sync/config.yaml if present, else built-in defaults)')
@@ -30,10 +36,12 @@ const program = new Command('cloudimg-sync')
   .option('--pretty', 'human-readable log lines (default when stdout is a terminal)')
   .option('--no-pretty', 'JSON log lines even on a terminal')
   .addHelpText('after', `
-Exit codes: 0 success, 1 a cycle step (or a check) failed (see the log), 2 bad configuration,
-3 another instance holds the state lock, 4 (sync) nothing failed but a configured arch has no image in
-any recent serial upstream (run result "incomplete"; see \`status\`).
-Logs: one JSON object per line on stdout (pino); event names in docs/events.md.`);
+Exit codes: 0 success, 1 a cycle step (or a check) failed (see the log), 2 bad configuration or usage
+(invalid config, missing OpenStack credentials, unknown command or option), 3 another instance holds the
+state lock, 4 (sync) nothing failed but a configured arch has no image in any recent serial upstream
+(run result "incomplete"; see \`status\`); 130/143 interrupted by SIGINT/SIGTERM (plan).
+Logs: one JSON object per line (pino) on stdout, on stderr for commands that print a document (plan,
+status, history, check); event names in docs/events.md.`);
 
 // Output is chosen once per process: pretty on a terminal (or --pretty), progress bars for `sync` on a terminal.
 program.hook('preAction', async (_program, action) => {
@@ -66,11 +74,21 @@ program
 
 program
   .command('plan')
-  .description('show what a cycle would download, publish and retire, without doing it')
-  .option('--json', 'print JSON')
+  .description('show what a cycle would download, publish and retire, without doing it (no lock: runs next to a daemon)')
+  .option('--json', 'print {"items":[{action,channel,variant,release,version,arch,serial,url,sizeBytes,target,ref}],"sourceErrors":[...]} as JSON')
   .action(async (opts: { json?: boolean }) => {
     const { formatPlan, planCommand } = await import('./commands/plan.js');
-    const report = await planCommand(program.opts());
+    // Handlers of our own: as PID 1 (a container) the default action of SIGTERM/SIGINT is to ignore them.
+    const abort = new AbortController();
+    const onSignal = (signal: NodeJS.Signals) => {
+      process.stderr.write(`cloudimg-sync: plan interrupted by ${signal}\n`);
+      abort.abort();
+      // Nothing to save: a plan writes nothing. Exit now rather than wait for requests in flight.
+      process.exit(signal === 'SIGINT' ? 130 : 143);
+    };
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    const report = await planCommand(program.opts(), abort.signal);
     process.stdout.write(`${opts.json ? JSON.stringify(report, null, 2) : formatPlan(report)}\n`);
     if (report.sourceErrors.length > 0) process.exitCode = EXIT.failed;
   });
@@ -118,12 +136,13 @@ program
   .description('validate the config, then check state/cache directories, source reachability, keyring and every target')
   .option('--json', 'print {"ok":bool,"checks":[{name,ok,detail}]} as JSON')
   .addHelpText('after', `
-Exits 0 when every check passes, 1 when one fails, 2 when the configuration is invalid.`)
+Exits 0 when every check passes, 1 when one fails, 2 when the configuration is invalid (including a
+release the source does not have and missing OpenStack credentials).`)
   .action(async (opts: { json?: boolean }) => {
-    const { checkCommand, formatCheck } = await import('./commands/check.js');
+    const { checkCommand, checkExitCode, formatCheck } = await import('./commands/check.js');
     const report = await checkCommand(program.opts());
     process.stdout.write(`${opts.json ? JSON.stringify(report) : formatCheck(report)}\n`);
-    if (!report.ok) process.exitCode = EXIT.failed;
+    process.exitCode = checkExitCode(report);
   });
 
 program.parseAsync(process.argv).catch((err: unknown) => {

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { loadConfig, type LoadedConfig } from '../config/load.js';
 import { probeWritableDirectory } from '../directory-writable.js';
-import { describeError } from '../errors.js';
+import { ConfigError, describeError } from '../errors.js';
 import { createHttpClient } from '../fetch/http-client.js';
 import { createSource } from '../source/registry.js';
 import { createLogger, type Logger } from '../log.js';
@@ -16,11 +16,23 @@ export interface CheckResult {
   name: string;
   ok: boolean;
   detail: string;
+  /** The failure is one of configuration (missing credentials, a release the source lacks): exit 2, as every command. */
+  configError?: true;
 }
 
 export interface CheckReport {
   ok: boolean;
   checks: CheckResult[];
+}
+
+/** 0 all passed, 2 a failure is one of configuration, else 1. */
+export function checkExitCode(report: CheckReport): number {
+  if (report.ok) return 0;
+  return report.checks.some((c) => c.configError) ? 2 : 1;
+}
+
+function failed(name: string, err: unknown): CheckResult {
+  return { name, ok: false, detail: describeError(err), ...(err instanceof ConfigError ? { configError: true as const } : {}) };
 }
 
 /**
@@ -63,7 +75,7 @@ async function guarded(name: string, probe: () => Promise<string>): Promise<Chec
   try {
     return { name, ok: true, detail: await probe() };
   } catch (err) {
-    return { name, ok: false, detail: describeError(err) };
+    return failed(name, err);
   }
 }
 
@@ -105,7 +117,7 @@ async function targetChecks(config: LoadedConfig, log: Logger): Promise<CheckRes
   try {
     targets = createTargets(config);
   } catch (err) {
-    return [{ name: 'targets', ok: false, detail: describeError(err) }];
+    return [failed('targets', err)];
   }
   try {
     return await checkEach(targets, log);

@@ -1,6 +1,7 @@
 import type { Dispatcher } from 'undici';
 import { loadConfig, type LoadedConfig } from '../config/load.js';
 import { createHttpClient } from '../fetch/http-client.js';
+import type { DestinationStream } from 'pino';
 import { createLogger, type Logger } from '../log.js';
 import { acquireStateLock, type StateLock } from '../state/lock.js';
 import { StateStore } from '../state/store.js';
@@ -21,17 +22,27 @@ export interface CommandContext {
   close(): Promise<void>;
 }
 
+export interface ContextOptions {
+  /** Take the state lock (commands that change state). */
+  lock?: boolean;
+  /** Open state for reading only (`plan`): no lock needed, nothing written. */
+  readOnlyState?: boolean;
+  logLevel?: string;
+  /** Where logs go; stderr for a command whose stdout carries a document. Default stdout. */
+  destination?: DestinationStream;
+}
+
 /**
  * What every command that touches state needs: validated config, logger, the state lock (one instance per
  * stateDir), the state database, the HTTP client and the targets. `close()` releases them in reverse order.
  */
-export function openContext(options: GlobalOptions, { lock = true, logLevel }: { lock?: boolean; logLevel?: string } = {}): CommandContext {
+export function openContext(options: GlobalOptions, { lock = true, readOnlyState = false, logLevel, destination }: ContextOptions = {}): CommandContext {
   const config = loadConfig(options.config);
-  const log = createLogger({ level: options.logLevel ?? logLevel ?? config.log.level });
+  const log = createLogger({ level: options.logLevel ?? logLevel ?? config.log.level, destination });
   let stateLock: StateLock | undefined;
   if (lock) stateLock = acquireStateLock(config.stateDir);
   try {
-    const store = StateStore.open(config.stateDir);
+    const store = readOnlyState ? StateStore.openReadOnly(config.stateDir) : StateStore.open(config.stateDir);
     const targets = createTargets(config, { log });
     const client = createHttpClient(config.http);
     return {

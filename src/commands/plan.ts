@@ -1,51 +1,73 @@
-import { decideRetention } from '../sync/retention.js';
-import { discover, planCycle, retentionPolicy } from '../sync/run.js';
-import { releaseSupport } from '../source/releases.js';
-import type { RunFindings } from '../state/store.js';
 import { describeError } from '../errors.js';
+import { releaseInfo } from '../source/releases.js';
+import { decideRetention } from '../sync/retention.js';
+import type { RunFindings } from '../state/store.js';
+import { discover, endOfLifeReleases, findingsOf, planCycle, retentionPolicy } from '../sync/run.js';
+import { loadTargetSettings } from '../targets/create.js';
 import { openContext, type GlobalOptions } from './context.js';
 
+/** One step a cycle would take. The `plan --json` shape documented in the README. */
+export interface PlanItem {
+  action: 'download' | 'publish' | 'hide' | 'remove';
+  channel: string;
+  variant: string;
+  release: string;
+  /** Empty when neither the release table nor the file name tells it. */
+  version: string;
+  arch: string;
+  serial: string;
+  /** The upstream file (download, publish). */
+  url?: string;
+  /** Known once a download recorded it. */
+  sizeBytes?: number;
+  /** publish, hide, remove. */
+  target?: string;
+  /** The target's reference of the image to hide or remove (a Glance id, a path). */
+  ref?: string;
+  /** hide, remove: beyond `keep`, or of a release past end of life under the target's `eol:` policy. */
+  reason?: 'keep' | 'eol';
+}
+
 export interface PlanReport extends RunFindings {
-  /** `key` is `channel/variant/release/arch/serial`. */
-  downloads: Array<{ key: string; url: string }>;
-  publishes: Array<{ key: string; target: string }>;
-  retires: Array<{
-    target: string; step: 'hide' | 'remove'; ref: string; channel: string; variant: string; serial: string; release: string; arch: string;
-    reason: 'keep' | 'eol';
-  }>;
+  items: PlanItem[];
+  /** One line per release the source could not be read for. */
   sourceErrors: string[];
 }
 
-/** `plan`: what a cycle would download, publish and retire, without doing it. */
-export async function planCommand(options: GlobalOptions): Promise<PlanReport> {
-  const ctx = openContext(options, { logLevel: 'warn' });
+/**
+ * `plan`: what a cycle would download, publish and retire, without doing it. Takes no lock and only reads
+ * state, so it runs next to a daemon; `signal` (SIGTERM/SIGINT) ends it.
+ */
+export async function planCommand(options: GlobalOptions, signal?: AbortSignal): Promise<PlanReport> {
+  const ctx = openContext(options, { lock: false, readOnlyState: true, logLevel: 'warn', destination: process.stderr });
   try {
-    const discovery = await discover(ctx);
-    // Plan against state as if the discovered images were recorded, without recording them.
-    const eol: RunFindings['eol'] = discovery.eol.map(({ stream, release, eol: date, gone, imported }) => ({ stream, release, ...(date ? { eol: date } : {}), gone, imported }));
-    const eolReleases = new Set([...eol.map((e) => e.release), ...discovery.images.map((i) => i.release).filter((r) => releaseSupport(r, Date.now()).pastEol)]);
-    const actions = planCycle(ctx, discovery.images, eolReleases);
-    const report: PlanReport = {
-      downloads: actions.filter((a) => a.download).map((a) => ({ key: a.key, url: a.image.url })),
-      publishes: actions.flatMap((a) => a.publishTo.map((target) => ({ key: a.key, target }))),
-      retires: [],
-      sourceErrors: discovery.failures.map((f) => `${f.release} (${f.stream}): ${describeError(f.error)}`),
-      incomplete: discovery.incomplete.map(({ stream, release, arch, reason }) => ({ stream, release, arch, reason })),
-      eol,
-    };
+    await loadTargetSettings(ctx.targets);
+    const discovery = await discover({ ...ctx, signal });
+    const sizes = new Map(ctx.store.listImages().map((r) => [r.key, r.sizeBytes]));
+    const items: PlanItem[] = [];
+    const findings = findingsOf(discovery);
+    const eolReleases = endOfLifeReleases(Date.now(), findings.eol, discovery.images.map((i) => i.release));
+    for (const action of planCycle(ctx, discovery.images, eolReleases)) {
+      const { channel, variant, release, version, arch, serial, url } = action.image;
+      const sizeBytes = sizes.get(action.key) ?? undefined;
+      const base = { channel, variant, release, version, arch, serial, url, ...(sizeBytes ? { sizeBytes } : {}) };
+      if (action.download) items.push({ action: 'download', ...base });
+      for (const target of action.publishTo) items.push({ action: 'publish', ...base, target });
+    }
     for (const target of ctx.targets) {
+      signal?.throwIfAborted();
       const published = await target.listPublished({ log: ctx.log });
-      const decision = decideRetention(published, retentionPolicy(ctx, target, published, eol));
-      for (const [step, list] of [['hide', decision.hide], ['remove', decision.remove]] as const) {
+      const decision = decideRetention(published, retentionPolicy(ctx, target, published, findings.eol));
+      for (const [action, list] of [['hide', decision.hide], ['remove', decision.remove]] as const) {
         for (const i of list) {
-          report.retires.push({
-            target: target.name, step, ref: i.ref, channel: i.channel, variant: i.variant, serial: i.serial, release: i.release, arch: i.arch,
-            reason: decision.endOfLife.has(i) ? 'eol' : 'keep',
+          items.push({
+            action, channel: i.channel, variant: i.variant, release: i.release, version: releaseInfo(i.release)?.version ?? '',
+            arch: i.arch, serial: i.serial, target: target.name, ref: i.ref, reason: decision.endOfLife.has(i) ? 'eol' : 'keep',
           });
         }
       }
     }
-    return report;
+    return { items, sourceErrors: discovery.failures.map((f) => `${f.release} (${f.stream}): ${describeError(f.error)}`), ...findings };
   } finally {
     await ctx.close();
   }
@@ -53,10 +75,11 @@ export async function planCommand(options: GlobalOptions): Promise<PlanReport> {
 
 export function formatPlan(report: PlanReport): string {
   const lines: string[] = [];
-  for (const d of report.downloads) lines.push(`download  ${d.key}  ${d.url}`);
-  for (const p of report.publishes) lines.push(`publish   ${p.key}  -> ${p.target}`);
-  for (const r of report.retires) {
-    lines.push(`${r.step.padEnd(9)} ${r.channel}/${r.variant}/${r.release}/${r.arch}/${r.serial}  ${r.target}:${r.ref}${r.reason === 'eol' ? '  (end of life)' : ''}`);
+  for (const i of report.items) {
+    const key = `${i.channel}/${i.variant}/${i.release}/${i.arch}/${i.serial}`;
+    if (i.action === 'download') lines.push(`download  ${key}  ${i.url}`);
+    else if (i.action === 'publish') lines.push(`publish   ${key}  -> ${i.target}`);
+    else lines.push(`${i.action.padEnd(9)} ${key}  ${i.target}:${i.ref}${i.reason === 'eol' ? '  (end of life)' : ''}`);
   }
   for (const e of report.sourceErrors) lines.push(`error     ${e}`);
   for (const i of report.incomplete) lines.push(`missing   ${i.stream} ${i.release} ${i.arch}: ${i.reason}`);

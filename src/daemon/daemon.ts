@@ -13,7 +13,7 @@ import { createLogHandle, type LogHandle, type Logger } from '../log.js';
 import { acquireStateLock, type StateLock } from '../state/lock.js';
 import { StateStore } from '../state/store.js';
 import { runSyncCycle, type RunSummary } from '../sync/run.js';
-import { createTargets } from '../targets/create.js';
+import { createTargets, loadTargetSettings } from '../targets/create.js';
 import type { Target } from '../targets/target.js';
 import { HealthTracker } from './health.js';
 import { startStatusServer, type StatusServer } from './http-server.js';
@@ -59,7 +59,7 @@ export class Daemon {
     private readonly health: HealthTracker,
     private readonly metrics: SyncMetrics,
   ) {
-    this.runtime = buildRuntime(config);
+    this.runtime = buildRuntime(config, logs.log);
     this.done = new Promise((resolve) => { this.stopped = resolve; });
   }
 
@@ -84,6 +84,7 @@ export class Daemon {
       health.seedFromRuns(runs);
       metrics.seedFromRuns(runs);
       daemon = new Daemon(options, config, logs, lock, store, health, metrics);
+      await loadTargetSettings(daemon.runtime.targets);
       await daemon.startListener(config);
     } catch (err) {
       if (daemon) await closeRuntime(daemon.runtime);
@@ -158,7 +159,7 @@ export class Daemon {
 
   private installSignalHandlers(): void {
     const onStop = (signal: NodeJS.Signals) => void this.stop(signal);
-    const onReload = () => this.reload();
+    const onReload = () => void this.reload();
     process.on('SIGTERM', onStop);
     process.on('SIGINT', onStop);
     process.on('SIGHUP', onReload);
@@ -210,8 +211,8 @@ export class Daemon {
     this.stopped();
   }
 
-  /** SIGHUP: validate the new config first; keep the running one if it is invalid. */
-  reload(): void {
+  /** SIGHUP: validate the new config (and the targets' credentials) first; keep the running one if it is invalid. */
+  async reload(): Promise<void> {
     if (this.stopping) return;
     const old = this.runtime.config;
     let next: Runtime;
@@ -222,10 +223,18 @@ export class Daemon {
         throw new Error(`stateDir changed (${old.stateDir} -> ${config.stateDir}); that needs a restart, the lock is held on the old one`);
       }
       schedule = resolveSchedule(config.schedule, config.stateDir);
-      next = buildRuntime(config);
+      next = buildRuntime(config, this.log);
+      await loadTargetSettings(next.targets).catch(async (err: unknown) => {
+        await closeRuntime(next);
+        throw err;
+      });
     } catch (err) {
       this.log.error({ event: 'daemon.reload.failed', err: describeError(err), errCode: errorCode(err) },
         `config reload failed, keeping the running configuration: ${describeError(err)}`);
+      return;
+    }
+    if (this.stopping) {
+      await closeRuntime(next);
       return;
     }
     const changed = Object.keys(next.config).filter((k) => JSON.stringify(next.config[k as keyof LoadedConfig]) !== JSON.stringify(old[k as keyof LoadedConfig]));
@@ -271,8 +280,9 @@ export class Daemon {
   }
 }
 
-function buildRuntime(config: LoadedConfig): Runtime {
-  const targets = createTargets(config);
+/** The targets get the daemon's logger: their OpenStack clients' events are the same as under `sync --once`. */
+function buildRuntime(config: LoadedConfig, log: Logger): Runtime {
+  const targets = createTargets(config, { log });
   const client = createHttpClient(config.http);
   return { config, targets, client, cyclesUsing: 0, retired: false };
 }

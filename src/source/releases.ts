@@ -30,6 +30,35 @@ export function resolveRelease(name: string): ReleaseName | undefined {
   return undefined;
 }
 
+/**
+ * The known codename a mistyped one most likely meant (at most two edits or swaps away, `nobel` -> `noble`);
+ * undefined when the name is known or near none. A name far from every known one may be a release newer
+ * than the table and is left to the source to confirm.
+ */
+export function suggestRelease(name: string): string | undefined {
+  const wanted = name.trim().toLowerCase();
+  if (BY_CODENAME.has(wanted) || wanted.length < 4) return undefined;
+  let best: { codename: string; distance: number } | undefined;
+  for (const { codename } of UBUNTU_RELEASE_TABLE) {
+    const distance = editDistance(wanted, codename);
+    if (distance <= 2 && (!best || distance < best.distance)) best = { codename, distance };
+  }
+  return best?.codename;
+}
+
+/** Optimal string alignment distance: insertions, deletions, substitutions and swaps of neighbours. */
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
 export function knownReleases(): string[] {
   return UBUNTU_RELEASE_TABLE.map((r) => `${r.codename} (${r.version})`);
 }

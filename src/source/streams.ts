@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { ARCHES, CHANNELS, VARIANTS, type Arch, type Channel, type Variant } from '../image.js';
-import { knownReleases, resolveRelease, type ReleaseName } from './releases.js';
+import { knownReleases, resolveRelease, suggestRelease, type ReleaseName } from './releases.js';
 
 /** A stream as the rest of the program sees it: releases resolved to codename + version. */
 export interface StreamSelection {
@@ -83,6 +83,11 @@ export function resolveStreams(source: SelectionKeys, origin: string, keyPrefix 
           `${origin}: ${entry.key}.releases[${i}]: ${JSON.stringify(name)} is neither a codename nor a known version`,
           `use a codename or version, e.g. ${knownReleases().slice(-5).join(', ')}`,
         );
+      }
+      const meant = suggestRelease(release.codename);
+      if (meant) {
+        throw new ConfigError(`${origin}: ${entry.key}.releases[${i}]: unknown release ${release.codename}; did you mean ${meant}?`,
+          `correct ${entry.key}.releases[${i}] (known: ${knownReleases().slice(-5).join(', ')}, ...)`);
       }
       return release;
     });

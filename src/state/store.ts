@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { SyncError } from '../errors.js';
@@ -88,7 +88,36 @@ export const STATE_FILE_NAME = 'cloudimg-sync.db';
 
 /** The SQLite record of every image, publication and run. One writer: the process holding the state lock. */
 export class StateStore {
-  private constructor(private readonly db: Database.Database, readonly file: string) {}
+  private constructor(private readonly db: Database.Database, readonly file: string, readonly readOnly = false) {}
+
+  /**
+   * A reader next to the lock holder (`plan`): sees committed state, writes nothing. Caches of upstream
+   * answers are not stored (a no-op); any other write is a bug and throws. A missing database reads as empty.
+   */
+  static openReadOnly(stateDir: string): StateStore {
+    const file = path.join(stateDir, STATE_FILE_NAME);
+    if (!existsSync(file)) {
+      const empty = new StateStore(new Database(':memory:'), file);
+      empty.migrate();
+      return new StateStore(empty.db, file, true);
+    }
+    let db: Database.Database;
+    try {
+      db = new Database(file, { readonly: true, fileMustExist: true });
+      db.pragma('busy_timeout = 5000');
+    } catch (err) {
+      throw new SyncError('STATE_UNAVAILABLE', `cannot read state database ${file}: ${(err as Error).message}`,
+        'check that stateDir is readable by this user');
+    }
+    const store = new StateStore(db, file, true);
+    const version = db.pragma('user_version', { simple: true }) as number;
+    if (version !== MIGRATIONS.length) {
+      db.close();
+      throw new SyncError('STATE_SCHEMA_MISMATCH', `state database ${file} has schema ${version}, this version uses ${MIGRATIONS.length}`,
+        version < MIGRATIONS.length ? 'run `sync --once` or the daemon of this version once to migrate it' : 'run the newer cloudimg-sync that wrote it');
+    }
+    return store;
+  }
 
   static open(stateDir: string): StateStore {
     const file = path.join(stateDir, STATE_FILE_NAME);
@@ -129,6 +158,7 @@ export class StateStore {
 
   /** Every write is one transaction; a full disk or a locked file becomes one clear error. */
   private write<T>(fn: () => T): T {
+    if (this.readOnly) throw new SyncError('STATE_READ_ONLY', `state ${this.file} was opened read-only`, 'a read-only command must not write state (a bug: please report it)');
     try {
       return this.db.transaction(fn)();
     } catch (err) {
@@ -303,6 +333,7 @@ export class StateStore {
   }
 
   putCachedResponse(url: string, response: CachedResponse, now = new Date()): void {
+    if (this.readOnly) return;
     this.write(() => {
       this.db.prepare(
         `INSERT INTO http_cache (url, etag, last_modified, body, updated_at) VALUES (?, ?, ?, ?, ?)
@@ -319,6 +350,7 @@ export class StateStore {
   }
 
   setCachedVerification(url: string, verifiedWith: string): void {
+    if (this.readOnly) return;
     this.write(() => {
       this.db.prepare(`UPDATE http_cache SET verified_with = ? WHERE url = ?`).run(verifiedWith, url);
     });
@@ -331,6 +363,7 @@ export class StateStore {
   }
 
   setCachedParse(url: string, parsed: string): void {
+    if (this.readOnly) return;
     this.write(() => {
       this.db.prepare(`UPDATE http_cache SET parsed = ? WHERE url = ?`).run(parsed, url);
     });

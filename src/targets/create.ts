@@ -11,3 +11,8 @@ export function createTargets(config: { targets: readonly TargetConfig[] }, opti
     return type.create(t, options);
   });
 }
+
+/** Every target's settings beyond config.yaml (credentials), read before any work: ConfigError (exit 2) when missing. */
+export async function loadTargetSettings(targets: readonly Target[]): Promise<void> {
+  for (const target of targets) await target.loadSettings?.();
+}

@@ -118,6 +118,12 @@ export interface Target {
   remove(image: PublishedImage, ctx: { log: Logger }): Promise<void>;
   /** Check that the target is usable (credentials, endpoint, write access) without changing it; says what was checked. */
   check?(ctx: { log: Logger; signal?: AbortSignal }): Promise<string | void>;
+  /**
+   * Read what the target's configuration points at beyond config.yaml (OpenStack credentials from OS_* or
+   * clouds.yaml) without contacting it. Rejects with ConfigError when that is missing or invalid: commands
+   * call it at start so that a configuration error is exit 2 everywhere, not a failed cycle later.
+   */
+  loadSettings?(): Promise<void>;
   /** Release connections (called on shutdown and config reload). */
   close?(): Promise<void>;
   /** Whether retention hides before deleting on this target. */

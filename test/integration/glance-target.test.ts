@@ -123,6 +123,9 @@ describeWithOpenStack('Glance target against the real Keystone+Glance', openstac
     assert.equal(props.hw_vif_model, 'virtio');
     assert.equal(props.site, 'lab');
     assert.equal(props[PROP.verified], 'true');
+    // This Glance hashes with sha512 (its default): that is the one digest computed besides sha256 and compared.
+    assert.deepEqual(w.events('image.download.done').map((e) => e.digests), [['sha256', 'sha512']]);
+    assert.deepEqual(w.events('glance.image.verified').map((e) => e.compared), [['size', 'sha512']]);
     assert.equal(props[PROP.latest], 'true');
 
     const record = w.store().getImage(`release/server/noble/amd64/${source.serial}`)!;
@@ -270,7 +273,7 @@ describeWithOpenStack('Glance target against the real Keystone+Glance', openstac
     const summary = await w.sync({ targets: [target] });
     await inner.close();
     assert.equal(summary.result, 'failed');
-    assert.match(summary.errors[0] ?? '', /GLANCE_HASH_MISMATCH: .*checksum \(md5\)/);
+    assert.match(summary.errors[0] ?? '', /GLANCE_HASH_MISMATCH: .*os_hash_value \(sha512\)/);
     assert.deepEqual(await imagesOf(String(cfg.name)), []);
   });
 
@@ -349,7 +352,7 @@ describeWithOpenStack('Glance target against the real Keystone+Glance', openstac
     assert.equal((await imagesOf(String(cfg.name))).length, 1);
   });
 
-  test('a file cached before any Glance target wanted its md5 and sha512 is digested while it is uploaded', async () => {
+  test('a file cached before any Glance target wanted its sha512 is digested while it is uploaded', async () => {
     const cfg = glanceTargetConfig();
     const w = await glanceWorld([cfg], { config: { keepCache: true } });
     const first = await w.sync({ targets: [new DirectoryTarget('dir', path.join(w.dir, 'dir'))] });
@@ -366,6 +369,7 @@ describeWithOpenStack('Glance target against the real Keystone+Glance', openstac
     const [held] = await imagesOf(String(cfg.name));
     assert.equal(held?.checksum, md5Of(await readFile(source.path)));
     assert.equal(held?.os_hidden, false);
+    assert.deepEqual(w.events('glance.image.verified').map((e) => e.compared), [['size', 'sha512']]);
   });
 
   test('a cached file altered after the download digested it: CACHE_FILE_CHANGED, and the image is deleted', async () => {

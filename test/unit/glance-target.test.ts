@@ -11,7 +11,7 @@ import { silentLogger } from '../../src/log.js';
 import type { GlanceImage } from '../../src/openstack/glance.js';
 import type { UpstreamImage } from '../../src/image.js';
 import { createTargets } from '../../src/targets/create.js';
-import { GlanceTarget } from '../../src/targets/glance/target.js';
+import { GlanceTarget, checkHeldBytes, downloadDigestsFor, glanceComparison } from '../../src/targets/glance/target.js';
 import {
   PROP, createImageRequest, imageProperties, newestVerified, renderImageName, toPublishedImage,
 } from '../../src/targets/glance/image-spec.js';
@@ -141,18 +141,19 @@ describe('image files', () => {
     await writeFile(file, Buffer.alloc(5000, 1));
     assert.deepEqual(await readDiskImageInfo(file), { format: 'raw', virtualSizeBytes: 5000 });
   });
-  test('a file is digested as Glance digests it: size, sha256, md5 (checksum) and sha512 (os_hash_value)', async () => {
+  test('a file is digested in sha256 and the digests asked for, with its size', async () => {
     const data = randomBytes(3 * 1024 * 1024 + 5);
     const file = path.join(dir, 'data.bin');
     await writeFile(file, data);
     const expected = (algo: string) => createHash(algo).update(data).digest('hex');
-    assert.deepEqual(await digestFile(file), { sizeBytes: data.length, sha256: expected('sha256'), md5: expected('md5'), sha512: expected('sha512') });
+    assert.deepEqual(await digestFile(file, ['sha512']), { sizeBytes: data.length, sha256: expected('sha256'), digests: { sha256: expected('sha256'), sha512: expected('sha512') } });
+    assert.deepEqual(await digestFile(file, []), { sizeBytes: data.length, sha256: expected('sha256'), digests: { sha256: expected('sha256') } });
   });
   test('the file reader yields the file in order, digested, through three reused buffers', async () => {
     const data = randomBytes(5 * 1024 * 1024 + 7);
     const file = path.join(dir, 'ring.bin');
     await writeFile(file, data);
-    const reader = new FileUploadReader(file);
+    const reader = new FileUploadReader(file, { digest: ['md5', 'sha512'] });
     const progress: number[] = [];
     reader.onBytes = (bytes) => progress.push(bytes);
     const copies: Buffer[] = [];
@@ -167,7 +168,9 @@ describe('image files', () => {
     assert.equal(backing[3], backing[0]);
     assert.deepEqual(progress, [1, 2, 3, 4, 5].map((n) => n * 1024 * 1024).concat(data.length));
     const expected = (algo: string) => createHash(algo).update(data).digest('hex');
-    assert.deepEqual(reader.digests(), { sizeBytes: data.length, sha256: expected('sha256'), md5: expected('md5'), sha512: expected('sha512') });
+    assert.deepEqual(reader.digests(), {
+      sizeBytes: data.length, sha256: expected('sha256'), digests: { sha256: expected('sha256'), md5: expected('md5'), sha512: expected('sha512') },
+    });
   });
   test('the file reader reads afresh on each iteration (an upload sent again after a refused token)', async () => {
     const file = path.join(dir, 'again.bin');
@@ -216,5 +219,45 @@ describe('createTargets', () => {
     const [glance] = createTargets(config, { env: {} });
     await assert.rejects(glance!.listPublished({ log: silentLogger() }), (err: unknown) =>
       err instanceof ConfigError && /OS_AUTH_URL/.test(err.oneLine()) && !err.oneLine().includes('\n'));
+  });
+});
+
+describe('the one digest a Glance image is checked by', () => {
+  const bytes = Buffer.from('the verified image bytes');
+  const hex = (algo: string) => createHash(algo).update(bytes).digest('hex');
+  const file = { path: '/cache/x.img', sizeBytes: bytes.length, sha256: hex('sha256') };
+  const held = (fields: Partial<GlanceImage>) => ({ id: 'img-1', status: 'active', size: bytes.length, ...fields }) as GlanceImage;
+  const local = (digests: Record<string, string>) => ({ sizeBytes: bytes.length, sha256: hex('sha256'), digests: { sha256: hex('sha256'), ...digests } });
+
+  test('the download computes only what the Glance will be compared by: sha512 by default, nothing beyond sha256 for sha256', () => {
+    assert.deepEqual(downloadDigestsFor('sha512'), ['sha512']);
+    assert.deepEqual(downloadDigestsFor('sha256'), [], 'the signed sha256 is compared as it is');
+    assert.deepEqual(downloadDigestsFor('md5'), ['md5'], 'a Glance without os_hash_value');
+    assert.deepEqual(downloadDigestsFor('sha3-256'), [], 'read from the file after the upload instead');
+    assert.deepEqual(new GlanceTarget(validateConfig({ targets: [{ name: 'g', type: 'glance' }] }, 'test').targets[0] as GlanceTargetConfig).digests, ['sha512']);
+  });
+
+  test('os_hash_value in os_hash_algo when Glance has it, else the md5 checksum, else nothing', () => {
+    assert.deepEqual(glanceComparison({ os_hash_algo: 'sha512', os_hash_value: 'v', checksum: 'c' }), { algorithm: 'sha512', value: 'v', field: 'os_hash_value' });
+    assert.deepEqual(glanceComparison({ os_hash_algo: 'sha3_256', os_hash_value: 'v' }), { algorithm: 'sha3-256', value: 'v', field: 'os_hash_value' });
+    assert.deepEqual(glanceComparison({ checksum: 'c' }), { algorithm: 'md5', value: 'c', field: 'checksum' });
+    assert.equal(glanceComparison({}), undefined);
+  });
+
+  test('a Glance hashing with sha256 is checked against the signed sha256; no md5 or sha512 is needed', () => {
+    assert.deepEqual(checkHeldBytes(held({ os_hash_algo: 'sha256', os_hash_value: hex('sha256'), checksum: hex('md5') }), local({}), file), ['size', 'sha256']);
+    assert.throws(() => checkHeldBytes(held({ os_hash_algo: 'sha256', os_hash_value: 'f'.repeat(64) }), local({}), file),
+      (err: Error & { code?: string }) => err.code === 'GLANCE_HASH_MISMATCH' && /os_hash_value \(sha256\)/.test(err.message));
+  });
+
+  test('the default sha512 Glance is checked by sha512 alone; md5 only where no os_hash_value exists', () => {
+    assert.deepEqual(checkHeldBytes(held({ os_hash_algo: 'sha512', os_hash_value: hex('sha512'), checksum: 'not compared' }), local({ sha512: hex('sha512') }), file), ['size', 'sha512']);
+    assert.deepEqual(checkHeldBytes(held({ checksum: hex('md5') }), local({ md5: hex('md5') }), file), ['size', 'md5']);
+    assert.throws(() => checkHeldBytes(held({ checksum: 'bad' }), local({ md5: hex('md5') }), file), /checksum \(md5\) bad != /);
+    assert.throws(() => checkHeldBytes(held({ os_hash_algo: 'sha512', os_hash_value: hex('sha512'), size: 1 }), local({ sha512: hex('sha512') }), file), /size 1 != /);
+  });
+
+  test('an active image with neither os_hash_value nor checksum is refused: nothing ties its bytes to ours', () => {
+    assert.throws(() => checkHeldBytes(held({}), local({}), file), (err: Error & { code?: string }) => err.code === 'GLANCE_NO_DIGEST');
   });
 });

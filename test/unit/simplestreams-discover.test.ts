@@ -6,7 +6,7 @@ import { createLogger } from '../../src/log.js';
 import type { KeyringSource } from '../../src/source/keyring.js';
 import { discoverImages } from '../../src/source/listing/discover.js';
 import type { CachedGet } from '../../src/source/source.js';
-import { imageKey, type Channel, type Variant } from '../../src/image.js';
+import { imageKey, type Channel, type UpstreamImage, type Variant } from '../../src/image.js';
 import { resolveRelease } from '../../src/source/releases.js';
 import { loadKeyring, verifyCleartextSignature } from '../../src/source/signature.js';
 import { cleartextBody, discoverFromStreams, type StreamsDiscoverOptions } from '../../src/source/simplestreams/discover.js';
@@ -60,8 +60,8 @@ describe('discoverFromStreams against the fixture mirror', () => {
         nowMs: Date.parse('2026-11-21T00:00:00Z'), keyring, get: plainGet, log: capture().log,
       });
       assert.deepEqual(fromStreams.failures, []);
-      const comparable = (i: { channel: string; variant: string; release: string; arch: string; serial: string; fileName: string; sha256: string; version: string; signed: boolean }) =>
-        ({ key: imageKey(i as Parameters<typeof imageKey>[0]), fileName: i.fileName, sha256: i.sha256, version: i.version, signed: i.signed });
+      const comparable = (i: UpstreamImage) =>
+        ({ key: imageKey(i), fileName: i.fileName, sha256: i.sha256, version: i.version, signed: i.signed, upstreamPath: i.upstreamPath });
       assert.deepEqual(fromStreams.images.map(comparable), fromListing.images.map(comparable));
       assert.equal(fromStreams.images.length, 2);
       for (const image of fromStreams.images) {
@@ -80,6 +80,17 @@ describe('discoverFromStreams against the fixture mirror', () => {
     const { images, documents } = await discoverFromStreams(options({ releases: [resolveRelease('noble')!] }));
     assert.equal(images[0]?.url, `${mirror.url}/releases/server/releases/noble/release-20261120/ubuntu-24.04-server-cloudimg-amd64.img`);
     assert.deepEqual(documents.map((d) => d.path), ['streams/v1/index.sjson', 'streams/v1/com.ubuntu.cloud:released:download.sjson']);
+  });
+
+  test('each image names the signed .sjson it came from, at its place on the site, for targets that republish them', async () => {
+    for (const [channel, variant, tree] of [['release', 'server', 'releases/'], ['daily', 'minimal', 'minimal/daily/']] as const) {
+      const { images } = await discoverFromStreams(options({ channel, variant, releases: [resolveRelease('noble')!] }));
+      const content = channel === 'release' ? 'released' : 'daily';
+      assert.deepEqual(images[0]?.signedBy, [
+        { url: mirror.urlOf(`/${tree}streams/v1/index.sjson`), path: `${tree}streams/v1/index.sjson` },
+        { url: mirror.urlOf(`/${tree}streams/v1/com.ubuntu.cloud:${content}:download.sjson`), path: `${tree}streams/v1/com.ubuntu.cloud:${content}:download.sjson` },
+      ]);
+    }
   });
 
   test('each .sjson is verified and logged with the signing key', async () => {

@@ -21,7 +21,7 @@ function streamsSource(w: SyncWorld, more: Record<string, unknown> = {}): Record
   return { type: 'simplestreams', url: w.mirror.streamsUrl('release', 'server'), keyring: w.mirror.keyringPath, ...more };
 }
 
-describe('sync cycle from the simplestreams source (directory target)', () => {
+describe('sync cycle from the simplestreams source (directory and mirror targets)', () => {
   test('publishes the newest serial of each release/arch the signed metadata lists, verified against its sha256 and size', async () => {
     world = await createSyncWorld({
       mirror: { releases: [{ codename: 'noble', serials: ['20261101', '20261120'], arches: ['amd64', 'arm64'] }, { codename: 'jammy', serials: ['20261115'] }] },
@@ -114,6 +114,18 @@ describe('sync cycle from the simplestreams source (directory target)', () => {
       assert.deepEqual(world.store().listImages(), []);
     });
   }
+
+  test('into a mirror target: the image at its place in the site layout, the .sjson copied byte for byte', async () => {
+    world = await createSyncWorld();
+    const airGapped = path.join(world.dir, 'air-gapped');
+    const summary = await world.sync({ config: world.configWith({ source: streamsSource(world), targets: [{ name: 'air', type: 'mirror', path: airGapped }] }) });
+    assert.equal(summary.result, 'ok', summary.errors.join('\n'));
+    const [image] = world.mirror.published({ codename: 'noble', channel: 'release', variant: 'server' });
+    assert.equal(sha256Of(path.join(airGapped, 'releases/noble/release-20261120/ubuntu-24.04-server-cloudimg-amd64.img')), image!.sha256);
+    for (const doc of ['index.sjson', 'com.ubuntu.cloud:released:download.sjson']) {
+      assert.deepEqual(readFileSync(path.join(airGapped, 'releases/streams/v1', doc)), readFileSync(path.join(world.mirror.root, 'releases/streams/v1', doc)), `${doc} byte for byte`);
+    }
+  });
 
   test('the daily minimal tree syncs the same images as the listing finds for it', async () => {
     world = await createSyncWorld({ mirror: { releases: [{ codename: 'noble', serials: ['20261120'], channels: ['daily'], variants: ['minimal'] }] } });

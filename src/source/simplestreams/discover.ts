@@ -12,7 +12,7 @@ import type { KeyringSource } from '../keyring.js';
 import { endOfLife } from '../end-of-life.js';
 import type { CachedGet, DiscoveryResult, EolRelease, StreamRelease } from '../source.js';
 import { streamId } from '../streams.js';
-import type { Arch, Channel, Variant } from '../../image.js';
+import type { Arch, Channel, UpstreamImage, Variant } from '../../image.js';
 import type { ReleaseName } from '../releases.js';
 import { verifyCleartextSignature } from '../signature.js';
 import { downloadContentId, parseProducts, parseStreamsIndex, selectImages } from './products.js';
@@ -46,6 +46,21 @@ export interface StreamsDocument {
 export type StreamsDiscoveryResult = DiscoveryResult & { documents: StreamsDocument[] };
 
 const NOT_SIGNED_CURE = 'point source.url at a tree that publishes signed .sjson metadata, or set source.verifySignature: false to accept unsigned .json (not recommended)';
+
+/** The tree's place on cloud-images.ubuntu.com: `releases/`, `daily/`, `minimal/releases/`, `minimal/daily/`. */
+function treePath(channel: Channel, variant: Variant): string {
+  return `${variant === 'minimal' ? 'minimal/' : ''}${channel === 'release' ? 'releases' : 'daily'}/`;
+}
+
+/**
+ * Where the listing layout keeps an image (`releases/noble/release-<serial>/<file>`, `noble/<serial>/<file>`,
+ * `minimal/...`): what a target that rebuilds the site (the mirror target) writes, whichever source found it.
+ */
+function layoutPath(image: UpstreamImage): string {
+  const prefix = image.variant === 'minimal' ? 'minimal/' : '';
+  const series = image.channel === 'release' ? `${prefix}releases/${image.release}/release-${image.serial}` : `${prefix}${image.variant === 'minimal' ? 'daily/' : ''}${image.release}/${image.serial}`;
+  return `${series}/${image.fileName}`;
+}
 
 /** The root with exactly one trailing slash, so relative paths resolve below it. */
 export function streamsRootUrl(url: string): string {
@@ -152,7 +167,9 @@ export async function discoverFromStreams(options: StreamsDiscoverOptions): Prom
     return { images: [], failures: options.releases.map((r) => ({ ...where(options, r.codename), error })), incomplete: [], eol: [], documents: [] };
   }
   const { unmatched } = tree.result;
-  let images = tree.result.images;
+  // For targets that republish upstream's signed documents byte for byte (their bytes stay in the response cache).
+  const signedBy = tree.documents.map((d) => ({ url: d.url, path: `${treePath(options.channel, options.variant)}${d.path}` }));
+  let images = tree.result.images.map((image) => ({ ...image, upstreamPath: layoutPath(image), signedBy }));
   const failures: DiscoveryResult['failures'] = [];
   const incomplete: DiscoveryResult['incomplete'] = [];
   const eols: EolRelease[] = [];

@@ -2,35 +2,34 @@ import { createHash, type Hash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 
 /**
- * What we know of the bytes handed to Glance: sha256 ties them to the signed SHA256SUMS, md5 and sha512
- * are what Glance reports back (`checksum`, `os_hash_value`), so the two ends can be compared.
+ * What we know of the bytes handed to Glance: sha256 ties them to the signed SHA256SUMS; `digests` holds the
+ * ones Glance reports back (`os_hash_value` in its `os_hash_algo`, or the md5 `checksum` of a Glance without
+ * multihash), so the two ends can be compared.
  */
 export interface ImageDigests {
   sizeBytes: number;
   sha256: string;
-  md5: string;
-  sha512: string;
+  /** Hex digest by node crypto algorithm name (sha256 included). */
+  digests: Record<string, string>;
 }
 
-/** sha256, md5 and sha512 of a byte sequence fed in chunks, with the running byte count. */
+/** sha256 and the given digests of a byte sequence fed in chunks, with the running byte count. */
 class ImageHasher {
-  private readonly hashes: Record<'sha256' | 'md5' | 'sha512', Hash> = {
-    sha256: createHash('sha256'), md5: createHash('md5'), sha512: createHash('sha512'),
-  };
+  private readonly hashes: Map<string, Hash>;
   bytes = 0;
+
+  constructor(algorithms: readonly string[]) {
+    this.hashes = new Map([...new Set(['sha256', ...algorithms])].map((a) => [a, createHash(a)]));
+  }
 
   update(chunk: Uint8Array): void {
     this.bytes += chunk.length;
-    for (const hash of Object.values(this.hashes)) hash.update(chunk);
+    for (const hash of this.hashes.values()) hash.update(chunk);
   }
 
   digest(): ImageDigests {
-    return {
-      sizeBytes: this.bytes,
-      sha256: this.hashes.sha256.digest('hex'),
-      md5: this.hashes.md5.digest('hex'),
-      sha512: this.hashes.sha512.digest('hex'),
-    };
+    const digests = Object.fromEntries([...this.hashes].map(([a, h]) => [a, h.digest('hex')]));
+    return { sizeBytes: this.bytes, sha256: digests.sha256!, digests };
   }
 }
 
@@ -40,8 +39,11 @@ const RING_BUFFERS = 3;
 
 export interface FileUploadReaderOptions {
   signal?: AbortSignal;
-  /** Digest the bytes as they are read, for a file whose md5 and sha512 are not known yet. Default true. */
-  digest?: boolean;
+  /**
+   * Digests to compute as the bytes are read (sha256 always among them), for a file whose digests are not
+   * known yet; false: none. Default: sha256 alone.
+   */
+  digest?: false | readonly string[];
 }
 
 /**
@@ -76,7 +78,7 @@ export class FileUploadReader implements AsyncIterable<Buffer> {
   async *[Symbol.asyncIterator](): AsyncIterator<Buffer> {
     this.result = undefined;
     this.wholeFileBytes = undefined;
-    const hasher = this.options.digest === false ? undefined : new ImageHasher();
+    const hasher = this.options.digest === false ? undefined : new ImageHasher(this.options.digest ?? []);
     const ring = Array.from({ length: RING_BUFFERS }, () => Buffer.allocUnsafe(READ_CHUNK_BYTES));
     const file = await open(this.filePath, 'r');
     let reading: Promise<number> | undefined;
@@ -109,9 +111,9 @@ async function readAt(file: FileHandle, buffer: Buffer, position: number): Promi
   return (await file.read(buffer, 0, buffer.length, position)).bytesRead;
 }
 
-/** Digest a whole file (for imports, where Glance fetches the bytes itself). */
-export async function digestFile(filePath: string, signal?: AbortSignal): Promise<ImageDigests> {
-  const reader = new FileUploadReader(filePath, { signal });
+/** sha256 and the given digests of a whole file (for imports, where Glance fetches the bytes itself). */
+export async function digestFile(filePath: string, algorithms: readonly string[], signal?: AbortSignal): Promise<ImageDigests> {
+  const reader = new FileUploadReader(filePath, { signal, digest: algorithms });
   for await (const _ of reader) { /* digested while read */ }
   return reader.digests()!;
 }

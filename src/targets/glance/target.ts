@@ -3,7 +3,7 @@
  *
  *   lookup (ours: owner = our project, this target, same sha256, hidden included)
  *     -> adopt a verified copy | delete leftovers -> create hidden + private -> onRef(id)
- *     -> upload (put / glance-direct / web-download) -> compare size, md5, sha512 with ours
+ *     -> upload (put / glance-direct / web-download) -> compare size and Glance's digest (os_hash_value, else md5) with ours
  *     -> reveal (visibility, os_hidden=false, cloudimg_sync_verified=true) -> move the latest pointer
  *
  * Any failure between create and reveal deletes the image; a crash leaves a hidden, unverified image
@@ -14,7 +14,7 @@ import { pipeline } from 'node:stream/promises';
 import type { GlanceTargetConfig } from './schema.js';
 import { SyncError, describeError } from '../../errors.js';
 import { silentLogger, type Logger } from '../../log.js';
-import { loadAuthSettings } from '../../openstack/auth-config.js';
+import { loadAuthSettings, type AuthSettings } from '../../openstack/auth-config.js';
 import { OpenStackError } from '../../openstack/errors.js';
 import { GlanceClient, type CreateImageRequest, type GlanceImage, type JsonPatchOp, type UploadBody } from '../../openstack/glance.js';
 import { KeystoneSession } from '../../openstack/keystone.js';
@@ -25,15 +25,32 @@ import {
 } from './image-spec.js';
 import { FileUploadReader, digestFile, type ImageDigests } from './image-digests.js';
 import { minDiskGiB, readDiskImageInfo } from './qcow2-info.js';
-import type { PublishContext, PublishedImage, PublishResult, StreamPublishContext, Target, VerifiedFile } from '../target.js';
+import { DIGEST_ALGORITHMS, type DigestAlgorithm, type PublishContext, type PublishedImage, type PublishResult, type StreamPublishContext, type Target, type VerifiedFile } from '../target.js';
 
-/** What Glance reports of the bytes it holds: `checksum` (md5) and `os_hash_value` (sha512). */
-const GLANCE_DIGESTS = ['md5', 'sha512'] as const;
+/** Glance's `hashing_algorithm` by default: what its images are compared by until one says otherwise. */
+const GLANCE_DEFAULT_HASH = 'sha512';
 
-/** The md5 and sha512 the download computed for the file, when it computed both. */
-function downloadDigests(file: VerifiedFile): { md5: string; sha512: string } | undefined {
-  const { md5, sha512 } = file.digests ?? {};
-  return md5 && sha512 ? { md5, sha512 } : undefined;
+/** Glance names hashlib's algorithms (`sha3_256`); node crypto writes them `sha3-256`. */
+const nodeHashName = (glanceAlgo: string): string => glanceAlgo.replace(/_/g, '-');
+
+/**
+ * What a Glance image's bytes can be checked by: `os_hash_value` in its `os_hash_algo` (multihash, every Glance
+ * since Rocky), else the md5 `checksum` of an older one. Undefined when Glance reports neither.
+ */
+export function glanceComparison(held: Pick<GlanceImage, 'os_hash_algo' | 'os_hash_value' | 'checksum'>): { algorithm: string; value: string; field: string } | undefined {
+  if (held.os_hash_algo && held.os_hash_value) return { algorithm: nodeHashName(held.os_hash_algo), value: held.os_hash_value, field: 'os_hash_value' };
+  if (held.checksum) return { algorithm: 'md5', value: held.checksum, field: 'checksum' };
+  return undefined;
+}
+
+/**
+ * The digests the download must compute for a Glance whose images are compared by `algorithm`, beyond the
+ * sha256 it always computes: none when that is sha256 (the signed checksum is compared as it is), else that
+ * one when the download's pass can compute it (an exotic one is read from the file after the upload).
+ */
+export function downloadDigestsFor(algorithm: string): DigestAlgorithm[] {
+  if (algorithm === 'sha256') return [];
+  return (DIGEST_ALGORITHMS as readonly string[]).includes(algorithm) ? [algorithm as DigestAlgorithm] : [];
 }
 
 export type GlanceUploadMethod = GlanceTargetConfig['method'];
@@ -74,12 +91,16 @@ interface Connection {
 export class GlanceTarget implements Target {
   readonly type = 'glance';
   readonly hidesBeforeDelete = true;
-  /** Glance's checksum and os_hash_value are compared with the verified file's md5 and sha512. */
-  readonly digests = GLANCE_DIGESTS;
   readonly name: string;
+  /**
+   * The algorithm this Glance's images are compared by (see glanceComparison), learned from every image it
+   * reports; its default until then. Decides which digest the download computes for it.
+   */
+  private comparedBy = GLANCE_DEFAULT_HASH;
   readonly hideGraceMs: number;
   private readonly options: GlanceTargetOptions;
   private connection: Promise<Connection> | undefined;
+  private settings: Promise<AuthSettings> | undefined;
   private importMethods: Promise<string[]> | undefined;
 
   /** Only with `method: stream`: the sync loop then hands over the download as it arrives. */
@@ -90,6 +111,18 @@ export class GlanceTarget implements Target {
     this.hideGraceMs = config.hideGraceHours * 3_600_000;
     this.options = options;
     if (config.method === 'stream') this.publishStream = (image, body, ctx) => this.publishWhileDownloading(image, body, ctx);
+  }
+
+  /** Only the digest Glance will be compared by: sha512 by default, nothing beyond sha256 when Glance hashes with it. */
+  get digests(): readonly DigestAlgorithm[] {
+    return downloadDigestsFor(this.comparedBy);
+  }
+
+  private learnHashing(images: readonly GlanceImage[]): void {
+    for (const image of images) {
+      const by = glanceComparison(image);
+      if (by && image.status === 'active') this.comparedBy = by.algorithm;
+    }
   }
 
   /**
@@ -139,16 +172,16 @@ export class GlanceTarget implements Target {
       if (streamedBytes !== file.sizeBytes) {
         throw new SyncError('GLANCE_UPLOAD_INCOMPLETE', `the stream to image ${created.id} carried ${streamedBytes} of ${file.sizeBytes} bytes`, 'retried with the verified file', { retryable: true });
       }
-      const local = await digestsOfVerified(file, streamedBytes, ctx.signal);
       held = await glance.getImage(created.id, ctx.signal);
-      checkHeldBytes(held, local, file);
+      const local = await digestsOfVerified(file, streamedBytes, this.comparingWith(held), ctx.signal);
+      const compared = checkHeldBytes(held, local, file);
       const disk = await readDiskImageInfo(file.path);
       // Sent with the reveal, in the same PATCH: the image is never visible without them.
       if (disk.format !== 'qcow2') fix.push({ op: 'replace', path: '/disk_format', value: disk.format });
       const minDisk = minDiskGiB(disk.virtualSizeBytes);
       if (minDisk > 0) fix.push({ op: 'replace', path: '/min_disk', value: minDisk });
-      log.info({ event: 'glance.image.verified', imageId: created.id, method: 'stream', bytes: local.sizeBytes, md5: local.md5, durationMs: Math.round(performance.now() - started) },
-        `Glance holds the verified bytes of ${image.fileName} (size, md5, sha512 match)`);
+      log.info({ event: 'glance.image.verified', imageId: created.id, method: 'stream', bytes: local.sizeBytes, compared, durationMs: Math.round(performance.now() - started) },
+        `Glance holds the verified bytes of ${image.fileName} (${compared.join(', ')} match)`);
     } catch (err) {
       body.destroy();
       await this.discard(glance, created.id, log, err);
@@ -181,15 +214,16 @@ export class GlanceTarget implements Target {
     let held: GlanceImage;
     try {
       const started = performance.now();
-      const local = await this.transfer(glance, created.id, method, image, file, ctx.signal, ctx.onProgress);
+      const sent = await this.transfer(glance, created.id, method, image, file, ctx.signal, ctx.onProgress);
       held = await glance.getImage(created.id, ctx.signal);
-      checkHeldBytes(held, local, file);
-      log.info({ event: 'glance.image.verified', imageId: created.id, method, bytes: local.sizeBytes, md5: local.md5, durationMs: Math.round(performance.now() - started) },
-        `Glance holds the verified bytes of ${image.fileName} (size, md5, sha512 match)`);
+      const local = await digestsOfVerified(file, sent.sizeBytes, this.comparingWith(held), ctx.signal, sent.digests);
+      const compared = checkHeldBytes(held, local, file);
+      log.info({ event: 'glance.image.verified', imageId: created.id, method, bytes: local.sizeBytes, compared, durationMs: Math.round(performance.now() - started) },
+        `Glance holds the verified bytes of ${image.fileName} (${compared.join(', ')} match)`);
     } catch (err) {
       await this.discard(glance, created.id, log, err);
       // The upload was not digested (the download's digests stood in): find out whether the cache file moved.
-      throw err instanceof GlanceHashMismatchError && downloadDigests(file) ? await explainMismatch(err, file, ctx.signal) : err;
+      throw err instanceof GlanceHashMismatchError && !uploadDigests(file, this.digests) ? await explainMismatch(err, file, ctx.signal) : err;
     }
     await this.revealNew(glance, held, series, image, log, ctx.signal);
     return { ref: held.id, adopted: false };
@@ -271,16 +305,24 @@ export class GlanceTarget implements Target {
     return this.connection;
   }
 
-  private async openConnection(signal?: AbortSignal): Promise<Connection> {
+  /** Credentials and endpoint settings (OS_*, clouds.yaml, the target's keys), read once; ConfigError when missing. */
+  async loadSettings(): Promise<void> {
+    if (!this.options.session) await this.authSettings();
+  }
+
+  private authSettings(): Promise<AuthSettings> {
     const { config, options } = this;
-    const log = options.log ?? silentLogger();
-    const session = options.session ?? new KeystoneSession(
-      await loadAuthSettings(
-        { cloud: config.cloud, regionName: config.region, interface: config.interface, imageEndpoint: config.endpoint, auth: config.auth },
-        { env: options.env, cwd: options.cwd, homeDir: options.homeDir },
-      ),
-      { log },
+    this.settings ??= loadAuthSettings(
+      { cloud: config.cloud, regionName: config.region, interface: config.interface, imageEndpoint: config.endpoint, auth: config.auth },
+      { env: options.env, cwd: options.cwd, homeDir: options.homeDir },
     );
+    return this.settings;
+  }
+
+  private async openConnection(signal?: AbortSignal): Promise<Connection> {
+    const { options } = this;
+    const log = options.log ?? silentLogger();
+    const session = options.session ?? new KeystoneSession(await this.authSettings(), { log });
     try {
       const projectId = await tokenProjectId(session, signal);
       return { session, glance: new GlanceClient(session, { log }), projectId };
@@ -312,21 +354,22 @@ export class GlanceTarget implements Target {
     return 'put';
   }
 
-  /** Move the bytes with `method`; returns the digests of what we sent (or, for web-download, of the verified file). */
+  /**
+   * Move the bytes with `method`; returns how many went up and, when the file was digested on the way (the
+   * download did not compute what this Glance is compared by), its digests.
+   */
   private async transfer(
     glance: GlanceClient, id: string, method: 'put' | 'web-download' | 'glance-direct', image: UpstreamImage, file: VerifiedFile, signal?: AbortSignal, onProgress?: (bytes: number) => void,
-  ): Promise<ImageDigests> {
+  ): Promise<{ sizeBytes: number; digests?: ImageDigests }> {
     const importOptions = { timeoutMs: this.config.importTimeoutMinutes * 60_000, intervalMs: this.options.importPollIntervalMs ?? 1_000, signal };
     if (method === 'web-download') {
-      const [local] = await Promise.all([
-        digestsOfVerified(file, file.sizeBytes, signal),
-        glance.importImage(id, { name: 'web-download', uri: image.url }, signal).then(() => glance.waitForImport(id, importOptions)),
-      ]);
-      return local;
+      await glance.importImage(id, { name: 'web-download', uri: image.url }, signal).then(() => glance.waitForImport(id, importOptions));
+      return { sizeBytes: file.sizeBytes };
     }
     // Read afresh if Glance refuses the token and the client sends it again. Digested on the way only when
     // the download did not digest it already.
-    const reader = new FileUploadReader(file.path, { signal, digest: !downloadDigests(file) });
+    const needed = uploadDigests(file, this.digests);
+    const reader = new FileUploadReader(file.path, { signal, digest: needed ?? false });
     reader.onBytes = onProgress;
     const open = () => this.uploadBody(reader);
     if (method === 'put') {
@@ -338,7 +381,13 @@ export class GlanceTarget implements Target {
     }
     const sentBytes = reader.bytesRead();
     if (sentBytes === undefined) throw new SyncError('GLANCE_UPLOAD_INCOMPLETE', `the upload of image ${id} ended before the whole file was read`, 'retried next cycle', { retryable: true });
-    return reader.digests() ?? digestsOfVerified(file, sentBytes, signal);
+    return { sizeBytes: sentBytes, digests: reader.digests() };
+  }
+
+  /** The algorithm `held` is compared by, remembered for the next downloads. */
+  private comparingWith(held: GlanceImage): string | undefined {
+    this.learnHashing([held]);
+    return glanceComparison(held)?.algorithm;
   }
 
   /**
@@ -444,6 +493,7 @@ export class GlanceTarget implements Target {
       glance.findImages(ours, { signal }),
       glance.findImages({ ...ours, os_hidden: 'true' }, { signal }),
     ]);
+    this.learnHashing(visible);
     return [...visible, ...hidden];
   }
 
@@ -460,13 +510,26 @@ export class GlanceTarget implements Target {
 }
 
 /**
- * What Glance must hold after `sentBytes` went up: the verified file's digests from the download's own pass
- * or, for a file downloaded before a Glance target wanted them, read from the file now.
+ * The digests (besides sha256) an upload of `file` must compute on the way because the download did not:
+ * undefined when the download's pass has every one `wanted`.
  */
-async function digestsOfVerified(file: VerifiedFile, sentBytes: number, signal?: AbortSignal): Promise<ImageDigests> {
-  const known = downloadDigests(file);
-  if (known) return { sizeBytes: sentBytes, sha256: file.sha256, ...known };
-  return digestFile(file.path, signal);
+function uploadDigests(file: VerifiedFile, wanted: readonly DigestAlgorithm[]): DigestAlgorithm[] | undefined {
+  return wanted.every((a) => file.digests?.[a]) ? undefined : [...wanted];
+}
+
+/**
+ * What Glance must hold after `sentBytes` went up, in the digest it is compared by (`algorithm`): from the
+ * upload's own pass, from the download's, or (a file downloaded before this Glance wanted that digest, an
+ * algorithm the download does not compute) read from the file now.
+ */
+async function digestsOfVerified(
+  file: VerifiedFile, sentBytes: number, algorithm: string | undefined, signal?: AbortSignal, uploaded?: ImageDigests,
+): Promise<ImageDigests> {
+  const wanted = algorithm && algorithm !== 'sha256' ? [algorithm] : [];
+  if (uploaded && wanted.every((a) => uploaded.digests[a])) return uploaded;
+  const known: Record<string, string> = { sha256: file.sha256, ...file.digests };
+  if (wanted.every((a) => known[a])) return { sizeBytes: sentBytes, sha256: file.sha256, digests: known };
+  return digestFile(file.path, wanted, signal);
 }
 
 /**
@@ -474,7 +537,7 @@ async function digestsOfVerified(file: VerifiedFile, sentBytes: number, signal?:
  * verified sha256, that is the cause to report; otherwise the mismatch stands.
  */
 async function explainMismatch(err: GlanceHashMismatchError, file: VerifiedFile, signal?: AbortSignal): Promise<SyncError> {
-  const now = await digestFile(file.path, signal).catch(() => undefined);
+  const now = await digestFile(file.path, [], signal).catch(() => undefined);
   if (!now || (now.sha256 === file.sha256 && now.sizeBytes === file.sizeBytes)) return err;
   return cacheFileChanged(file, now);
 }
@@ -487,22 +550,26 @@ function cacheFileChanged(file: VerifiedFile, now: ImageDigests): SyncError {
   );
 }
 
-/** Compare what Glance says it holds with what we sent; throws unless every digest agrees. */
-function checkHeldBytes(held: GlanceImage, local: ImageDigests, file: VerifiedFile): void {
+/**
+ * Compare what Glance says it holds with what we sent: the size, and the one digest Glance reports that
+ * ties its bytes to ours (see glanceComparison; with sha256 that is the signed checksum itself). Returns
+ * what was compared; throws unless all of it agrees.
+ */
+export function checkHeldBytes(held: GlanceImage, local: ImageDigests, file: VerifiedFile): string[] {
   if (local.sha256 !== file.sha256 || local.sizeBytes !== file.sizeBytes) throw cacheFileChanged(file, local);
   if (held.status !== 'active') {
     throw new SyncError('GLANCE_UPLOAD_INCOMPLETE', `image ${held.id} is ${held.status} after the upload, not active`, 'Glance did not finish storing the data; see its logs; retried next cycle', { retryable: true });
   }
-  if (held.os_hash_algo !== 'sha512') {
-    throw new SyncError(
-      'GLANCE_HASH_ALGO_UNSUPPORTED',
-      `image ${held.id}: Glance hashes with ${held.os_hash_algo ?? 'nothing'}, cloudimg-sync checks sha512`,
-      'set hashing_algorithm = sha512 (the default) in [DEFAULT] of glance-api.conf',
-    );
+  const by = glanceComparison(held);
+  if (!by) {
+    throw new SyncError('GLANCE_NO_DIGEST', `image ${held.id} is active, but Glance reports neither os_hash_value nor checksum for it`,
+      'nothing ties the bytes Glance holds to the verified ones; check glance-api (its hashing_algorithm) and its store');
   }
+  const ours = by.algorithm === 'sha256' ? file.sha256 : local.digests[by.algorithm];
+  if (ours === undefined) throw new Error(`no ${by.algorithm} digest of ${file.path} to compare with Glance's ${by.field}`);
   const mismatches: string[] = [];
   if (held.size !== local.sizeBytes) mismatches.push(`size ${held.size ?? 'none'} != ${local.sizeBytes}`);
-  if (held.checksum !== local.md5) mismatches.push(`checksum (md5) ${held.checksum ?? 'none'} != ${local.md5}`);
-  if (held.os_hash_value !== local.sha512) mismatches.push(`os_hash_value (sha512) ${held.os_hash_value ?? 'none'} != ${local.sha512}`);
+  if (by.value !== ours) mismatches.push(`${by.field} (${by.algorithm}) ${by.value} != ${ours}`);
   if (mismatches.length > 0) throw new GlanceHashMismatchError(held.id, mismatches);
+  return ['size', by.algorithm];
 }
