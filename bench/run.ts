@@ -4,7 +4,7 @@
  *
  *   npm run bench                              full run: 1 GiB (+ 256 MiB, 2 GiB for RSS), 3 repetitions
  *   npm run bench -- --quick                   small sizes, 1 repetition (also BENCH_QUICK=1)
- *   npm run bench -- --runs 5 --size 512MiB --rss-sizes 128MiB,4GiB --only download,noop,glance,cpu
+ *   npm run bench -- --runs 5 --size 512MiB --rss-sizes 128MiB,4GiB --only download,noop,glance,cpu,raw
  *
  * Environment equivalents: BENCH_RUNS, BENCH_SIZE, BENCH_RSS_SIZES, BENCH_ONLY, BENCH_GLANCE_SIZE.
  * Needs curl, sha256sum and (for exact peak RSS) GNU time: `apt-get install -y time curl`.
@@ -21,9 +21,10 @@ import { benchDownload, type DownloadGoals } from './download.js';
 import { benchGlance } from './glance.js';
 import { HAVE_GNU_TIME, bundle, formatSize, formatTable, parseSize, ratio, seconds, verdict } from './measure.js';
 import { benchNoopCycle, type NoopGoals } from './noop-cycle.js';
+import { benchRaw } from './raw.js';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const SECTIONS = ['download', 'noop', 'glance', 'cpu'] as const;
+const SECTIONS = ['download', 'noop', 'glance', 'cpu', 'raw'] as const;
 type Section = (typeof SECTIONS)[number];
 
 interface Settings {
@@ -139,6 +140,13 @@ async function main(): Promise<void> {
       cpu = await benchCpu({
         runs: settings.runs, sizeBytes: settings.sizeBytes, workDir, repoRoot: REPO_ROOT, log: progress,
         cli: cli ?? [process.execPath, '--import', 'tsx', path.join(REPO_ROOT, 'src/cli.ts')],
+      });
+    }
+    if (settings.only.has('raw')) {
+      progress('bench: G raw publication');
+      await benchRaw({
+        sizeBytes: settings.glanceSizeBytes, cli: cli ?? [process.execPath, '--import', 'tsx', path.join(REPO_ROOT, 'src/cli.ts')],
+        workDir, repoRoot: REPO_ROOT, log: progress,
       });
     }
   } finally {

@@ -140,6 +140,8 @@ export interface CreateTargetOptions {
   env?: NodeJS.ProcessEnv;
   /** Logger of the target's clients (e.g. Keystone authentication, Glance uploads). */
   log?: Logger;
+  /** Newest serials kept per stream (the config's `keep`), for targets that publish it (SCS's uuid_validity). */
+  keep?: number;
 }
 
 /**

@@ -44,6 +44,16 @@ export interface SyncWorldOptions {
 
 export async function createSyncWorld(options: SyncWorldOptions = {}): Promise<SyncWorld> {
   const mirror = await startMirror(options.mirror);
+  try {
+    return await buildWorld(mirror, options);
+  } catch (err) {
+    // A config the test meant to be invalid must not leave the mirror listening (the suite would never end).
+    await mirror.close();
+    throw err;
+  }
+}
+
+async function buildWorld(mirror: Mirror, options: SyncWorldOptions): Promise<SyncWorld> {
   const dir = mkdtempSync(path.join(tmpdir(), 'cloudimg-sync-test-'));
   const raw = {
     source: { url: mirror.url, keyring: mirror.keyringPath, releases: ['noble'], arches: ['amd64'] },
@@ -56,7 +66,13 @@ export async function createSyncWorld(options: SyncWorldOptions = {}): Promise<S
   const rawSource = (options.config?.source ?? {}) as Record<string, unknown>;
   const shorthandDefaults = 'streams' in rawSource ? {} : { releases: ['noble'], arches: ['amd64'] };
   (raw as Record<string, unknown>).source = { url: mirror.url, keyring: mirror.keyringPath, ...shorthandDefaults, ...rawSource };
-  const config = validateConfig(raw, 'test config');
+  let config: LoadedConfig;
+  try {
+    config = validateConfig(raw, 'test config');
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
   const reconfigure = (changes: Record<string, unknown>): LoadedConfig => {
     const source: Record<string, unknown> = { url: mirror.url, keyring: mirror.keyringPath, ...((changes.source ?? rawSource) as Record<string, unknown>) };
     if (!('streams' in source) && !('releases' in source)) Object.assign(source, { releases: ['noble'], arches: ['amd64'] });

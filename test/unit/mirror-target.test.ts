@@ -192,6 +192,15 @@ describe('mirror target', () => {
     assert.equal(lstatSync(path.join(root, 'releases')).isSymbolicLink(), true);
   });
 
+  test('check says whether the path is writable without creating it', async () => {
+    const target = new MirrorTarget('internal', root);
+    assert.match(await target.check(), /does not exist yet; it is created under .*cloudimg-mirror-target-/);
+    assert.equal(existsSync(root), false);
+    await mkdir(root);
+    assert.match(await target.check(), /writable$/);
+    assert.deepEqual(readdirSync(root), [], 'the probe file is gone');
+  });
+
   test('refuses upstream paths that climb out, hide, or name no folder', () => {
     const serial = upstreamSerial('20261120', ['amd64']);
     for (const upstreamPath of ['releases/../../etc/x.img', '/etc/x.img', 'releases/noble/.hidden/x.img', 'x.img', 'releases//x.img']) {

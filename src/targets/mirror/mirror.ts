@@ -16,7 +16,7 @@
  * `.<file>.cloudimg-sync.json` bookkeeping beside each image (what retention may remove) use them.
  */
 import { constants } from 'node:fs';
-import { chmod, copyFile, link, lstat, mkdir, readdir, readFile, rename, rm, utimes } from 'node:fs/promises';
+import { access, chmod, copyFile, link, lstat, mkdir, readdir, readFile, realpath, rename, rm, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { SyncError } from '../../errors.js';
@@ -118,8 +118,9 @@ export class MirrorTarget implements Target {
       }
       await fsyncPath(folder);
       await fsyncPath(parent);
-      // After the image: an index never names an image before it is there.
-      for (const doc of placement.otherDocuments) {
+      // After the image, and each before the one naming it (signedBy lists namers first): an index never names
+      // what is not there yet.
+      for (const doc of [...placement.otherDocuments].reverse()) {
         const dir = await directoryInside(root, doc.segments.slice(0, -1));
         await replaceFile(dir, doc.segments[doc.segments.length - 1]!, documents.get(doc.url)!);
       }
@@ -190,9 +191,16 @@ export class MirrorTarget implements Target {
     }
   }
 
+  /** Writable, without changing anything: a missing root needs a writable nearest ancestor. */
   async check(): Promise<string> {
     try {
-      const root = await ensureRoot(this.root);
+      if (!(await lstat(this.root).catch(() => undefined))) {
+        let ancestor = path.dirname(this.root);
+        while (!(await lstat(ancestor).catch(() => undefined))) ancestor = path.dirname(ancestor);
+        await access(ancestor, constants.W_OK);
+        return `${this.root} does not exist yet; it is created under ${ancestor} on the first publish`;
+      }
+      const root = await realpath(this.root);
       const probe = path.join(root, workName('check', 'tmp'));
       await writeNewFile(probe, '');
       await rm(probe, { force: true });
