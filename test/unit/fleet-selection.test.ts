@@ -116,6 +116,7 @@ describe('streams in the config', () => {
     ['an unknown version in a stream', { source: { streams: [{ releases: ['99.10'] }] } }, /source\.streams\[0\]\.releases\[0\]: "99\.10" is neither a codename nor a known version/],
     ['a target naming a stream that is not configured', { targets: [{ name: 'a', type: 'directory', path: 'x', streams: ['daily/server'] }] },
       /targets\[0\]\.streams\[0\]: "daily\/server" is not a configured stream; configured: release\/server/],
+    ['ubuntu_eol set by hand on a Glance target (the release table sets it)', { targets: [{ name: 'g', type: 'glance', properties: { ubuntu_eol: '2040-01-01' } }] }, /targets\[0\]\.properties.*reserved key/],
     ['eol: hide on a directory target', { targets: [{ name: 'a', type: 'directory', path: 'x', eol: 'hide' }] }, /targets\[0\]\.eol: a directory target cannot hide images/],
     ['an unknown eol policy', { targets: [{ name: 'a', type: 'directory', path: 'x', eol: 'purge' }] }, /targets\[0\]\.eol: "purge" is not allowed; allowed: keep, hide, delete/],
     ['a glance name template that cannot tell two streams apart',
