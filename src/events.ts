@@ -16,6 +16,8 @@ export const EVENTS = {
   'sync.signal': ['warn'],
   // Source (cloud-images.ubuntu.com)
   'source.sums.verified': ['info'],
+  'source.signature.key_expired': ['warn'],
+  'source.rollback.refused': ['warn'],
   'source.streams.verified': ['info'],
   'source.release.failed': ['error'],
   'source.release.eol': ['warn'],

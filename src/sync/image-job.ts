@@ -8,13 +8,14 @@
  * so the three never disagree. A failure of one step is recorded and the job goes on where it can; the cycle
  * catches anything unexpected so that one image never ends the cycle for the others.
  */
-import { mkdir, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Dispatcher } from 'undici';
 import { ChecksumMismatchError, describeError, errorCode } from '../errors.js';
 import { downloadFile, type DownloadResult, type DownloadSink } from '../fetch/download.js';
 import { hashFile } from '../fetch/hash-file.js';
 import { makeDurable } from '../fsync.js';
+import { makeDirInside } from '../local-files.js';
 import type { UpstreamImage } from '../image.js';
 import type { Logger } from '../log.js';
 import type { RunCounts, StateStore } from '../state/store.js';
@@ -33,6 +34,8 @@ export interface JobContext {
   http: { retries: number; retryBaseDelayMs: number; retryMaxDelayMs: number };
   cacheDir: string;
   keepCache: boolean;
+  /** A download announcing or sending more is abandoned (source.maxImageBytes). */
+  maxImageBytes?: number;
   /** Throttle of progress events (default 5 s). */
   progressIntervalMs?: number;
   now?: () => number;
@@ -265,9 +268,10 @@ export class ImageJob {
     let lastProgress = started;
     journal.downloadStarted();
     try {
-      await mkdir(path.dirname(dest), { recursive: true });
+      // Folders 0700, never through a symlink leading out of cacheDir.
+      await makeDirInside(path.resolve(ctx.cacheDir), path.dirname(dest), 0o700);
       const res = await downloadFile(action.image.url, dest, {
-        client: ctx.client, expectedSha256: action.image.sha256, expectedSizeBytes: action.image.sizeBytes, retries: ctx.http.retries,
+        client: ctx.client, expectedSha256: action.image.sha256, expectedSizeBytes: action.image.sizeBytes, retries: ctx.http.retries, maxBytes: ctx.maxImageBytes,
         extraHashAlgorithms: this.digests(),
         baseDelayMs: ctx.http.retryBaseDelayMs, maxDelayMs: ctx.http.retryMaxDelayMs, signal: ctx.signal, log: journal.log, sink, durable,
         onProgress: (bytes, total) => {

@@ -14,7 +14,7 @@ import { releaseSupport } from '../source/releases.js';
 import type { RunCounts, RunFindings, StateStore } from '../state/store.js';
 import type { PublishedImage, Target } from '../targets/target.js';
 import { ImageJob, imageFields, type JobContext } from './image-job.js';
-import { planSync, type SyncAction } from './plan.js';
+import { planSync, refuseRollbacks, type SyncAction } from './plan.js';
 import { decideRetention, type RetentionPolicy } from './retention.js';
 
 export { cachePath } from './image-job.js';
@@ -41,12 +41,21 @@ export interface RunSummary extends RunCounts, RunFindings {
   errors: string[];
 }
 
-/** Discover what upstream has now: signed checksums of the newest `keep` serials of each wanted stream/release/arch. */
+/**
+ * Discover what upstream has now: signed checksums of the newest `keep` serials of each wanted stream/release/arch.
+ * A series whose newest serial is older than one already published of it is left out (a rollback) and logged.
+ */
 export async function discover(deps: SyncDeps, onBytes?: (n: number) => void): Promise<DiscoveryResult> {
   const source = deps.source ?? createSource(deps.config);
-  return source.discover({
+  const discovery = await source.discover({
     cache: deps.store, client: deps.client, http: deps.config.http, log: deps.log, signal: deps.signal, onBytes, nowMs: (deps.now ?? Date.now)(),
   });
+  const { accepted, refused } = refuseRollbacks(discovery.images, deps.store.listImages());
+  for (const { image, publishedSerial } of refused) {
+    deps.log.warn({ event: 'source.rollback.refused', ...imageFields(image), publishedSerial, url: image.url },
+      `upstream offers ${image.release}/${image.arch} ${image.serial} as newest, older than the published ${publishedSerial}: refused (a replayed or stale list); nothing is replaced`);
+  }
+  return { ...discovery, images: accepted };
 }
 
 /** The plan of a cycle given what was discovered and what state records. */
@@ -97,12 +106,12 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
     fail(describeError(err));
     log.error({ event: 'sync.run.error', runId, err: describeError(err), errCode: errorCode(err) }, describeError(err));
   };
-  log.info({ event: 'sync.run.started', runId, source: source.url, targets: deps.targets.map((t) => t.name) }, 'sync run started');
+  log.info({ event: 'sync.run.started', runId, source: deps.config.sourceUrlShown, targets: deps.targets.map((t) => t.name) }, 'sync run started');
 
   /** Cached copies being removed, each settling to undefined or its error; awaited before the run is recorded as finished. */
   const removals: Promise<unknown>[] = [];
   const jobs: JobContext = {
-    store, targets: deps.targets, log, client: deps.client, signal: deps.signal, http: config.http, cacheDir: config.cacheDir,
+    store, targets: deps.targets, log, client: deps.client, signal: deps.signal, http: config.http, cacheDir: config.cacheDir, maxImageBytes: config.source.maxImageBytes,
     keepCache: config.keepCache, progressIntervalMs: deps.progressIntervalMs, now: deps.now, counts, fail, removals,
   };
   let findings: RunFindings = { incomplete: [], eol: [] };

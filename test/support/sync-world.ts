@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { validateConfig, type LoadedConfig } from '../../src/config/load.js';
-import { createHttpClient } from '../../src/fetch/http-client.js';
+import { createHttpClient, httpClientOptionsFor } from '../../src/fetch/http-client.js';
 import { createLogger } from '../../src/log.js';
 import { StateStore } from '../../src/state/store.js';
 import { runSyncCycle, type RunSummary } from '../../src/sync/run.js';
@@ -87,7 +87,7 @@ async function buildWorld(mirror: Mirror, options: SyncWorldOptions): Promise<Sy
     },
   });
   const log = createLogger({ level: 'debug', destination: sink });
-  const client = createHttpClient({ ...config.http, connectTimeoutMs: 2_000 });
+  const client = createHttpClient({ ...httpClientOptionsFor(config), connectTimeoutMs: 2_000 });
   const stores: StateStore[] = [];
   return {
     mirror, dir, config, logs, reconfigure, configWith,

@@ -21,7 +21,7 @@ describe('configuration', () => {
     assert.deepEqual(c.streams, [{ id: 'release/server', channel: 'release', variant: 'server', releases: [{ codename: 'noble', version: '24.04' }], arches: ['amd64'] }]);
     assert.equal(c.source.verifySignature, true);
     assert.equal(c.keyringPath, SHIPPED_KEYRING_PATH);
-    assert.deepEqual(c.targets, [{ name: 'local', type: 'directory', path: './var/images' }]);
+    assert.deepEqual(c.targets, [{ name: 'local', type: 'directory', path: './var/images', mode: '0644' }]);
     assert.equal(c.keep, 2);
   });
 

@@ -5,7 +5,8 @@ import { endOfLife } from '../../src/source/end-of-life.js';
 import type { Arch, UpstreamImage } from '../../src/image.js';
 import { parseListing } from '../../src/source/listing/parse-listing.js';
 import { selectSerials, type SerialReading } from '../../src/source/select-serials.js';
-import { planSync } from '../../src/sync/plan.js';
+import { planSync, refuseRollbacks } from '../../src/sync/plan.js';
+import type { ImageRecord } from '../../src/state/store.js';
 import { decideRetention, type RetentionPolicy } from '../../src/sync/retention.js';
 import { imageProperties, renderImageName } from '../../src/targets/glance/image-spec.js';
 import type { GlanceTargetConfig } from '../../src/targets/glance/schema.js';
@@ -197,7 +198,7 @@ describe('end of life from the simplestreams source', () => {
       const get = async (url: string) => {
         const res = await getText(url, { retries: 0 });
         if (res.status !== 200) throw new Error(`unexpected ${res.status}`);
-        return { body: Buffer.from(res.body, 'utf8'), changed: true };
+        return { body: res.body, changed: true };
       };
       const common = {
         releases: [resolveRelease('resolute')!, resolveRelease('noble')!], arches: ['amd64'] as Arch[], ftype: DEFAULT_FTYPE,
@@ -213,5 +214,24 @@ describe('end of life from the simplestreams source', () => {
     } finally {
       await mirror.close();
     }
+  });
+});
+
+describe('rollback refusal with keep above 1', () => {
+  const image = (serial: string): UpstreamImage => ({
+    channel: 'release', variant: 'server', release: 'noble', version: '24.04', arch: 'amd64', serial, fileName: 'f.img', url: `https://x/${serial}`, sha256: serial, signed: true,
+  });
+  const published = (serial: string): ImageRecord => ({
+    ...image(serial), id: 1, key: `release/server/noble/amd64/${serial}`, sizeBytes: 1, state: 'verified', localPath: null, digests: null,
+    errorCode: null, error: null, attempts: 0, discoveredAt: '', updatedAt: '',
+    publications: { t: { target: 't', state: 'published', ref: 'r', errorCode: null, error: null, attempts: 1, hiddenAt: null, updatedAt: '' } },
+  } as ImageRecord);
+  test('the serials before the newest (keep: 2) are taken; a series whose newest offered serial is older than the published one is refused whole', () => {
+    const kept = refuseRollbacks([image('20261120'), image('20261110')], [published('20261120'), published('20261110')]);
+    assert.deepEqual([kept.accepted.map((i) => i.serial), kept.refused.length], [['20261120', '20261110'], 0]);
+    const backfill = refuseRollbacks([image('20261120'), image('20261110')], [published('20261120')]);
+    assert.deepEqual(backfill.accepted.map((i) => i.serial), ['20261120', '20261110'], 'a keep raised from 1 to 2 fetches the previous serial');
+    const rolledBack = refuseRollbacks([image('20261110'), image('20261101')], [published('20261120')]);
+    assert.deepEqual([rolledBack.accepted.length, rolledBack.refused.map((r) => r.image.serial)], [0, ['20261110', '20261101']]);
   });
 });

@@ -16,7 +16,7 @@ import { foreignSigningKey, startMirror, type Mirror } from '../fixtures/mirror/
 const plainGet: CachedGet = async (url) => {
   const res = await getText(url, { retries: 0 });
   if (res.status !== 200) throw new Error(`unexpected ${res.status}`);
-  return { body: Buffer.from(res.body, 'utf8'), changed: true };
+  return { body: res.body, changed: true };
 };
 
 function capture(): { log: ReturnType<typeof createLogger>; events: Array<Record<string, unknown>> } {
