@@ -105,7 +105,8 @@ export function scsProperties(image: UpstreamImage, keep: number | undefined): R
     image_source: image.url,
     image_description: `${title} ${image.variant} cloud image, ${image.channel} serial ${image.serial}`,
     replace_frequency: image.channel === 'daily' ? 'daily' : 'monthly',
-    provided_until: release?.eol ?? 'notice',
+    // The source's own end of support (simplestreams support_eol) when it gave one, else the release table's.
+    provided_until: image.supportEol ?? release?.eol ?? 'notice',
     uuid_validity: keep ? `last-${keep}` : 'none',
     hotfix_hours: '0',
   };
