@@ -11,7 +11,7 @@ export type EventLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal'
 export const EVENTS = {
   // Sync cycle
   'sync.run.started': ['info'],
-  'sync.run.finished': ['info', 'error'],
+  'sync.run.finished': ['info', 'warn', 'error'],
   'sync.run.error': ['error'],
   'sync.signal': ['warn'],
   'sync.sweep.removed': ['info'],
@@ -24,8 +24,13 @@ export const EVENTS = {
   'source.rollback.refused': ['warn'],
   'source.streams.verified': ['info'],
   'source.release.failed': ['error'],
+  'source.release.eol': ['warn'],
   'source.serial.pruned': ['warn'],
+  'source.serial.incomplete': ['warn'],
+  'source.serial.partial': ['info'],
+  'source.arch.older': ['info'],
   'source.arch.missing': ['warn'],
+  'source.root.unreadable': ['debug'],
   'source.signature.disabled': ['warn'],
   'http.retry': ['warn'],
   // Images: discover, download, verify

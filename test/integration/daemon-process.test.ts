@@ -379,7 +379,7 @@ describe('daemon as a child process against the fixture mirror', () => {
     assert.equal(m.get('cloudimg_sync_upload_duration_seconds_count{target="local"}'), 1);
     const serial = w.mirror.published()[0]!.serial;
     const serialMs = Date.UTC(Number(serial.slice(0, 4)), Number(serial.slice(4, 6)) - 1, Number(serial.slice(6, 8)));
-    const age = m.get('cloudimg_sync_newest_serial_age_seconds{release="noble",arch="amd64",target="local"}');
+    const age = m.get('cloudimg_sync_newest_serial_age_seconds{channel="release",variant="server",release="noble",arch="amd64",target="local"}');
     assert.ok(age !== undefined && Math.abs(age - Math.max(0, (Date.now() - serialMs) / 1000)) < 60, `serial age ${age}`);
     assert.equal((await daemon.stop()).code, 0);
   });

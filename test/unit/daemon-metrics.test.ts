@@ -153,9 +153,15 @@ describe('metrics from log events: runs, publications, failures', () => {
     assert.equal(serialDateMs('20240605.10'), Date.UTC(2024, 5, 5));
     assert.equal(serialDateMs('current'), undefined);
     const p = { t: { target: 't', state: 'published' } };
+    const stream = { channel: 'release', variant: 'server' };
+    const minimal = { channel: 'release', variant: 'minimal' };
     assert.deepEqual(newestPublishedSerials([
-      { release: 'noble', arch: 'amd64', serial: '20240605.9', publications: p },
-      { release: 'noble', arch: 'amd64', serial: '20240605.10', publications: p },
-    ]), [{ release: 'noble', arch: 'amd64', target: 't', serial: '20240605.10' }]);
+      { ...stream, release: 'noble', arch: 'amd64', serial: '20240605.9', publications: p },
+      { ...stream, release: 'noble', arch: 'amd64', serial: '20240605.10', publications: p },
+      { ...minimal, release: 'noble', arch: 'amd64', serial: '20240601', publications: p },
+    ]), [
+      { ...stream, release: 'noble', arch: 'amd64', target: 't', serial: '20240605.10' },
+      { ...minimal, release: 'noble', arch: 'amd64', target: 't', serial: '20240601' },
+    ], 'server and minimal images of one release/arch are separate series');
   });
 });
