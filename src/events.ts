@@ -22,6 +22,7 @@ export const EVENTS = {
   'source.arch.missing': ['warn'],
   'source.signature.disabled': ['warn'],
   'http.retry': ['warn'],
+  'http.proxy': ['info'],
   // Images: discover, download, verify
   'image.discovered': ['info'],
   'image.download.started': ['info'],

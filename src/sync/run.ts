@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import type { Dispatcher } from 'undici';
 import type { LoadedConfig } from '../config/load.js';
 import { describeError, errorCode } from '../errors.js';
+import { describeProxySettings, resolveProxySettings, type ProxySettings } from '../fetch/proxy.js';
 import { imageKey, type UpstreamImage } from '../image.js';
 import type { Logger } from '../log.js';
 import { createSource } from '../source/registry.js';
@@ -73,6 +74,7 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
     log.error({ event: 'sync.run.error', runId, err: describeError(err), errCode: errorCode(err) }, describeError(err));
   };
   log.info({ event: 'sync.run.started', runId, source: source.url, targets: deps.targets.map((t) => t.name) }, 'sync run started');
+  logProxies(deps, log);
 
   /** Cached copies being removed, each settling to undefined or its error; awaited before the run is recorded as finished. */
   const removals: Promise<unknown>[] = [];
@@ -159,5 +161,26 @@ async function retire(deps: SyncDeps, target: Target, counts: RunCounts, fail: (
   }
   for (const { image, reason } of decision.spared) {
     log.debug({ event: 'image.retire.spared', release: image.release, arch: image.arch, serial: image.serial, imageId: image.ref, reason }, `kept ${image.ref}: ${reason}`);
+  }
+}
+
+/**
+ * Once per cycle, the proxies requests go through (credentials masked): for the source (and clouds without
+ * their own), and for each target reached otherwise. Nothing when everything goes direct.
+ */
+function logProxies(deps: SyncDeps, log: Logger): void {
+  try {
+    const source = resolveProxySettings(process.env, deps.config.http);
+    const targets: Record<string, ReturnType<typeof describeProxySettings>> = {};
+    for (const target of deps.targets as Array<Target & { proxySettings?: () => ProxySettings }>) {
+      const own = target.proxySettings?.();
+      if (own && JSON.stringify(own) !== JSON.stringify(source)) targets[target.name] = describeProxySettings(own);
+    }
+    if (source.origin === 'none' && Object.keys(targets).length === 0) return;
+    const shown = describeProxySettings(source);
+    log.info({ event: 'http.proxy', ...shown, targets },
+      `requests go through ${shown.httpsProxy ?? shown.httpProxy ?? 'no proxy'} (${shown.origin})${shown.noProxy.length ? `, direct to ${shown.noProxy.join(',')}` : ''}${Object.keys(targets).length ? `; own settings for ${Object.keys(targets).join(', ')}` : ''}`);
+  } catch {
+    // An invalid proxy setting fails where the client is built, with the error that names it.
   }
 }

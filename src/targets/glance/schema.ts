@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { noProxyList, proxyUrl } from '../../fetch/proxy.js';
 import { targetName } from '../target.js';
 import { GLANCE_NAME_PLACEHOLDERS, GLANCE_RESERVED_PROPERTY } from './properties.js';
 
@@ -30,6 +31,10 @@ export const glanceTargetSchema = z.strictObject({
   /** How long an import (web-download, glance-direct) may take before it counts as failed. */
   importTimeoutMinutes: z.number().positive().default(30),
   auth: z.record(z.string(), z.string()).optional(),
+  /** Proxy for this cloud's Keystone and Glance, replacing http.proxy and the environment; "" = direct. */
+  proxy: proxyUrl.optional(),
+  /** Hosts of this cloud reached directly, replacing http.noProxy and NO_PROXY. */
+  noProxy: noProxyList.optional(),
 });
 
 export type GlanceTargetConfig = z.infer<typeof glanceTargetSchema>;
