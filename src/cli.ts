@@ -61,7 +61,10 @@ program
   .action(async () => {
     const { syncOnce } = await import('./commands/sync.js');
     const summary = await syncOnce(program.opts());
-    if (summary.result !== 'ok') {
+    if (summary.result === 'interrupted') {
+      // A shutdown is not a failure: the partial download resumes next run.
+      process.stderr.write('cloudimg-sync: sync interrupted by a signal; what was in flight resumes next run\n');
+    } else if (summary.result !== 'ok') {
       process.stderr.write(`cloudimg-sync: sync ${summary.result}: ${summary.errors[0] ?? 'stopped'}${summary.errors.length > 1 ? ` (+${summary.errors.length - 1} more, see log)` : ''}\n`);
       process.exitCode = EXIT.failed;
     }

@@ -39,8 +39,8 @@ export class SyncMetrics {
   constructor(state: () => StateView | undefined, now: () => number = Date.now) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
-    this.runs = new Counter({ name: `${PREFIX}runs_total`, help: 'Sync cycles finished, by result (ok, failed, aborted).', labelNames: ['result'], registers });
-    for (const result of ['ok', 'failed', 'aborted']) this.runs.inc({ result }, 0);
+    this.runs = new Counter({ name: `${PREFIX}runs_total`, help: 'Sync cycles finished, by result (ok, failed, interrupted).', labelNames: ['result'], registers });
+    for (const result of ['ok', 'failed', 'interrupted']) this.runs.inc({ result }, 0);
     this.lastSuccess = new Gauge({ name: `${PREFIX}last_success_timestamp_seconds`, help: 'When the last cycle that succeeded finished (0: never).', registers });
     this.lastRun = new Gauge({ name: `${PREFIX}last_run_timestamp_seconds`, help: 'When the last cycle finished, whatever its result (0: never).', registers });
     this.cycleRunning = new Gauge({ name: `${PREFIX}cycle_running`, help: '1 while a sync cycle runs.', registers });
@@ -106,7 +106,7 @@ export class SyncMetrics {
         const result = String(record.result);
         const atSeconds = Date.parse(record.time) / 1000;
         this.runs.inc({ result });
-        if (result !== 'aborted') this.lastRun.set(atSeconds);
+        if (result !== 'interrupted') this.lastRun.set(atSeconds);
         if (result === 'ok') this.lastSuccess.set(atSeconds);
         break;
       }

@@ -35,7 +35,8 @@ export interface SyncDeps {
 
 export interface RunSummary extends RunCounts {
   runId: number;
-  result: 'ok' | 'failed' | 'aborted';
+  /** `interrupted`: stopped by a signal (a shutdown, not a failure); what was in flight resumes next run. */
+  result: 'ok' | 'failed' | 'interrupted';
   /** One line per failure, for the CLI's exit message. */
   errors: string[];
 }
@@ -120,9 +121,9 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
     cycleError(err);
   }
   for (const err of await Promise.all(removals)) if (err !== undefined) cycleError(err);
-  const result: RunSummary['result'] = deps.signal?.aborted ? 'aborted' : counts.failed > 0 ? 'failed' : 'ok';
+  const result: RunSummary['result'] = deps.signal?.aborted ? 'interrupted' : counts.failed > 0 ? 'failed' : 'ok';
   store.finishRun(runId, result, counts, errors[0] ?? null);
-  const level = result === 'ok' ? 'info' : 'error';
+  const level = result === 'failed' ? 'error' : 'info';
   log[level]({ event: 'sync.run.finished', runId, result, durationMs: Date.now() - startedMs, ...counts, errors },
     `sync run ${result}: ${counts.discovered} new, ${counts.downloaded} downloaded, ${counts.published} published, ${counts.retired} retired, ${counts.failed} failed`);
   return { runId, result, errors, ...counts };
