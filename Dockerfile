@@ -30,6 +30,10 @@ FROM node:${NODE_VERSION}-bookworm-slim AS runtime
 ENV NODE_ENV=production \
     CLOUDIMG_SYNC_CONFIG=/etc/cloudimg-sync/config.yaml
 WORKDIR /app
+# qemu-utils: qemu-img, for glance targets with diskFormat: raw.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends qemu-utils \
+ && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 cloudimg-sync \
  && useradd --system --uid 10001 --gid cloudimg-sync --home-dir /var/lib/cloudimg-sync --shell /usr/sbin/nologin cloudimg-sync \
  && install -d -o cloudimg-sync -g cloudimg-sync -m 0750 /var/lib/cloudimg-sync /var/cache/cloudimg-sync \

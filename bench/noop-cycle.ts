@@ -11,7 +11,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { validateConfig } from '../src/config/load.js';
-import { createHttpClient } from '../src/fetch/http-client.js';
+import { createHttpClient, httpClientOptionsFor } from '../src/fetch/http-client.js';
 import { createLogger } from '../src/log.js';
 import { ARCHES } from '../src/image.js';
 import { StateStore } from '../src/state/store.js';
@@ -138,7 +138,7 @@ async function runNoopBench(o: NoopBenchOptions, mirror: Mirror, counter: WireCo
     throw new Error(`the priming cycle fetched ${first.traffic.imageRequests} images, expected ${NOOP_RELEASES.length * ARCHES.length}`);
   }
 
-  const client = createHttpClient(config.http);
+  const client = createHttpClient(httpClientOptionsFor(config));
   const log = createLogger({ level: config.log.level, destination: new Writable({ write: (_c, _e, cb) => cb() }) });
   const inProcess = async () => {
     const startedMs = performance.now();

@@ -4,9 +4,10 @@
  *
  *   npm run bench                              full run: 1 GiB (+ 256 MiB, 2 GiB for RSS), 3 repetitions
  *   npm run bench -- --quick                   small sizes, 1 repetition (also BENCH_QUICK=1)
- *   npm run bench -- --runs 5 --size 512MiB --rss-sizes 128MiB,4GiB --only download,noop,glance,cpu
+ *   npm run bench -- --only cpu --cli /elsewhere/cli.mjs       measure another build of the CLI (an A/B)
+ *   npm run bench -- --runs 5 --size 512MiB --rss-sizes 128MiB,4GiB --only download,noop,glance,cpu,raw,parallel --parallel-size 64MiB
  *
- * Environment equivalents: BENCH_RUNS, BENCH_SIZE, BENCH_RSS_SIZES, BENCH_ONLY, BENCH_GLANCE_SIZE.
+ * Environment equivalents: BENCH_RUNS, BENCH_SIZE, BENCH_RSS_SIZES, BENCH_ONLY, BENCH_GLANCE_SIZE, BENCH_PARALLEL_SIZE.
  * Needs curl, sha256sum and (for exact peak RSS) GNU time: `apt-get install -y time curl`.
  */
 import { spawnSync } from 'node:child_process';
@@ -21,9 +22,11 @@ import { benchDownload, type DownloadGoals } from './download.js';
 import { benchGlance } from './glance.js';
 import { HAVE_GNU_TIME, bundle, formatSize, formatTable, parseSize, ratio, seconds, verdict } from './measure.js';
 import { benchNoopCycle, type NoopGoals } from './noop-cycle.js';
+import { benchParallel, type ParallelGoals } from './parallel.js';
+import { benchRaw } from './raw.js';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const SECTIONS = ['download', 'noop', 'glance', 'cpu'] as const;
+const SECTIONS = ['download', 'noop', 'glance', 'cpu', 'raw', 'parallel'] as const;
 type Section = (typeof SECTIONS)[number];
 
 interface Settings {
@@ -31,6 +34,10 @@ interface Settings {
   sizeBytes: number;
   rssSizesBytes: number[];
   glanceSizeBytes: number;
+  /** Each of the eight images of section G. */
+  parallelSizeBytes: number;
+  /** A built CLI to measure instead of this tree's (an A/B against another commit's build). */
+  cliPath?: string;
   only: Set<Section>;
   quick: boolean;
 }
@@ -43,6 +50,8 @@ function readSettings(): Settings {
       size: { type: 'string' },
       'rss-sizes': { type: 'string' },
       'glance-size': { type: 'string' },
+      'parallel-size': { type: 'string' },
+      cli: { type: 'string' },
       only: { type: 'string' },
     },
   });
@@ -54,10 +63,11 @@ function readSettings(): Settings {
   const rssSizesBytes = (values['rss-sizes'] ?? env.BENCH_RSS_SIZES ?? (quick ? '16MiB,128MiB' : '256MiB,2GiB'))
     .split(',').map((s) => s.trim()).filter(Boolean).map(parseSize);
   const glanceSizeBytes = parseSize(values['glance-size'] ?? env.BENCH_GLANCE_SIZE ?? formatSize(sizeBytes).replace(' ', ''));
+  const parallelSizeBytes = parseSize(values['parallel-size'] ?? env.BENCH_PARALLEL_SIZE ?? (quick ? '16MiB' : '128MiB'));
   const onlyText = values.only ?? env.BENCH_ONLY ?? SECTIONS.join(',');
   const only = new Set(onlyText.split(',').map((s) => s.trim()).filter(Boolean) as Section[]);
   for (const s of only) if (!SECTIONS.includes(s)) throw new Error(`--only takes ${SECTIONS.join(',')}; got ${s}`);
-  return { runs, sizeBytes, rssSizesBytes, glanceSizeBytes, only, quick };
+  return { runs, sizeBytes, rssSizesBytes, glanceSizeBytes, parallelSizeBytes, only, quick, cliPath: values.cli ?? env.BENCH_CLI };
 }
 
 function checkTools(): void {
@@ -104,6 +114,7 @@ async function main(): Promise<void> {
   let download: DownloadGoals | undefined;
   let noop: NoopGoals | undefined;
   let cpu: CpuPathFigure[] = [];
+  let parallel: ParallelGoals | undefined;
   try {
     progress('bench: bundling bench/download-child.ts and src/cli.ts with esbuild (plain node, like the built CLI)');
     // Node flags as the installed CLI runs with them (its shebang), for our download child as well.
@@ -111,7 +122,8 @@ async function main(): Promise<void> {
     const child = [process.execPath, ...nodeFlags, await bundle(path.join(REPO_ROOT, 'bench/download-child.ts'), buildDir, 'download-child')];
     let cli: string[] | undefined;
     try {
-      cli = [process.execPath, ...nodeFlags, await bundle(path.join(REPO_ROOT, 'src/cli.ts'), buildDir, 'cli')];
+      cli = [process.execPath, ...nodeFlags, settings.cliPath ? path.resolve(settings.cliPath) : await bundle(path.join(REPO_ROOT, 'src/cli.ts'), buildDir, 'cli')];
+      if (settings.cliPath) console.log(`  CLI measured: ${cli.join(' ')} (--cli)`);
     } catch (err) {
       console.log(`  (the CLI could not be bundled, so only the tsx CLI is measured: ${err instanceof Error ? err.message.split('\n')[0] : String(err)})`);
     }
@@ -138,6 +150,20 @@ async function main(): Promise<void> {
       progress('bench: F client CPU per GiB');
       cpu = await benchCpu({
         runs: settings.runs, sizeBytes: settings.sizeBytes, workDir, repoRoot: REPO_ROOT, log: progress,
+        cli: cli ?? [process.execPath, '--import', 'tsx', path.join(REPO_ROOT, 'src/cli.ts')],
+      });
+    }
+    if (settings.only.has('raw')) {
+      progress('bench: G raw publication');
+      await benchRaw({
+        sizeBytes: settings.glanceSizeBytes, cli: cli ?? [process.execPath, '--import', 'tsx', path.join(REPO_ROOT, 'src/cli.ts')],
+        workDir, repoRoot: REPO_ROOT, log: progress,
+      });
+    }
+    if (settings.only.has('parallel')) {
+      progress('bench: H images in parallel');
+      parallel = await benchParallel({
+        runs: settings.runs, imageSizeBytes: settings.parallelSizeBytes, workDir, repoRoot: REPO_ROOT, log: progress,
         cli: cli ?? [process.execPath, '--import', 'tsx', path.join(REPO_ROOT, 'src/cli.ts')],
       });
     }
@@ -170,6 +196,11 @@ async function main(): Promise<void> {
     goals14.push([`${f.path.split(':')[0]}: client CPU <= 1.2x the C tools'`, `${ratio(f.oursCpuMs, f.refCpuMs)} (${seconds(f.oursCpuMs)} s)`,
       `${seconds(f.refCpuMs)} s`, verdict(f.oursCpuMs / f.refCpuMs, 1.2)]);
     goals14.push([`${f.path.split(':')[0]}: peak RSS <= 120 MiB`, `${(f.oursRssKiB / 1024).toFixed(1)} MiB`, '', verdict(f.oursRssKiB, 120 * 1024)]);
+  }
+  if (parallel) {
+    goals14.push(['8 images, 25 MiB/s per connection: cycle with concurrency 4 <= 0.3x with 1', ratio(parallel.fourMs, parallel.oneMs),
+      `${seconds(parallel.fourMs)} s vs ${seconds(parallel.oneMs)} s`, verdict(parallel.fourMs / parallel.oneMs, 0.3)]);
+    goals14.push(['peak RSS with 4 in flight <= 150 MiB (120 + 10 per extra image)', `${(parallel.fourRssKiB / 1024).toFixed(1)} MiB`, '', verdict(parallel.fourRssKiB, 150 * 1024)]);
   }
   if (goals14.length > 1) {
     console.log('\n== Goals (CPU and freshness, issue 14)\n');

@@ -42,7 +42,10 @@ export interface UpstreamImage {
    * `releases/noble/release-20240605/ubuntu-24.04-server-cloudimg-amd64.img`; for targets that rebuild the layout.
    */
   upstreamPath?: string;
-  /** The documents its checksum was verified with (the signature included), for targets that republish them. */
+  /**
+   * The documents its checksum was verified with (the signature included), for targets that republish them;
+   * one that names others comes before them (the simplestreams index before its products file).
+   */
   signedBy?: SignedDocument[];
   /**
    * When upstream published this serial (ISO 8601): the Last-Modified of its SHA256SUMS, else the serial

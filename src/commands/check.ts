@@ -2,7 +2,7 @@ import path from 'node:path';
 import { loadConfig, type LoadedConfig } from '../config/load.js';
 import { probeWritableDirectory } from '../directory-writable.js';
 import { ConfigError, describeError } from '../errors.js';
-import { createHttpClient } from '../fetch/http-client.js';
+import { createHttpClient, httpClientOptionsFor } from '../fetch/http-client.js';
 import { createSource } from '../source/registry.js';
 import { createLogger, type Logger } from '../log.js';
 import { loadKeyring } from '../source/signature.js';
@@ -91,7 +91,7 @@ function lockHolder(config: LoadedConfig): string {
 
 function sourceCheck(config: LoadedConfig, log: Logger): Promise<CheckResult> {
   return guarded('source', async () => {
-    const client = createHttpClient(config.http);
+    const client = createHttpClient(httpClientOptionsFor(config));
     try {
       const signal = AbortSignal.timeout(CHECK_TIMEOUT_MS);
       const source = createSource(config);

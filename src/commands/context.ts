@@ -1,6 +1,6 @@
 import type { Dispatcher } from 'undici';
 import { loadConfig, type LoadedConfig } from '../config/load.js';
-import { createHttpClient } from '../fetch/http-client.js';
+import { createHttpClient, httpClientOptionsFor } from '../fetch/http-client.js';
 import type { DestinationStream } from 'pino';
 import { createLogger, type Logger } from '../log.js';
 import { acquireStateLock, type StateLock } from '../state/lock.js';
@@ -44,7 +44,7 @@ export function openContext(options: GlobalOptions, { lock = true, readOnlyState
   try {
     const store = readOnlyState ? StateStore.openReadOnly(config.stateDir) : StateStore.open(config.stateDir);
     const targets = createTargets(config, { log });
-    const client = createHttpClient(config.http);
+    const client = createHttpClient(httpClientOptionsFor(config));
     return {
       config, log, store, targets, client,
       async close() {

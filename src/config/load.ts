@@ -4,6 +4,8 @@ import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { OriginCredentials } from '../fetch/http-client.js';
+import { redactUrl } from '../redact-url.js';
 import { knownReleases, resolveRelease, suggestRelease, type ReleaseName } from '../source/releases.js';
 import { SOURCE_TYPE_NAMES } from '../source/registry.js';
 import { TARGET_TYPE_NAMES } from '../targets/registry.js';
@@ -15,6 +17,14 @@ export const SYSTEM_CONFIG_PATH = '/etc/cloudimg-sync/config.yaml';
 export const SHIPPED_KEYRING_PATH = fileURLToPath(new URL('../../keys/ubuntu-cloudimage-keyring.asc', import.meta.url));
 
 export interface LoadedConfig extends Config {
+  /**
+   * `source.url` holds no credentials: a `user:pass@` given there is moved here, sent as Basic auth to that
+   * origin only, and shown as `sourceUrlShown` (`https://user:***@host/`). URLs derived from source.url
+   * (listings, images: logged, stored in state, manifests and Glance) therefore never carry them.
+   */
+  sourceCredentials?: OriginCredentials;
+  /** source.url as given, password masked: what logs and `check` show. */
+  sourceUrlShown: string;
   /** Where the config came from: a file path, or `built-in defaults`. */
   origin: string;
   /** `source.releases` resolved to codename + version. */
@@ -48,7 +58,7 @@ export function loadConfig(cliPath?: string, env: NodeJS.ProcessEnv = process.en
   return validateConfig(raw, file, path.dirname(path.resolve(file)));
 }
 
-/** Validate raw config data; every error names the key, the bad value and what is allowed. */
+/** Validate raw config data; every error names the key, the bad value (unless secret) and what is allowed. */
 export function validateConfig(raw: unknown, origin: string, _configDir?: string): LoadedConfig {
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) {
@@ -76,14 +86,47 @@ export function validateConfig(raw: unknown, origin: string, _configDir?: string
   if (config.source.verifySignature && !existsSync(keyringPath)) {
     throw new ConfigError(`${origin}: source.keyring: ${keyringPath} does not exist`, 'point source.keyring at an armored OpenPGP public key file');
   }
-  return { ...config, origin, releaseNames, keyringPath };
+  // A source without a url (simplestreams derives its default) has no credentials to take out.
+  const { url, credentials } = config.source.url === undefined ? { url: undefined, credentials: undefined } : OriginCredentials.split(config.source.url);
+  // web-download makes Glance fetch the image URL itself: it would need the mirror's password, which never leaves.
+  const fetchedByGlance = config.targets.findIndex((t) => t.type === 'glance' && (t as { method?: string }).method === 'web-download');
+  if (credentials && fetchedByGlance >= 0) {
+    throw new ConfigError(`${origin}: targets[${fetchedByGlance}].method: web-download cannot fetch from a source.url with a user and password`,
+      'use method put or stream for a private mirror (cloudimg-sync downloads, verifies and uploads)');
+  }
+  return {
+    ...config, source: url === undefined ? config.source : { ...config.source, url }, origin, releaseNames, keyringPath,
+    sourceUrlShown: config.source.url === undefined ? '(the source type\'s default)' : redactUrl(config.source.url), ...(credentials ? { sourceCredentials: credentials } : {}),
+  };
+}
+
+/**
+ * Keys whose values are never shown: passwords, secrets, tokens, and everything under a target's `auth`.
+ * A config error names the key; printing its value would put the secret in a terminal and, on SIGHUP, the log.
+ */
+const SECRET_KEY_RE = /(password|secret|token|credential)/i;
+
+function isSecretPath(path: readonly PropertyKey[]): boolean {
+  return path.some((k) => typeof k === 'string' && (k === 'auth' || SECRET_KEY_RE.test(k)));
+}
+
+/** A value fit for an error message: secrets hidden, objects and lists described, long strings cut, URL passwords masked. */
+function showValue(value: unknown, path: readonly PropertyKey[]): string {
+  if (value === undefined) return 'missing';
+  if (isSecretPath(path)) return '(value hidden)';
+  // A short list of plain values is shown; a list holding mappings is described, never dumped.
+  if (Array.isArray(value) && !value.every((v) => v === null || typeof v !== 'object')) return `a list of ${value.length}`;
+  if (value !== null && typeof value === 'object' && !Array.isArray(value)) return 'a mapping';
+  const text = JSON.stringify(Array.isArray(value) ? value.map((v) => (typeof v === 'string' ? redactUrl(v) : v)) : typeof value === 'string' ? redactUrl(value) : value) ?? String(value);
+  if (text.length <= 80) return text;
+  return Array.isArray(value) ? `a list of ${value.length}` : `${text.slice(0, 77)}..."`;
 }
 
 function describeIssue(issue: z.core.$ZodIssue | undefined, raw: unknown): string {
   if (!issue) return 'invalid configuration';
   const key = issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '') || '(top level)';
   const value = valueAt(raw, issue.path);
-  const shown = value === undefined ? 'missing' : JSON.stringify(value);
+  const shown = showValue(value, issue.path);
   switch (issue.code) {
     case 'invalid_value':
       return `${key}: ${shown} is not allowed; allowed: ${issue.values.map(String).join(', ')}`;
@@ -92,10 +135,11 @@ function describeIssue(issue: z.core.$ZodIssue | undefined, raw: unknown): strin
     case 'invalid_union':
       if (issue.path[0] === 'source' && issue.path.length <= 2) {
         const type = issue.path.length === 2 ? value : (value as { type?: unknown } | undefined)?.type;
-        return `source.type: ${JSON.stringify(type)} is not allowed; allowed: ${SOURCE_TYPE_NAMES.join(', ')}`;
+        return `source.type: ${showValue(type, ['type'])} is not allowed; allowed: ${SOURCE_TYPE_NAMES.join(', ')}`;
       }
       if (issue.path.at(-1) === 'type' || (issue.path.at(-2) === 'targets' && value && typeof value === 'object')) {
-        return `${key}: target type ${JSON.stringify((value as { type?: unknown }).type ?? value)} is not allowed; allowed: ${TARGET_TYPE_NAMES.join(', ')}`;
+        const type = issue.path.at(-1) === 'type' ? value : (value as { type?: unknown }).type;
+        return `${key}: target type ${showValue(type, ['type'])} is not allowed; allowed: ${TARGET_TYPE_NAMES.join(', ')}`;
       }
       return `${key}: ${shown} does not match any allowed form (check "type" and its keys)`;
     default:

@@ -20,6 +20,8 @@ export const configSchema = z.strictObject({
   stateDir: z.string().default('./var/state'),
   cacheDir: z.string().default('./var/cache'),
   keep: z.number().int().min(1).default(2),
+  /** Images downloading and publishing at once (those of one release/arch still one after another). */
+  concurrency: z.number().int().min(1).max(32).default(2),
   /** Keep downloaded images in cacheDir after every target has them (default: delete them). */
   keepCache: z.boolean().default(false),
   http: z
@@ -35,6 +37,13 @@ export const configSchema = z.strictObject({
       noProxy: noProxyList.optional(),
       /** PEM file of further trusted CAs (a mirror or proxy with a private CA). */
       caFile: z.string().min(1).optional(),
+      /** Like curl's --speed-limit/--speed-time: a body slower than this over lowSpeedTimeMs is abandoned and retried (0: off). */
+      lowSpeedBytesPerSec: z.number().int().nonnegative().default(HTTP_DEFAULTS.lowSpeedBytesPerSec),
+      lowSpeedTimeMs: z.number().int().positive().default(HTTP_DEFAULTS.lowSpeedTimeMs),
+      /** The whole of one request for a listing, SHA256SUMS or signature. */
+      metadataTimeoutMs: z.number().int().positive().default(HTTP_DEFAULTS.metadataTimeoutMs),
+      /** Follow an https source's redirect to plain http (refused by default). */
+      allowInsecureRedirects: z.boolean().default(HTTP_DEFAULTS.allowInsecureRedirects),
     })
     .prefault({}),
   log: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info') }).prefault({}),
@@ -63,13 +72,22 @@ export const configSchema = z.strictObject({
       port: z.number().int().min(0).max(65_535).default(9465),
       /** /healthz answers 503 when the last successful cycle is older than this. */
       maxAgeHours: z.number().positive().default(24),
+      /** /healthz answers 503 (`stuck`) while a cycle has been running longer than this. */
+      maxCycleHours: z.number().positive().default(6),
     })
     .prefault({}),
   targets: z
     .array(z.discriminatedUnion('type', targetConfigSchemas))
     .min(1)
-    .default([{ name: 'local', type: 'directory', path: './var/images' }])
-    .refine((ts) => new Set(ts.map((t) => t.name)).size === ts.length, 'target names must be unique'),
+    .default([{ name: 'local', type: 'directory', path: './var/images', mode: '0644' }])
+    .superRefine((ts, ctx) => {
+      // The issue points at the second use of the name: the message names it, never the targets' settings.
+      const seen = new Set<string>();
+      for (const [i, t] of ts.entries()) {
+        if (seen.has(t.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: 'an earlier target has this name; target names must be unique' });
+        seen.add(t.name);
+      }
+    }),
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { Dispatcher } from 'undici';
 import { loadConfig, type LoadedConfig } from '../config/load.js';
 import { describeError, errorCode } from '../errors.js';
-import { createHttpClient } from '../fetch/http-client.js';
+import { createHttpClient, httpClientOptionsFor } from '../fetch/http-client.js';
 import { createLogHandle, type LogHandle, type Logger } from '../log.js';
 import { acquireStateLock, type StateLock } from '../state/lock.js';
 import { StateStore } from '../state/store.js';
@@ -70,7 +70,7 @@ export class Daemon {
   /** Loads config, takes the state lock (AlreadyRunningError if held), starts the listener and the schedule. */
   static async start(options: DaemonOptions): Promise<Daemon> {
     const config = loadConfig(options.config);
-    const health = new HealthTracker(config.health.maxAgeHours);
+    const health = new HealthTracker(config.health.maxAgeHours, Date.now(), config.health.maxCycleHours);
     let store: StateStore | undefined;
     const metrics = new SyncMetrics(() => store);
     const logs = createLogHandle({ level: options.logLevel ?? config.log.level, taps: [metrics.observe, health.observe] });
@@ -244,6 +244,7 @@ export class Daemon {
     if (previous.cyclesUsing === 0) void closeRuntime(previous);
     this.logs.setLevel(this.options.logLevel ?? next.config.log.level);
     this.health.maxAgeHours = next.config.health.maxAgeHours;
+    this.health.maxCycleHours = next.config.health.maxCycleHours;
     if (schedule !== this.schedule?.expression) {
       this.schedule?.stop();
       this.schedule = startSchedule(schedule, () => this.trigger('schedule'), this.log);
@@ -283,7 +284,7 @@ export class Daemon {
 /** The targets get the daemon's logger: their OpenStack clients' events are the same as under `sync --once`. */
 function buildRuntime(config: LoadedConfig, log: Logger): Runtime {
   const targets = createTargets(config, { log });
-  const client = createHttpClient(config.http);
+  const client = createHttpClient(httpClientOptionsFor(config));
   return { config, targets, client, cyclesUsing: 0, retired: false };
 }
 

@@ -1,4 +1,7 @@
-/** `/healthz`: healthy while the last finished cycle succeeded, and not too long ago. Fed by sync.run.finished. */
+/**
+ * `/healthz`: healthy while the last finished cycle succeeded, not too long ago, and no cycle has been running
+ * for too long (one held by a stalled peer makes every later tick skip). Fed by sync.run.started/finished.
+ */
 import type { EventRecord } from '../events.js';
 import type { RunRecord } from '../state/store.js';
 
@@ -11,12 +14,17 @@ export interface FinishedCycle {
 
 export interface HealthReport {
   healthy: boolean;
-  /** ok: fresh success; starting: nothing finished yet since a recent start; failing: last cycle failed; stale: success too old. */
-  status: 'ok' | 'starting' | 'failing' | 'stale';
+  /**
+   * ok: fresh success; starting: nothing finished yet since a recent start; failing: last cycle failed; stale:
+   * success too old; stuck: the cycle in flight has run longer than maxCycleHours.
+   */
+  status: 'ok' | 'starting' | 'failing' | 'stale' | 'stuck';
   reason: string;
   lastCycle?: FinishedCycle;
   lastSuccessAt?: string;
   cycleRunning: boolean;
+  /** When the cycle in flight started. */
+  cycleStartedAt?: string;
   maxAgeHours: number;
 }
 
@@ -24,16 +32,24 @@ export interface HealthInput {
   lastCycle?: FinishedCycle;
   lastSuccessAt?: string;
   cycleRunning: boolean;
+  /** When the cycle in flight started (with cycleRunning). */
+  cycleStartedAt?: string;
   startedAtMs: number;
   nowMs: number;
   maxAgeHours: number;
+  /** Longest a cycle may run before it counts as stuck; unbounded when absent. */
+  maxCycleHours?: number;
 }
 
 /** Pure: the verdict from what is known. Aborted and interrupted cycles (shutdowns, crashes) do not count. */
 export function evaluateHealth(input: HealthInput): HealthReport {
   const { lastCycle, lastSuccessAt, nowMs, maxAgeHours } = input;
   const maxAgeMs = maxAgeHours * 3_600_000;
-  const base = { lastCycle, lastSuccessAt, cycleRunning: input.cycleRunning, maxAgeHours };
+  const base = { lastCycle, lastSuccessAt, cycleRunning: input.cycleRunning, cycleStartedAt: input.cycleStartedAt, maxAgeHours };
+  if (input.cycleRunning && input.cycleStartedAt !== undefined && input.maxCycleHours !== undefined
+    && nowMs - Date.parse(input.cycleStartedAt) > input.maxCycleHours * 3_600_000) {
+    return { ...base, healthy: false, status: 'stuck', reason: `the cycle running since ${input.cycleStartedAt} has taken more than ${input.maxCycleHours} h` };
+  }
   if (lastCycle?.result === 'failed') {
     return { ...base, healthy: false, status: 'failing', reason: `last cycle (run ${lastCycle.runId}) failed at ${lastCycle.finishedAt}: ${lastCycle.error ?? 'see the log'}` };
   }
@@ -52,8 +68,9 @@ export class HealthTracker {
   private lastCycle: FinishedCycle | undefined;
   private lastSuccessAt: string | undefined;
   private cycleRunning = false;
+  private cycleStartedAt: string | undefined;
 
-  constructor(public maxAgeHours: number, private readonly startedAtMs = Date.now()) {}
+  constructor(public maxAgeHours: number, private readonly startedAtMs = Date.now(), public maxCycleHours?: number) {}
 
   /** What earlier processes recorded, newest first (StateStore.listRuns). */
   seedFromRuns(runs: readonly RunRecord[]): void {
@@ -66,7 +83,10 @@ export class HealthTracker {
 
   /** The log tap. */
   readonly observe = (record: EventRecord): void => {
-    if (record.event === 'sync.run.started') this.cycleRunning = true;
+    if (record.event === 'sync.run.started') {
+      this.cycleRunning = true;
+      this.cycleStartedAt = record.time;
+    }
     if (record.event === 'daemon.cycle.failed') {
       // The cycle could not even record itself (state unwritable): as failed as it gets.
       this.cycleRunning = false;
@@ -89,7 +109,8 @@ export class HealthTracker {
   report(nowMs = Date.now()): HealthReport {
     return evaluateHealth({
       lastCycle: this.lastCycle, lastSuccessAt: this.lastSuccessAt, cycleRunning: this.cycleRunning,
-      startedAtMs: this.startedAtMs, nowMs, maxAgeHours: this.maxAgeHours,
+      cycleStartedAt: this.cycleRunning ? this.cycleStartedAt : undefined,
+      startedAtMs: this.startedAtMs, nowMs, maxAgeHours: this.maxAgeHours, maxCycleHours: this.maxCycleHours,
     });
   }
 }

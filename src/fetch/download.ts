@@ -9,13 +9,14 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { writeSync } from 'node:fs';
-import { open, readFile, rename, rm, stat, statfs, writeFile, type FileHandle } from 'node:fs/promises';
+import { lstat, readFile, rename, rm, statfs, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Dispatcher } from 'undici';
 import { ChecksumMismatchError, HttpStatusError, SyncError, errorCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import { fsyncPath } from '../fsync.js';
-import { abandonBody, getFollowingRedirects, headerValue, retryOptionsFor, withRetries } from './http-client.js';
+import { createExclusive, openExistingForUpdate, removeRegularFile, writeFileExclusive } from '../local-files.js';
+import { abandonBody, getFollowingRedirects, headerValue, policyOf, watchBodySpeed, retryOptionsFor, withRetries } from './http-client.js';
 
 export interface FreeSpace {
   bavail: number | bigint;
@@ -31,6 +32,8 @@ export interface DownloadOptions {
    * is read, and one sending more bytes is cut off at the first byte too many; either discards the `.part`.
    */
   expectedSizeBytes?: number;
+  /** Largest file accepted: a bigger Content-Length, or a body that passes it, fails with IMAGE_TOO_LARGE. */
+  maxBytes?: number;
   /** Further digests computed in the same pass (any `crypto.createHash` name), e.g. `['sha512']`. */
   extraHashAlgorithms?: string[];
   retries?: number;
@@ -153,6 +156,18 @@ export class TruncatedBodyError extends SyncError {
   }
 }
 
+export class ImageTooLargeError extends SyncError {
+  constructor(readonly url: string, readonly maxBytes: number, readonly declaredBytes?: number) {
+    super(
+      'IMAGE_TOO_LARGE',
+      declaredBytes === undefined
+        ? `GET ${url} sent more than ${maxBytes} bytes; abandoned and deleted`
+        : `GET ${url} announces ${declaredBytes} bytes, more than the ${maxBytes} allowed; not downloaded`,
+      'a cloud image is far smaller: check source.url; raise source.maxImageBytes only if images really are this large',
+    );
+  }
+}
+
 /** The file upstream is not the size its signed metadata gives: not worth another attempt this cycle. */
 export class SizeMismatchError extends SyncError {
   constructor(readonly url: string, readonly expectedBytes: number, readonly actualBytes: number, announced: boolean) {
@@ -184,6 +199,9 @@ class RestartDownloadError extends SyncError {
     });
   }
 }
+
+/** Cached downloads are the daemon's own: nobody else reads them. */
+const PART_MODE = 0o600;
 
 function mib(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
@@ -237,7 +255,7 @@ interface Paths {
 
 async function fileSize(path: string): Promise<number | undefined> {
   try {
-    return (await stat(path)).size;
+    return (await lstat(path)).size;
   } catch (err) {
     if (errorCode(err) === 'ENOENT') return undefined;
     throw err;
@@ -376,9 +394,10 @@ interface TransferContext {
 async function transferOnce(ctx: TransferContext): Promise<Transfer> {
   const { url, paths, options } = ctx;
   let { offset, validator } = await resumePoint(url, paths);
-  if (offset === 0) await rm(paths.sidecar, { force: true });
+  if (offset === 0) await removeRegularFile(paths.sidecar);
   ctx.feeder.restartAt(offset);
-  const fh = await open(paths.part, offset > 0 ? 'r+' : 'w');
+  // Never through a symlink planted at the path: the image would be written wherever it points.
+  const fh = offset > 0 ? await openExistingForUpdate(paths.part) : await createExclusive(paths.part, PART_MODE);
   try {
     if (offset > 0) await fh.truncate(offset);
     let hashers = ctx.algorithms.map((a) => createHash(a));
@@ -433,13 +452,19 @@ async function transferOnce(ctx: TransferContext): Promise<Transfer> {
       await discardPartial(paths);
       throw new SizeMismatchError(finalUrl, expected, totalBytes, true);
     }
+    const maxBytes = options.maxBytes;
+    if (maxBytes !== undefined && totalBytes !== undefined && totalBytes > maxBytes) {
+      abandonBody(body);
+      await discardPartial(paths);
+      throw new ImageTooLargeError(finalUrl, maxBytes, totalBytes);
+    }
     ctx.feeder.announce(totalBytes);
     const etag = header(response, 'etag') ?? (statusCode === 206 ? validator?.etag : undefined);
     const lastModified = header(response, 'last-modified') ?? (statusCode === 206 ? validator?.lastModified : undefined);
     try {
       if (totalBytes !== undefined) await ensureFreeSpace(paths, totalBytes - offset, options.statfs ?? statfs);
       const next: ResumeValidator = { url, etag, lastModified, totalBytes };
-      await writeFile(paths.sidecar, JSON.stringify(next));
+      await writeFileExclusive(paths.sidecar, JSON.stringify(next), PART_MODE);
     } catch (err) {
       abandonBody(body);
       throw asDiskFull(err, paths);
@@ -447,16 +472,22 @@ async function transferOnce(ctx: TransferContext): Promise<Transfer> {
 
     let bytesDone = offset;
     let endBytes: number;
+    const speed = watchBodySpeed(body, finalUrl, policyOf(options.client));
     try {
       const capped = cappedBody(body as AsyncIterable<Buffer>, finalUrl, offset, expected);
       endBytes = await streamToFile(capped, fh, offset, hashers, ctx.buffer, (chunkBytes) => {
         bytesDone += chunkBytes;
+        speed.received(chunkBytes);
+        // An endless body would fill the disk: stop at the limit whatever the headers said.
+        if (maxBytes !== undefined && bytesDone > maxBytes) throw new ImageTooLargeError(finalUrl, maxBytes);
         options.onProgress?.(bytesDone, totalBytes);
       }, ctx.feeder, options.durable !== false);
     } catch (err) {
       abandonBody(body);
-      if (err instanceof SizeMismatchError) await discardPartial(paths);
+      if (err instanceof SizeMismatchError || err instanceof ImageTooLargeError) await discardPartial(paths);
       throw asDiskFull(err, paths);
+    } finally {
+      speed.stop();
     }
     if (totalBytes !== undefined && endBytes !== totalBytes) throw new TruncatedBodyError(finalUrl, endBytes, totalBytes);
     if (expected !== undefined && endBytes !== expected) {

@@ -1,11 +1,12 @@
 /**
- * Conditional GET of small text documents (directory listings, SHA256SUMS, signatures): revalidates with
- * the ETag / Last-Modified of the previous fetch and refuses bodies larger than a cap.
+ * Conditional GET of small documents (directory listings, SHA256SUMS, signatures): revalidates with the
+ * ETag / Last-Modified of the previous fetch and refuses bodies larger than a cap. Bodies are returned as
+ * the bytes sent: a binary signature decoded as UTF-8 is no longer the signature.
  */
 import type { Dispatcher } from 'undici';
 import { HttpStatusError, SyncError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { abandonBody, getFollowingRedirects, headerValue, retryOptionsFor, withRetries } from './http-client.js';
+import { abandonBody, getFollowingRedirects, headerValue, policyOf, retryOptionsFor, watchBodySpeed, withRetries, type HttpPolicy } from './http-client.js';
 
 export const DEFAULT_TEXT_MAX_BYTES = 4 * 1024 * 1024;
 
@@ -24,7 +25,7 @@ export interface GetTextOptions {
 }
 
 export type TextResponse =
-  | { status: 200; body: string; etag?: string; lastModified?: string; /** After redirects. */ url: string }
+  | { status: 200; body: Buffer; etag?: string; lastModified?: string; /** After redirects. */ url: string }
   | { status: 304 };
 
 export class ResponseTooLargeError extends SyncError {
@@ -37,18 +38,35 @@ export class ResponseTooLargeError extends SyncError {
   }
 }
 
-async function readCapped(url: string, body: Dispatcher.ResponseData['body'], maxBytes: number): Promise<string> {
+export class DeadlineExceededError extends SyncError {
+  constructor(readonly url: string, readonly timeoutMs: number) {
+    super(
+      'HTTP_DEADLINE',
+      `GET ${url} did not complete within ${timeoutMs / 1000} s`,
+      'the mirror is stalling; retried with backoff and next cycle (http.metadataTimeoutMs sets the bound)',
+      { retryable: true },
+    );
+  }
+}
+
+async function readCapped(url: string, body: Dispatcher.ResponseData['body'], maxBytes: number, policy: HttpPolicy): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let sizeBytes = 0;
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    sizeBytes += chunk.length;
-    if (sizeBytes > maxBytes) {
-      abandonBody(body);
-      throw new ResponseTooLargeError(url, maxBytes);
+  const speed = watchBodySpeed(body, url, policy);
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      speed.received(chunk.length);
+      sizeBytes += chunk.length;
+      if (sizeBytes > maxBytes) {
+        abandonBody(body);
+        throw new ResponseTooLargeError(url, maxBytes);
+      }
+      chunks.push(chunk);
     }
-    chunks.push(chunk);
+  } finally {
+    speed.stop();
   }
-  return Buffer.concat(chunks, sizeBytes).toString('utf8');
+  return Buffer.concat(chunks, sizeBytes);
 }
 
 export async function getText(url: string, options: GetTextOptions = {}): Promise<TextResponse> {
@@ -58,36 +76,51 @@ export async function getText(url: string, options: GetTextOptions = {}): Promis
   if (options.etag) headers['if-none-match'] = options.etag;
   else if (options.lastModified) headers['if-modified-since'] = options.lastModified;
 
+  const policy = policyOf(options.client);
   return withRetries(
     async () => {
-      const { url: finalUrl, response } = await getFollowingRedirects(url, {
-        client: options.client,
-        headers,
-        signal: options.signal,
-        maxRedirects: options.maxRedirects,
-      });
-      const { statusCode, body } = response;
-      if (statusCode === 304) {
-        await body.dump();
-        return { status: 304 } as const;
+      // One deadline per attempt, headers to last byte: a small document never takes a cycle hostage.
+      const deadline = AbortSignal.timeout(policy.metadataTimeoutMs);
+      const signal = options.signal ? AbortSignal.any([options.signal, deadline]) : deadline;
+      try {
+        return await getOnce(url, headers, maxBytes, policy, signal, options);
+      } catch (err) {
+        if (deadline.aborted && !options.signal?.aborted) throw new DeadlineExceededError(url, policy.metadataTimeoutMs);
+        throw err;
       }
-      if (statusCode !== 200) {
-        await body.dump();
-        throw new HttpStatusError(finalUrl, statusCode);
-      }
-      const declared = Number(headerValue(response.headers['content-length']));
-      if (Number.isFinite(declared) && declared > maxBytes) {
-        abandonBody(body);
-        throw new ResponseTooLargeError(finalUrl, maxBytes);
-      }
-      return {
-        status: 200,
-        body: await readCapped(finalUrl, body, maxBytes),
-        etag: headerValue(response.headers.etag),
-        lastModified: headerValue(response.headers['last-modified']),
-        url: finalUrl,
-      } as const;
     },
     retryOptionsFor(url, options),
   );
+}
+
+async function getOnce(
+  url: string, headers: Record<string, string>, maxBytes: number, policy: HttpPolicy, signal: AbortSignal, options: GetTextOptions,
+): Promise<TextResponse> {
+  const { url: finalUrl, response } = await getFollowingRedirects(url, {
+    client: options.client,
+    headers,
+    signal,
+    maxRedirects: options.maxRedirects,
+  });
+  const { statusCode, body } = response;
+  if (statusCode === 304) {
+    await body.dump();
+    return { status: 304 } as const;
+  }
+  if (statusCode !== 200) {
+    await body.dump();
+    throw new HttpStatusError(finalUrl, statusCode);
+  }
+  const declared = Number(headerValue(response.headers['content-length']));
+  if (Number.isFinite(declared) && declared > maxBytes) {
+    abandonBody(body);
+    throw new ResponseTooLargeError(finalUrl, maxBytes);
+  }
+  return {
+    status: 200,
+    body: await readCapped(finalUrl, body, maxBytes, policy),
+    etag: headerValue(response.headers.etag),
+    lastModified: headerValue(response.headers['last-modified']),
+    url: finalUrl,
+  } as const;
 }

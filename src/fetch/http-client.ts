@@ -2,10 +2,14 @@
  * The HTTP plumbing every fetch shares: one undici Agent with our timeouts and User-Agent, redirect
  * following, and retry with capped exponential backoff. Whether an error is worth retrying is decided
  * by `isRetryable()` in src/errors.ts, not here.
+ *
+ * The client carries the policy every request through it obeys (`policyOf(client)`): Basic credentials sent
+ * to their own origin only (never to a redirect elsewhere), no https -> http redirect unless allowed, a
+ * low-speed limit on bodies (curl's --speed-limit/--speed-time) and a deadline for small documents.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { readFileSync } from 'node:fs';
-import { rootCertificates } from 'node:tls';
+import tls from 'node:tls';
 import { Agent, Pool, ProxyAgent, request, type Dispatcher } from 'undici';
 import { resolveProxySettings, proxyFor, type ProxyConfig, type ProxySettings } from './proxy.js';
 import { ConfigError, SyncError, describeError, errorCode, isRetryable } from '../errors.js';
@@ -33,6 +37,13 @@ export const HTTP_DEFAULTS = {
   retryMaxDelayMs: 60_000,
   /** Sockets per origin. */
   connections: 8,
+  /** Follow an https URL's redirect to plain http (false: refused with HTTP_INSECURE_REDIRECT). */
+  allowInsecureRedirects: false,
+  /** Like curl's --speed-limit/--speed-time: a body slower than this over lowSpeedTimeMs is abandoned (0: off). */
+  lowSpeedBytesPerSec: 1024,
+  lowSpeedTimeMs: 60_000,
+  /** The whole of one request for a small document (listing, SHA256SUMS, signature), headers to last byte. */
+  metadataTimeoutMs: 120_000,
 } as const;
 
 /** `config.http` as the client reads it; every key optional (HTTP_DEFAULTS fill in). */
@@ -46,6 +57,72 @@ export interface HttpClientOptions extends ProxyConfig {
   caFile?: string;
   /** Where HTTPS_PROXY, HTTP_PROXY, NO_PROXY (and lower-case) are read; default this process's environment. */
   env?: NodeJS.ProcessEnv;
+  allowInsecureRedirects?: boolean;
+  lowSpeedBytesPerSec?: number;
+  lowSpeedTimeMs?: number;
+  metadataTimeoutMs?: number;
+  /** Extra trusted CA certificates (PEM) for https origins, e.g. a private mirror's own CA. */
+  ca?: string | Buffer;
+  /** Basic auth for one origin (a private mirror's `user:pass@` in source.url). */
+  credentials?: OriginCredentials;
+}
+
+/** What requests made through a client must obey beyond the Agent's own timeouts. */
+export interface HttpPolicy {
+  allowInsecureRedirects: boolean;
+  lowSpeedBytesPerSec: number;
+  lowSpeedTimeMs: number;
+  metadataTimeoutMs: number;
+}
+
+const policies = new WeakMap<Dispatcher, HttpPolicy>();
+
+/** The policy a client was created with (the defaults for a client made elsewhere). */
+export function policyOf(client: Dispatcher | undefined): HttpPolicy {
+  const own = client && policies.get(client);
+  if (own) return own;
+  const d = HTTP_DEFAULTS;
+  return { allowInsecureRedirects: d.allowInsecureRedirects, lowSpeedBytesPerSec: d.lowSpeedBytesPerSec, lowSpeedTimeMs: d.lowSpeedTimeMs, metadataTimeoutMs: d.metadataTimeoutMs };
+}
+
+/** The client options of a configuration: `http.*`, and the source's Basic credentials. */
+export function httpClientOptionsFor(config: { http: HttpClientOptions; sourceCredentials?: OriginCredentials }): HttpClientOptions {
+  return { ...config.http, credentials: config.sourceCredentials };
+}
+
+/**
+ * Basic credentials taken out of a URL, bound to its origin. They never print: JSON and inspection show
+ * `[redacted]`, so a config object logged whole cannot leak them.
+ */
+export class OriginCredentials {
+  readonly #authorization: string;
+
+  constructor(readonly origin: string, username: string, password: string) {
+    this.#authorization = `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
+  }
+
+  /** The credentials of `url`'s userinfo and the URL without them; undefined credentials when it has none. */
+  static split(url: string): { url: string; credentials?: OriginCredentials } {
+    const parsed = new URL(url);
+    if (!parsed.username && !parsed.password) return { url };
+    const credentials = new OriginCredentials(parsed.origin, decodeURIComponent(parsed.username), decodeURIComponent(parsed.password));
+    parsed.username = '';
+    parsed.password = '';
+    return { url: parsed.href, credentials };
+  }
+
+  /** The Authorization header for a request to `origin`, or undefined for any other origin. */
+  authorizationFor(origin: string): string | undefined {
+    return origin === this.origin ? this.#authorization : undefined;
+  }
+
+  toJSON(): string {
+    return '[redacted]';
+  }
+
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return `OriginCredentials(${this.origin}, [redacted])`;
+  }
 }
 
 /** One header's value, the first when it was sent more than once. */
@@ -69,19 +146,52 @@ function withUserAgent(headers: Dispatcher.DispatchOptions['headers'], userAgent
   return { ...Object.fromEntries(entries), 'user-agent': userAgent };
 }
 
+/** Adds `authorization` unless the request sets one. */
+function withAuthorization(headers: Dispatcher.DispatchOptions['headers'], authorization: string): Dispatcher.DispatchOptions['headers'] {
+  if (Array.isArray(headers)) {
+    const flat = headers as string[];
+    for (let i = 0; i < flat.length; i += 2) if (flat[i]?.toLowerCase() === 'authorization') return headers;
+    return [...flat, 'authorization', authorization];
+  }
+  const entries: [string, string | string[] | undefined][] = headers == null ? []
+    : Symbol.iterator in Object(headers) ? [...(headers as HeaderPairs)] : Object.entries(headers);
+  if (entries.some(([name]) => name.toLowerCase() === 'authorization')) return headers;
+  return { ...Object.fromEntries(entries), authorization };
+}
+
+function originOf(origin: Dispatcher.DispatchOptions['origin']): string {
+  try {
+    return new URL(String(origin)).origin;
+  } catch {
+    return '';
+  }
+}
+
 /**
  * One Agent per process is the intent: create it at start-up, pass it to every fetch, close it on exit.
- * Every request made through it carries our User-Agent unless it sets its own.
+ * Every request made through it carries our User-Agent unless it sets its own, and the Basic credentials
+ * of `credentials` when (and only when) it goes to their origin: each redirect hop is a request of its own.
  */
 export function createHttpClient(options: HttpClientOptions = {}): Dispatcher {
   const o = { ...HTTP_DEFAULTS, userAgent: USER_AGENT, ...options };
   const proxy = resolveProxySettings(o.env ?? process.env, o);
-  const ca = o.caFile ? [...rootCertificates, readCaFile(o.caFile, 'http.caFile')] : undefined;
+  const extraCas = [...(options.ca ? [String(options.ca)] : []), ...(o.caFile ? [readCaFile(o.caFile, 'http.caFile')] : [])];
+  const ca = extraCas.length > 0 ? [...tls.rootCertificates, ...extraCas] : undefined;
   const agent = createProxyingAgent(proxy, {
     connectTimeoutMs: o.connectTimeoutMs, headersTimeoutMs: o.headersTimeoutMs, bodyTimeoutMs: o.idleTimeoutMs, connections: o.connections, ca,
   });
-  return agent.compose((dispatch) => (opts, handler) =>
-    dispatch({ ...opts, headers: withUserAgent(opts.headers, o.userAgent) }, handler));
+  const credentials = options.credentials;
+  const client = agent.compose((dispatch) => (opts, handler) => {
+    let headers = withUserAgent(opts.headers, o.userAgent);
+    const authorization = credentials?.authorizationFor(originOf(opts.origin));
+    if (authorization) headers = withAuthorization(headers, authorization);
+    return dispatch({ ...opts, headers }, handler);
+  });
+  policies.set(client, {
+    allowInsecureRedirects: o.allowInsecureRedirects, lowSpeedBytesPerSec: o.lowSpeedBytesPerSec,
+    lowSpeedTimeMs: o.lowSpeedTimeMs, metadataTimeoutMs: o.metadataTimeoutMs,
+  });
+  return client;
 }
 
 export interface AgentSettings {
@@ -171,6 +281,56 @@ export class TooManyRedirectsError extends SyncError {
   }
 }
 
+export class InsecureRedirectError extends SyncError {
+  constructor(readonly url: string, readonly location: string) {
+    super(
+      'HTTP_INSECURE_REDIRECT',
+      `GET ${url} redirected from https to plain http (${location}); refused`,
+      'fix the mirror (or source.url) so it stays on https; set http.allowInsecureRedirects: true only if you accept unencrypted transfers',
+    );
+  }
+}
+
+export class TooSlowError extends SyncError {
+  constructor(readonly url: string, bytesPerSec: number, windowMs: number) {
+    super(
+      'HTTP_TOO_SLOW',
+      `GET ${url} sent less than ${bytesPerSec} bytes/s for ${windowMs / 1000} s; abandoned`,
+      'the mirror or the network is stalling; it is retried (a download resumes); tune http.lowSpeedBytesPerSec / http.lowSpeedTimeMs if the link is this slow',
+      { retryable: true },
+    );
+  }
+}
+
+/** Told of every chunk a consumer takes from a body; `stop()` once the body is done with. */
+export interface SpeedWatch {
+  received(bytes: number): void;
+  stop(): void;
+}
+
+/**
+ * Abandons `body` with TooSlowError when fewer than `bytesPerSec * timeMs` bytes are taken from it in a
+ * `timeMs` window (checked every `timeMs`): a trickle never holds a cycle, though each chunk resets the idle
+ * timeout. The consumer reports what it reads (a listener would switch the body to flowing mode).
+ */
+export function watchBodySpeed(body: Dispatcher.ResponseData['body'], url: string, policy: HttpPolicy): SpeedWatch {
+  const { lowSpeedBytesPerSec: rate, lowSpeedTimeMs: windowMs } = policy;
+  if (!(rate > 0 && windowMs > 0)) return { received: () => undefined, stop: () => undefined };
+  let inWindow = 0;
+  const timer = setInterval(() => {
+    if (inWindow < (rate * windowMs) / 1000) {
+      clearInterval(timer);
+      body.destroy(new TooSlowError(url, rate, windowMs));
+    }
+    inWindow = 0;
+  }, windowMs);
+  timer.unref();
+  return {
+    received: (bytes) => { inWindow += bytes; },
+    stop: () => clearInterval(timer),
+  };
+}
+
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 
 export interface GetOptions {
@@ -203,7 +363,11 @@ export async function getFollowingRedirects(
     }
     await response.body.dump();
     if (hop >= maxRedirects) throw new TooManyRedirectsError(url, maxRedirects);
-    current = new URL(location, current).toString();
+    const next = new URL(location, current);
+    if (new URL(current).protocol === 'https:' && next.protocol !== 'https:' && !policyOf(options.client ?? sharedHttpClient()).allowInsecureRedirects) {
+      throw new InsecureRedirectError(current, next.href);
+    }
+    current = next.toString();
   }
 }
 

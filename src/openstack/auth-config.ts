@@ -4,6 +4,7 @@ import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { redactUrl } from '../redact-url.js';
 
 /**
  * Where to authenticate and how, resolved the way the `openstack` CLI does it:
@@ -327,10 +328,10 @@ function versionedAuthUrl(raw: RawSettings, authType: string, where: string): { 
   try {
     url = new URL(raw.auth_url ?? '');
   } catch {
-    throw new ConfigError(`auth URL "${raw.auth_url}" is not a URL ${where}`, 'set OS_AUTH_URL to e.g. https://keystone.example.com:5000/v3');
+    throw new ConfigError(`auth URL "${redactUrl(raw.auth_url ?? '')}" is not a URL ${where}`, 'set OS_AUTH_URL to e.g. https://keystone.example.com:5000/v3');
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new ConfigError(`auth URL "${raw.auth_url}" must be http or https ${where}`, 'set OS_AUTH_URL to e.g. https://keystone.example.com:5000/v3');
+    throw new ConfigError(`auth URL "${redactUrl(raw.auth_url ?? '')}" must be http or https ${where}`, 'set OS_AUTH_URL to e.g. https://keystone.example.com:5000/v3');
   }
   const base = `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
   const fromUrl: IdentityVersion | undefined = /\/v2\.0$/.test(base) ? 'v2.0' : /\/v3$/.test(base) ? 'v3' : undefined;

@@ -39,6 +39,9 @@ const taskSchema = z.looseObject({
 });
 export type GlanceTask = z.infer<typeof taskSchema>;
 const taskListSchema = z.looseObject({ tasks: z.array(taskSchema) });
+const memberSchema = z.looseObject({ member_id: z.string(), status: z.string() });
+export type GlanceMember = z.infer<typeof memberSchema>;
+const memberListSchema = z.looseObject({ members: z.array(memberSchema) });
 const importInfoSchema = z.looseObject({
   'import-methods': z.looseObject({ value: z.array(z.string()) }),
 });
@@ -230,6 +233,25 @@ export class GlanceClient {
   /** Delete an image; an image that is already gone counts as deleted. */
   async deleteImage(id: string, signal?: AbortSignal): Promise<void> {
     const res = await this.call('DELETE', `/v2/images/${enc(id)}`, { expect: [204, 404], signal });
+    await res.body.dump();
+  }
+
+  /** The projects a shared image is shared with, and whether each accepted it. */
+  async listMembers(id: string, signal?: AbortSignal): Promise<GlanceMember[]> {
+    const path = `/v2/images/${enc(id)}/members`;
+    const res = await this.call('GET', path, { expect: [200], signal });
+    return (await readJson(res.body, memberListSchema, { service: 'glance', method: 'GET', url: path })).members;
+  }
+
+  /** Share an image (visibility `shared`) with a project; the member starts `pending`. */
+  async addMember(id: string, projectId: string, signal?: AbortSignal): Promise<void> {
+    const res = await this.call('POST', `/v2/images/${enc(id)}/members`, { json: { member: projectId }, expect: [200], signal });
+    await res.body.dump();
+  }
+
+  /** Set a member's status (`accepted`, `rejected`, `pending`): the member project itself, or an admin. */
+  async setMemberStatus(id: string, projectId: string, status: 'accepted' | 'rejected' | 'pending', signal?: AbortSignal): Promise<void> {
+    const res = await this.call('PUT', `/v2/images/${enc(id)}/members/${enc(projectId)}`, { json: { status }, expect: [200], signal });
     await res.body.dump();
   }
 

@@ -46,8 +46,7 @@ export function cachedGetter(options: CachedGetOptions): CachedGet {
   };
 }
 
-function remember(options: CachedGetOptions, url: string, text: string, etag?: string, lastModified?: string) {
-  const body = Buffer.from(text, 'utf8');
+function remember(options: CachedGetOptions, url: string, body: Buffer, etag?: string, lastModified?: string) {
   options.onBytes?.(body.length);
   options.store.putCachedResponse(url, { etag: etag ?? null, lastModified: lastModified ?? null, body });
   return { body, changed: true, lastModified, parsed: parsedOf(options, url) };

@@ -26,17 +26,24 @@ export async function loadKeyring(path: string): Promise<Keyring> {
   }
 }
 
+export interface VerifiedSignature {
+  /** Fingerprint of the key that signed. */
+  fingerprint: string;
+  /** When the signing key (or subkey) expired, if it has by now: the signature was made before, while it was valid. */
+  keyExpiredAt?: Date;
+}
+
 /**
- * Verify an ASCII-armored (or binary) detached signature over `signedBytes`, as gpgv does.
+ * Verify an ASCII-armored (or binary) detached signature over `signedBytes`, as gpgv does: a signature made
+ * while its key was valid verifies even if the key has expired since (the caller is told, to warn).
  * Throws SignatureError unless at least one signature by a key of the keyring is valid.
- * Returns the fingerprint of the key that signed.
  */
 export async function verifyDetachedSignature(
   signedBytes: Uint8Array,
   signatureData: Uint8Array,
   keyring: Keyring,
   url: string,
-): Promise<string> {
+): Promise<VerifiedSignature> {
   const openpgp = await loadOpenPgp();
   let signature: OpenPgp.Signature;
   try {
@@ -52,14 +59,15 @@ export async function verifyDetachedSignature(
   return validSigner(result.signatures, keyring, url);
 }
 
-/** The fingerprint of the first signature that verifies with a key of the keyring; SignatureError when none does. */
-async function validSigner(signatures: OpenPgp.VerifyMessageResult["signatures"], keyring: Keyring, url: string): Promise<string> {
+/** The signer of the first signature that verifies with a key of the keyring; SignatureError when none does. */
+async function validSigner(signatures: OpenPgp.VerifyMessageResult["signatures"], keyring: Keyring, url: string): Promise<VerifiedSignature> {
   const failures: string[] = [];
   for (const sig of signatures) {
     try {
       await sig.verified;
       const key = keyring.find((k) => k.getKeys(sig.keyID).length > 0);
-      return key ? key.getFingerprint().toUpperCase() : sig.keyID.toHex().toUpperCase();
+      if (!key) return { fingerprint: sig.keyID.toHex().toUpperCase() };
+      return { fingerprint: key.getFingerprint().toUpperCase(), keyExpiredAt: await expiredBy(key, sig.keyID, Date.now()) };
     } catch (err) {
       failures.push(`key ${sig.keyID.toHex().toUpperCase()}: ${(err as Error).message}`);
     }
@@ -68,10 +76,9 @@ async function validSigner(signatures: OpenPgp.VerifyMessageResult["signatures"]
 }
 
 /** What a verified cleartext-signed document says, and who signed it. */
-export interface VerifiedCleartext {
+export interface VerifiedCleartext extends VerifiedSignature {
   /** The signed text, as covered by the signature (never the bytes outside it). */
   text: string;
-  fingerprint: string;
 }
 
 /**
@@ -92,5 +99,13 @@ export async function verifyCleartextSignature(signedData: Uint8Array, keyring: 
     throw new SignatureError(url, `not an OpenPGP cleartext message (${(err as Error).message})`);
   }
   const result = await openpgp.verify({ message, verificationKeys: keyring, expectSigned: false });
-  return { fingerprint: await validSigner(result.signatures, keyring, url), text: result.data };
+  return { ...(await validSigner(result.signatures, keyring, url)), text: result.data };
+}
+
+/** The earliest expiry, before `nowMs`, of the primary key or the subkey that signed; undefined when neither has expired. */
+async function expiredBy(key: OpenPgp.PublicKey, keyID: OpenPgp.KeyID, nowMs: number): Promise<Date | undefined> {
+  const times: unknown[] = [await key.getExpirationTime().catch(() => null)];
+  for (const k of key.getKeys(keyID)) if (k !== key) times.push(await (k as OpenPgp.Subkey).getExpirationTime().catch(() => null));
+  const expired = times.filter((t): t is Date => t instanceof Date && t.getTime() <= nowMs).sort((a, b) => a.getTime() - b.getTime());
+  return expired[0];
 }

@@ -25,6 +25,8 @@ export const sourceSelection = z.object({
   arches: z.array(z.enum(ARCHES)).min(1).default(['amd64']),
   verifySignature: z.boolean().default(true),
   keyring: z.string().optional(),
+  /** A download whose Content-Length or body passes this many bytes is abandoned (an endless body fills no disk). */
+  maxImageBytes: z.number().int().positive().default(16 * 1024 ** 3),
 });
 
 /** What a source needs of the state database: conditional-GET bodies and which signed lists verified. */

@@ -7,11 +7,12 @@
  * Who holds it (pid, host, since) is written next to it, `cloudimg-sync.lock.holder`, for the message a
  * refused second instance prints; that file is informative only and never decides anything.
  */
-import { mkdirSync, renameSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { renameSync, readFileSync, rmSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { SyncError } from '../errors.js';
+import { ensurePrivateFileSync, makeDirSync, writeFileExclusiveSync } from '../local-files.js';
 
 export const LOCK_FILE_NAME = 'cloudimg-sync.lock';
 const HOLDER_SUFFIX = '.holder';
@@ -41,7 +42,8 @@ export function acquireStateLock(stateDir: string): StateLock {
   const file = lockFile(stateDir);
   let db: Database.Database;
   try {
-    mkdirSync(stateDir, { recursive: true });
+    makeDirSync(stateDir, 0o700);
+    ensurePrivateFileSync(file, 0o600);
     db = openLockDatabase(file, ACQUIRE_WAIT_MS);
   } catch (err) {
     throw unavailable(file, err);
@@ -56,7 +58,7 @@ export function acquireStateLock(stateDir: string): StateLock {
   const holderFile = `${file}${HOLDER_SUFFIX}`;
   const me: LockHolder = { pid: process.pid, host: hostname(), since: new Date().toISOString() };
   try {
-    writeFileSync(`${holderFile}.tmp`, `${JSON.stringify(me)}\n`, { mode: 0o644 });
+    writeFileExclusiveSync(`${holderFile}.tmp`, `${JSON.stringify(me)}\n`, 0o600);
     renameSync(`${holderFile}.tmp`, holderFile);
   } catch {
     // Only the message of a refused second instance loses its detail; the lock itself holds.
@@ -130,6 +132,7 @@ function openLockDatabase(file: string, timeoutMs: number): Database.Database {
       db.close();
       if ((err as { code?: string }).code !== 'SQLITE_NOTADB' || attempt > 0) throw err;
       rmSync(file, { force: true });
+      ensurePrivateFileSync(file, 0o600);
     }
   }
 }

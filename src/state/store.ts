@@ -1,4 +1,5 @@
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { ensurePrivateFileSync, makeDirSync } from '../local-files.js';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { SyncError } from '../errors.js';
@@ -116,7 +117,9 @@ export class StateStore {
     const file = path.join(stateDir, STATE_FILE_NAME);
     let db: Database.Database;
     try {
-      mkdirSync(stateDir, { recursive: true });
+      // Private whatever the umask: the state names every image, ref and error (SQLite gives -wal/-shm the same mode).
+      makeDirSync(stateDir, 0o700);
+      ensurePrivateFileSync(file, 0o600);
       db = new Database(file);
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');

@@ -8,17 +8,19 @@
  * so the three never disagree. A failure of one step is recorded and the job goes on where it can; the cycle
  * catches anything unexpected so that one image never ends the cycle for the others.
  */
-import { mkdir, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Dispatcher } from 'undici';
 import { ChecksumMismatchError, describeError, errorCode } from '../errors.js';
 import { downloadFile, type DownloadResult, type DownloadSink } from '../fetch/download.js';
 import { hashFile } from '../fetch/hash-file.js';
 import { makeDurable } from '../fsync.js';
+import { makeDirInside } from '../local-files.js';
 import type { UpstreamImage } from '../image.js';
 import type { Logger } from '../log.js';
 import type { RunCounts, StateStore } from '../state/store.js';
 import type { DigestAlgorithm, FileDigests, PublishContext, PublishResult, Target, VerifiedFile } from '../targets/target.js';
+import type { Slots } from './concurrency.js';
 import type { SyncAction } from './plan.js';
 import { startStreamPublications, type StreamOutcome } from './stream-publish.js';
 import { cachedCopyIsScratch, digestsWanted } from './target-needs.js';
@@ -33,6 +35,8 @@ export interface JobContext {
   http: { retries: number; retryBaseDelayMs: number; retryMaxDelayMs: number };
   cacheDir: string;
   keepCache: boolean;
+  /** A download announcing or sending more is abandoned (source.maxImageBytes). */
+  maxImageBytes?: number;
   /** Throttle of progress events (default 5 s). */
   progressIntervalMs?: number;
   now?: () => number;
@@ -41,6 +45,8 @@ export interface JobContext {
   fail(message: string, target?: string): void;
   /** Removals of cached copies still running; awaited before the cycle is recorded as finished. */
   removals: Promise<unknown>[];
+  /** A target's publications at once, shared by the images in flight (undefined: no limit). */
+  slots?: (target: Target) => Slots | undefined;
 }
 
 /** Where the verified copy of an image is kept until every target has it. */
@@ -208,20 +214,28 @@ export class ImageJob {
     let file: VerifiedFile | undefined = this.action.download ? await this.reverifyInterrupted() : this.cachedFile();
     if (!file) {
       // Targets that upload while downloading get the bytes as they arrive; the rest get the verified file after.
-      const streamTargets = this.targets.filter((t) => t.publishStream);
+      // A streaming target whose uploads are all taken by other images gets the verified file after too,
+      // rather than holding this download back.
+      const streamTargets = this.targets.filter((t) => t.publishStream && (ctx.slots?.(t)?.tryTake() ?? true));
       const starts = new Map(streamTargets.map((t) => [t.name, Date.now()]));
       for (const t of streamTargets) journal.publishStarted(t);
-      const streams = streamTargets.length > 0 ? startStreamPublications(this.action.image, streamTargets, (t) => this.publishContext(t)) : undefined;
-      scratch = cachedCopyIsScratch(this.targets.map((t) => ({ digests: t.digests, streams: t.publishStream !== undefined })), ctx.keepCache);
-      file = await this.fetchAndVerify(streams?.sink, !scratch);
-      for (const outcome of streams ? await streams.settle(file) : []) {
-        if (this.recordStreamOutcome(outcome, file !== undefined, starts.get(outcome.target.name) ?? outcome.startedMs)) done.add(outcome.target.name);
-        else if (!file) allPublished = false;
+      try {
+        const streams = streamTargets.length > 0 ? startStreamPublications(this.action.image, streamTargets, (t) => this.publishContext(t)) : undefined;
+        scratch = cachedCopyIsScratch(this.targets.map((t) => ({ digests: t.digests, streams: streamTargets.includes(t) })), ctx.keepCache);
+        file = await this.fetchAndVerify(streams?.sink, !scratch);
+        for (const outcome of streams ? await streams.settle(file) : []) {
+          if (this.recordStreamOutcome(outcome, file !== undefined, starts.get(outcome.target.name) ?? outcome.startedMs)) done.add(outcome.target.name);
+          else if (!file) allPublished = false;
+        }
+      } finally {
+        for (const t of streamTargets) ctx.slots?.(t)?.give();
       }
       if (!file) return;
     }
     for (const target of this.targets.filter((t) => !done.has(t.name))) {
       if (ctx.signal?.aborted) { allPublished = false; break; }
+      const slots = ctx.slots?.(target);
+      await slots?.take();
       const started = Date.now();
       journal.publishStarted(target, file.sizeBytes);
       try {
@@ -230,6 +244,8 @@ export class ImageJob {
       } catch (err) {
         allPublished = false;
         journal.publishFailed(target, err, started);
+      } finally {
+        slots?.give();
       }
     }
     // Every target has it: the cached copy is no longer needed (a directory target on the same disk holds a hard link).
@@ -280,9 +296,10 @@ export class ImageJob {
     let lastProgress = started;
     journal.downloadStarted();
     try {
-      await mkdir(path.dirname(dest), { recursive: true });
+      // Folders 0700, never through a symlink leading out of cacheDir.
+      await makeDirInside(path.resolve(ctx.cacheDir), path.dirname(dest), 0o700);
       const res = await downloadFile(action.image.url, dest, {
-        client: ctx.client, expectedSha256: action.image.sha256, expectedSizeBytes: action.image.sizeBytes, retries: ctx.http.retries,
+        client: ctx.client, expectedSha256: action.image.sha256, expectedSizeBytes: action.image.sizeBytes, retries: ctx.http.retries, maxBytes: ctx.maxImageBytes,
         extraHashAlgorithms: this.digests(),
         baseDelayMs: ctx.http.retryBaseDelayMs, maxDelayMs: ctx.http.retryMaxDelayMs, signal: ctx.signal, log: journal.log, sink, durable,
         onProgress: (bytes, total) => {

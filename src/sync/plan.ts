@@ -1,4 +1,4 @@
-import { imageKey, type UpstreamImage } from '../image.js';
+import { compareSerials, imageKey, type UpstreamImage } from '../image.js';
 import type { ImageRecord } from '../state/store.js';
 
 /** One image to bring to some targets, downloading it first unless a verified copy is in the cache. */
@@ -37,4 +37,40 @@ export function planSync({ upstream, images, targets, cachedKeys }: PlanInput): 
     actions.push({ image, key, download: !cached, publishTo });
   }
   return actions.sort((a, b) => a.key.localeCompare(b.key));
+}
+
+/** An upstream image older than what a target already has of its series: a rollback, refused. */
+export interface RefusedRollback {
+  image: UpstreamImage;
+  /** The newest serial of the series published (or hidden) on some target. */
+  publishedSerial: string;
+}
+
+/**
+ * Upstream offering an older serial as its newest (a replayed, still validly signed SHA256SUMS, or a mirror
+ * gone back in time) must never displace a newer published serial. Pure: splits what discovery found into the
+ * images to plan with and the refused ones.
+ */
+export function refuseRollbacks(
+  upstream: readonly UpstreamImage[], images: readonly ImageRecord[],
+): { accepted: UpstreamImage[]; refused: RefusedRollback[] } {
+  const newest = new Map<string, string>();
+  for (const r of images) {
+    if (!Object.values(r.publications).some((p) => p.state === 'published' || p.state === 'hidden')) continue;
+    const series = seriesKey(r);
+    const known = newest.get(series);
+    if (known === undefined || compareSerials(r.serial, known) > 0) newest.set(series, r.serial);
+  }
+  const accepted: UpstreamImage[] = [];
+  const refused: RefusedRollback[] = [];
+  for (const image of upstream) {
+    const publishedSerial = newest.get(seriesKey(image));
+    if (publishedSerial !== undefined && compareSerials(image.serial, publishedSerial) < 0) refused.push({ image, publishedSerial });
+    else accepted.push(image);
+  }
+  return { accepted, refused };
+}
+
+function seriesKey(i: Pick<UpstreamImage, 'channel' | 'variant' | 'release' | 'arch'>): string {
+  return `${i.channel}/${i.variant}/${i.release}/${i.arch}`;
 }

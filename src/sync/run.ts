@@ -13,8 +13,9 @@ import { createSource } from '../source/registry.js';
 import type { DiscoveryResult, Source } from '../source/source.js';
 import type { RunCounts, StateStore } from '../state/store.js';
 import type { PublishedImage, Target } from '../targets/target.js';
+import { Slots, runLanes, seriesLanes } from './concurrency.js';
 import { ImageJob, imageFields, type JobContext } from './image-job.js';
-import { planSync, type SyncAction } from './plan.js';
+import { planSync, refuseRollbacks, type SyncAction } from './plan.js';
 import { decideRetention } from './retention.js';
 
 export { cachePath } from './image-job.js';
@@ -41,10 +42,19 @@ export interface RunSummary extends RunCounts {
   errors: string[];
 }
 
-/** Discover what upstream has now: signed checksums of the newest serial of each wanted release. */
+/**
+ * Discover what upstream has now: signed checksums of the newest serial of each wanted release. A serial
+ * older than one already published of its series is left out (a rollback) and logged.
+ */
 export async function discover(deps: SyncDeps, onBytes?: (n: number) => void): Promise<DiscoveryResult> {
   const source = deps.source ?? createSource(deps.config);
-  return source.discover({ cache: deps.store, client: deps.client, http: deps.config.http, log: deps.log, signal: deps.signal, onBytes });
+  const discovery = await source.discover({ cache: deps.store, client: deps.client, http: deps.config.http, log: deps.log, signal: deps.signal, onBytes });
+  const { accepted, refused } = refuseRollbacks(discovery.images, deps.store.listImages());
+  for (const { image, publishedSerial } of refused) {
+    deps.log.warn({ event: 'source.rollback.refused', ...imageFields(image), publishedSerial, url: image.url },
+      `upstream offers ${image.release}/${image.arch} ${image.serial} as newest, older than the published ${publishedSerial}: refused (a replayed or stale list); nothing is replaced`);
+  }
+  return { ...discovery, images: accepted };
 }
 
 /** The plan of a cycle given what was discovered and what state records. */
@@ -74,14 +84,16 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
     fail(describeError(err));
     log.error({ event: 'sync.run.error', runId, err: describeError(err), errCode: errorCode(err) }, describeError(err));
   };
-  log.info({ event: 'sync.run.started', runId, source: source.url, targets: deps.targets.map((t) => t.name) }, 'sync run started');
+  log.info({ event: 'sync.run.started', runId, source: deps.config.sourceUrlShown, targets: deps.targets.map((t) => t.name) }, 'sync run started');
   logProxies(deps, log);
 
   /** Cached copies being removed, each settling to undefined or its error; awaited before the run is recorded as finished. */
   const removals: Promise<unknown>[] = [];
+  const slots = new Map(deps.targets.filter((t) => t.concurrency !== undefined).map((t) => [t.name, new Slots(t.concurrency!)]));
   const jobs: JobContext = {
-    store, targets: deps.targets, log, client: deps.client, signal: deps.signal, http: config.http, cacheDir: config.cacheDir,
+    store, targets: deps.targets, log, client: deps.client, signal: deps.signal, http: config.http, cacheDir: config.cacheDir, maxImageBytes: config.source.maxImageBytes,
     keepCache: config.keepCache, progressIntervalMs: deps.progressIntervalMs, now: deps.now, counts, fail, removals,
+    slots: (target) => slots.get(target.name),
   };
   try {
     const discovery = await discover({ ...deps, source }, (n) => { counts.bytesDown += n; });
@@ -92,8 +104,8 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
         log.info({ event: 'image.discovered', ...imageFields(image), url: image.url, sha256: image.sha256 }, `new image ${image.fileName} ${image.serial}`);
       }
     }
-    for (const action of planCycle(deps, discovery.images)) {
-      if (deps.signal?.aborted) break;
+    // Up to `concurrency` images at once; those of one release/arch one after another, in plan order.
+    await runLanes(seriesLanes(planCycle(deps, discovery.images)), config.concurrency, async (action) => {
       try {
         await new ImageJob(jobs, action).run();
       } catch (err) {
@@ -102,7 +114,7 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
         log.error({ event: 'image.job.failed', ...imageFields(action.image), err: describeError(err), errCode: errorCode(err) },
           `${action.key} failed unexpectedly: ${describeError(err)}`);
       }
-    }
+    }, () => !deps.signal?.aborted);
     if (!deps.signal?.aborted) {
       for (const target of deps.targets) {
         if (failedTargets.has(target.name)) {

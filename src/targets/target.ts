@@ -122,6 +122,8 @@ export interface Target {
   readonly hidesBeforeDelete: boolean;
   /** How long a hidden image stays before retention deletes it. */
   readonly hideGraceMs: number;
+  /** Publications to it at once when several images are in flight; unlimited when absent. */
+  readonly concurrency?: number;
   /** Digests the target compares with what it holds after a publish: the download computes them once. */
   readonly digests?: readonly DigestAlgorithm[];
 }
@@ -134,6 +136,8 @@ export interface CreateTargetOptions {
   log?: Logger;
   /** config.http's proxy keys, under the target's own (`proxy`, `noProxy`) for targets reached over HTTP. */
   http?: ProxyConfig;
+  /** Newest serials kept per stream (the config's `keep`), for targets that publish it (SCS's uuid_validity). */
+  keep?: number;
 }
 
 /**

@@ -76,6 +76,9 @@ describe('Dockerfile', () => {
     assert.deepEqual(step(runtime, 'CMD'), ['["daemon"]']);
     assert.ok(!step(runtime, 'RUN').some((r) => /npm (ci|install)/.test(r)), 'no install (and no compiler) in the runtime stage');
   });
+  test('the runtime has qemu-img (qemu-utils) for glance targets with diskFormat: raw', () => {
+    assert.ok(step(runtime, 'RUN').some((r) => /apt-get install -y --no-install-recommends qemu-utils/.test(r)), step(runtime, 'RUN').join('\n'));
+  });
 });
 
 describe('container runtime stage, replayed without Docker', { timeout: 20 * 60_000 }, () => {

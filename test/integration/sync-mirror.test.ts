@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { afterEach, describe, test } from 'node:test';
 import { SyncMetrics } from '../../src/daemon/metrics.js';
+import { DirectoryTarget } from '../../src/targets/directory/target.js';
 import type { EventRecord } from '../../src/events.js';
 import { createSyncWorld, type SyncWorld } from '../support/sync-world.js';
 
@@ -313,4 +314,59 @@ describe('retention safety', () => {
     assert.equal(world.events('image.retire.skipped').length, 1);
     assert.ok(existsSync(path.join(world.dir, 'images', 'noble', '20261101')), 'the old serial is still there');
   });
+});
+
+describe('images in parallel', () => {
+  /** A directory target that takes one publication at a time and counts how many overlapped. */
+  class OneAtATimeTarget extends DirectoryTarget {
+    readonly concurrency = 1;
+    inFlight = 0;
+    mostInFlight = 0;
+    override async publish(...args: Parameters<DirectoryTarget['publish']>) {
+      this.mostInFlight = Math.max(this.mostInFlight, ++this.inFlight);
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        return await super.publish(...args);
+      } finally {
+        this.inFlight--;
+      }
+    }
+  }
+
+  /** Most downloads running at once, from the order of their start and done events. */
+  function mostDownloadsAtOnce(w: SyncWorld): number {
+    let now = 0;
+    let most = 0;
+    for (const e of w.logs) {
+      if (e.event === 'image.download.started') most = Math.max(most, ++now);
+      if (e.event === 'image.download.done' || e.event === 'image.download.failed') now--;
+    }
+    return most;
+  }
+
+  for (const concurrency of [1, 3]) {
+    test(`concurrency ${concurrency}: ${concurrency} image(s) download at once, a target limited to one publication takes them one by one, each image's state its own`, async () => {
+      const arches = ['amd64', 'arm64', 'ppc64el'] as const;
+      world = await createSyncWorld({
+        mirror: { releases: [{ codename: 'noble', serials: ['20261120'], arches: [...arches] }] },
+        config: { concurrency, source: { arches: [...arches] } },
+      });
+      // Slow enough that the downloads overlap when they may: 512 KiB at 2 MB/s each.
+      world.mirror.inject({ path: /\.img$/, fault: 'slow', bytesPerSecond: 2_000_000 });
+      const target = new OneAtATimeTarget('local', path.join(world.dir, 'images'));
+      const summary = await world.sync({ targets: [target] });
+      assert.equal(summary.result, 'ok', summary.errors.join('\n'));
+      assert.equal(summary.published, 3);
+      assert.equal(mostDownloadsAtOnce(world), concurrency);
+      assert.equal(target.mostInFlight, 1);
+      const states = world.store().listImages().map((r) => [r.arch, r.state, r.publications.local?.state]).sort();
+      assert.deepEqual(states, arches.map((a) => [a, 'verified', 'published']).sort());
+      for (const arch of arches) {
+        const file = path.join(world.dir, 'images', 'noble', '20261120', `ubuntu-24.04-server-cloudimg-${arch}.img`);
+        assert.equal(sha256Of(file), world.mirror.published({ arch }).find((i) => i.serial === '20261120')!.sha256);
+      }
+      const done = world.events('image.publish.done');
+      assert.deepEqual(done.map((e) => e.arch).sort(), [...arches].sort(), 'each image logs its own publication, with its own fields');
+    });
+  }
 });

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { validateConfig, type LoadedConfig } from '../../src/config/load.js';
-import { createHttpClient } from '../../src/fetch/http-client.js';
+import { createHttpClient, httpClientOptionsFor } from '../../src/fetch/http-client.js';
 import { createLogger } from '../../src/log.js';
 import { StateStore } from '../../src/state/store.js';
 import { runSyncCycle, type RunSummary } from '../../src/sync/run.js';
@@ -42,6 +42,16 @@ export interface SyncWorldOptions {
 
 export async function createSyncWorld(options: SyncWorldOptions = {}): Promise<SyncWorld> {
   const mirror = await startMirror(options.mirror);
+  try {
+    return await buildWorld(mirror, options);
+  } catch (err) {
+    // A config the test meant to be invalid must not leave the mirror listening (the suite would never end).
+    await mirror.close();
+    throw err;
+  }
+}
+
+async function buildWorld(mirror: Mirror, options: SyncWorldOptions): Promise<SyncWorld> {
   const dir = mkdtempSync(path.join(tmpdir(), 'cloudimg-sync-test-'));
   const raw = {
     source: { url: mirror.url, keyring: mirror.keyringPath, releases: ['noble'], arches: ['amd64'] },
@@ -53,7 +63,13 @@ export async function createSyncWorld(options: SyncWorldOptions = {}): Promise<S
   };
   const rawSource = (options.config?.source ?? {}) as Record<string, unknown>;
   raw.source = { url: mirror.url, keyring: mirror.keyringPath, releases: ['noble'], arches: ['amd64'], ...rawSource };
-  const config = validateConfig(raw, 'test config');
+  let config: LoadedConfig;
+  try {
+    config = validateConfig(raw, 'test config');
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
   const configWith = (more: Record<string, unknown>): LoadedConfig => validateConfig({ ...raw, ...more }, 'test config');
   const logs: LogEvent[] = [];
   const sink = new Writable({
@@ -63,7 +79,7 @@ export async function createSyncWorld(options: SyncWorldOptions = {}): Promise<S
     },
   });
   const log = createLogger({ level: 'debug', destination: sink });
-  const client = createHttpClient({ ...config.http, connectTimeoutMs: 2_000 });
+  const client = createHttpClient({ ...httpClientOptionsFor(config), connectTimeoutMs: 2_000 });
   const stores: StateStore[] = [];
   return {
     mirror, dir, config, logs, configWith,

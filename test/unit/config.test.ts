@@ -22,7 +22,7 @@ describe('configuration', () => {
     assert.deepEqual(c.source.arches, ['amd64']);
     assert.equal(c.source.verifySignature, true);
     assert.equal(c.keyringPath, SHIPPED_KEYRING_PATH);
-    assert.deepEqual(c.targets, [{ name: 'local', type: 'directory', path: './var/images' }]);
+    assert.deepEqual(c.targets, [{ name: 'local', type: 'directory', path: './var/images', mode: '0644' }]);
     assert.equal(c.keep, 2);
   });
 

@@ -43,7 +43,7 @@ describe('schedule config', () => {
     assert.equal(config.schedule, undefined);
     assert.equal(config.runOnStart, true);
     assert.equal(config.shutdownGraceMs, 30_000);
-    assert.deepEqual(config.health, { enabled: true, listen: '127.0.0.1', port: 9465, maxAgeHours: 24 });
+    assert.deepEqual(config.health, { enabled: true, listen: '127.0.0.1', port: 9465, maxAgeHours: 24, maxCycleHours: 6 });
     assert.deepEqual(config.failureRetry, { baseDelayMs: 60_000, maxDelayMs: 3_600_000 });
   });
 

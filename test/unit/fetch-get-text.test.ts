@@ -61,7 +61,7 @@ describe('getText', () => {
 
     assert.deepEqual(result, {
       status: 200,
-      body: SUMS,
+      body: Buffer.from(SUMS),
       etag: ETAG,
       lastModified: LAST_MODIFIED,
       url: `${base}/releases/noble/release/SHA256SUMS`,
@@ -129,7 +129,7 @@ describe('getText', () => {
 
     assert.equal(result.status, 200);
     assert.ok(result.status === 200 && result.url === `${base}/releases/noble/`);
-    assert.ok(result.status === 200 && result.body === '<html>listing</html>');
+    assert.ok(result.status === 200 && result.body.toString() === '<html>listing</html>');
     assert.deepEqual(seen.map((r) => r.url), ['/releases/noble', '/releases/noble/']);
   });
 

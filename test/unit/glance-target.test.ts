@@ -92,6 +92,55 @@ describe('glance image properties', () => {
   });
 });
 
+describe('metadata operators expect', () => {
+  const amd64: UpstreamImage = { ...noble, arch: 'amd64', fileName: 'ubuntu-24.04-server-cloudimg-amd64.img' };
+  test('os_admin_user is ubuntu; hypervisor_type stays unset unless asked for; min_ram goes on the image', () => {
+    const plain = imageProperties(glanceConfig(), noble, noble.sha256);
+    assert.equal(plain.os_admin_user, 'ubuntu');
+    assert.equal('hypervisor_type' in plain, false);
+    assert.equal(imageProperties(glanceConfig({ hypervisorType: 'kvm' }), noble, noble.sha256).hypervisor_type, 'kvm');
+    assert.throws(() => glanceConfig({ hypervisorType: 'xen' }), /hypervisorType: "xen" is not allowed; allowed: qemu, kvm/);
+    assert.equal(createImageRequest(glanceConfig(), noble, noble, { format: 'qcow2', minDiskGiB: 4 }).min_ram, undefined);
+    assert.equal(createImageRequest(glanceConfig({ minRamMiB: 1024 }), noble, noble, { format: 'qcow2', minDiskGiB: 4 }).min_ram, 1024);
+  });
+  test('property rules apply where their match selects the image, in order, a later rule winning', () => {
+    const cfg = glanceConfig({ properties: [
+      { set: { hw_qemu_guest_agent: 'yes', site: 'lyon' } },
+      { match: { arch: 'amd64' }, set: { hw_scsi_model: 'virtio-scsi', hw_disk_bus: 'scsi' } },
+      { match: { release: ['24.04'], channel: 'release' }, set: { site: 'paris' } },
+      { match: { variant: 'minimal' }, set: { site: 'nowhere' } },
+    ] });
+    const onAmd64 = imageProperties(cfg, amd64, noble.sha256);
+    assert.deepEqual([onAmd64.hw_scsi_model, onAmd64.hw_disk_bus, onAmd64.hw_qemu_guest_agent, onAmd64.site], ['virtio-scsi', 'scsi', 'yes', 'paris']);
+    const onArm64 = imageProperties(cfg, noble, noble.sha256);
+    assert.deepEqual([onArm64.hw_scsi_model, onArm64.hw_disk_bus, onArm64.site], [undefined, 'virtio', 'paris'], 'virtio-scsi for amd64 only');
+    assert.equal(imageProperties(cfg, { ...amd64, channel: 'daily' }, noble.sha256).site, 'lyon');
+  });
+  test('the reserved keys stay reserved in rules; a rule with an unknown match key is a config error', () => {
+    assert.throws(() => glanceConfig({ properties: [{ match: { arch: 'amd64' }, set: { os_distro: 'debian' } }] }), /reserved key/);
+    assert.throws(() => glanceConfig({ properties: [{ match: { flavor: 'x' }, set: { a: 'b' } }] }), /properties\[0\]\.match: unknown key\(s\) flavor/);
+    assert.throws(() => glanceConfig({ properties: [{ match: { arch: 'sparc' }, set: { a: 'b' } }] }), /sparc/);
+  });
+  test('members need visibility shared; raw cannot go with web-download', () => {
+    assert.throws(() => glanceConfig({ members: ['lab'] }), /targets\[0\]\.members: \["lab"\]: members need visibility: shared/);
+    assert.deepEqual(glanceConfig({ visibility: 'shared', members: ['lab'] }).members, ['lab']);
+    assert.throws(() => glanceConfig({ method: 'web-download', diskFormat: 'raw' }), /diskFormat: "raw": raw needs method put, stream or glance-direct/);
+  });
+  test('metadata: scs adds the SCS fields derived from the stream: EOL, serial date, keep; properties override them', () => {
+    assert.equal(imageProperties(glanceConfig(), noble, noble.sha256).replace_frequency, undefined, 'opt-in');
+    const scs = imageProperties(glanceConfig({ metadata: 'scs' }), noble, noble.sha256, { keep: 3 });
+    assert.deepEqual(
+      [scs.image_original_user, scs.image_build_date, scs.image_source, scs.replace_frequency, scs.provided_until, scs.uuid_validity, scs.hotfix_hours],
+      ['ubuntu', '2026-11-20', noble.url, 'monthly', '2029-05-31', 'last-3', '0'],
+    );
+    assert.equal(scs.image_description, 'Ubuntu 24.04 LTS (Noble Numbat) server cloud image, release serial 20261120');
+    const daily = imageProperties(glanceConfig({ metadata: 'scs' }), { ...noble, channel: 'daily', serial: '20261121.1' }, noble.sha256);
+    assert.deepEqual([daily.replace_frequency, daily.image_build_date, daily.uuid_validity], ['daily', '2026-11-21', 'none']);
+    const overridden = imageProperties(glanceConfig({ metadata: 'scs', properties: { replace_frequency: 'quarterly', hotfix_hours: '48' } }), noble, noble.sha256);
+    assert.deepEqual([overridden.replace_frequency, overridden.hotfix_hours], ['quarterly', '48']);
+  });
+});
+
 describe('glance images read back for retention', () => {
   test('a visible verified image is published and not hidden', () => {
     assert.deepEqual(toPublishedImage(glanceImage({}), ['keep']), {
@@ -132,14 +181,14 @@ describe('image files', () => {
   test('min_disk comes from the qcow2 virtual size, rounded up to whole GiB', async () => {
     const file = path.join(dir, 'disk.img');
     await writeQcow2Image(file, { fileSizeBytes: 256 * 1024, virtualSizeBytes: 3584 * 1024 * 1024 });
-    assert.deepEqual(await readDiskImageInfo(file), { format: 'qcow2', virtualSizeBytes: 3584 * 1024 * 1024 });
+    assert.deepEqual(await readDiskImageInfo(file), { format: 'qcow2', virtualSizeBytes: 3584 * 1024 * 1024, refersToOtherFiles: false });
     assert.equal(minDiskGiB(3584 * 1024 * 1024), 4);
     assert.equal(minDiskGiB(2 * 1024 ** 3), 2);
   });
   test('a file without the qcow2 magic is raw, sized by its length', async () => {
     const file = path.join(dir, 'disk.raw');
     await writeFile(file, Buffer.alloc(5000, 1));
-    assert.deepEqual(await readDiskImageInfo(file), { format: 'raw', virtualSizeBytes: 5000 });
+    assert.deepEqual(await readDiskImageInfo(file), { format: 'raw', virtualSizeBytes: 5000, refersToOtherFiles: false });
   });
   test('a file is digested in sha256 and the digests asked for, with its size', async () => {
     const data = randomBytes(3 * 1024 * 1024 + 5);

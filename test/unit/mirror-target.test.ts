@@ -183,19 +183,28 @@ describe('mirror target', () => {
     await symlink(outside, path.join(root, 'releases'));
     const serial = upstreamSerial('20261120', ['amd64']);
     const target = new MirrorTarget('internal', root);
-    await assert.rejects(target.publish(serial.imageOf('amd64'), await cached(serial, 'amd64'), context(serial)), { code: 'TARGET_PATH_UNSAFE' });
+    await assert.rejects(target.publish(serial.imageOf('amd64'), await cached(serial, 'amd64'), context(serial)), { code: 'UNSAFE_PATH' });
     const victim = { ref: path.join(outside, 'noble', 'release-20261120', 'keep.txt'), release: 'noble', arch: 'amd64', variant: 'server', channel: 'release', serial: '20261120', pinned: false };
-    await assert.rejects(target.remove(victim, { log }), { code: 'TARGET_PATH_UNSAFE' });
-    await assert.rejects(target.remove({ ...victim, ref: path.join(root, 'releases', 'noble', 'release-20261120', 'keep.txt') }, { log }), { code: 'TARGET_PATH_UNSAFE' });
+    await assert.rejects(target.remove(victim, { log }), { code: 'UNSAFE_PATH' });
+    await assert.rejects(target.remove({ ...victim, ref: path.join(root, 'releases', 'noble', 'release-20261120', 'keep.txt') }, { log }), { code: 'UNSAFE_PATH' });
     assert.equal(readFileSync(victim.ref, 'utf8'), 'precious');
     assert.deepEqual(readdirSync(path.join(outside, 'noble', 'release-20261120')), ['keep.txt']);
     assert.equal(lstatSync(path.join(root, 'releases')).isSymbolicLink(), true);
   });
 
+  test('check says whether the path is writable without creating it', async () => {
+    const target = new MirrorTarget('internal', root);
+    assert.match(await target.check(), /does not exist yet; it is created under .*cloudimg-mirror-target-/);
+    assert.equal(existsSync(root), false);
+    await mkdir(root);
+    assert.match(await target.check(), /writable$/);
+    assert.deepEqual(readdirSync(root), [], 'the probe file is gone');
+  });
+
   test('refuses upstream paths that climb out, hide, or name no folder', () => {
     const serial = upstreamSerial('20261120', ['amd64']);
     for (const upstreamPath of ['releases/../../etc/x.img', '/etc/x.img', 'releases/noble/.hidden/x.img', 'x.img', 'releases//x.img']) {
-      assert.throws(() => mirrorPlacement({ ...serial.imageOf('amd64'), upstreamPath }), { code: 'TARGET_PATH_UNSAFE' }, upstreamPath);
+      assert.throws(() => mirrorPlacement({ ...serial.imageOf('amd64'), upstreamPath }), { code: 'UNSAFE_PATH' }, upstreamPath);
     }
     assert.throws(() => mirrorPlacement({ ...serial.imageOf('amd64'), upstreamPath: undefined }), { code: 'MIRROR_LAYOUT_UNKNOWN' });
   });

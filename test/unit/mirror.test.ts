@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import * as openpgp from 'openpgp';
-import { startMirror, parseQcow2Header, writeQcow2Image, type Mirror, type MirrorOptions } from '../fixtures/mirror/index.js';
+import { startMirror, parseQcow2Header, retiredSigningKey, writeQcow2Image, type Mirror, type MirrorOptions } from '../fixtures/mirror/index.js';
 import { apacheSize, renderListingPage, type ListingEntry } from '../fixtures/mirror/listing.js';
 
 const SAMPLES = new URL('../fixtures/samples/', import.meta.url);
@@ -314,7 +314,8 @@ describe('fixture mirror layout', () => {
       const sums = await text(mirror.urlOf('/releases/noble/release/SHA256SUMS'));
       const signature = await text(mirror.urlOf('/releases/noble/release/SHA256SUMS.gpg'));
       assert.match(signature, /^-----BEGIN PGP SIGNATURE-----\n/);
-      assert.equal(await readFile(mirror.keyringPath, 'utf8'), mirror.publicKeyArmored);
+      const keyring = await openpgp.readKeys({ armoredKeys: await readFile(mirror.keyringPath, 'utf8') });
+      assert.deepEqual(keyring.map((k) => k.getFingerprint().toUpperCase()), [mirror.fingerprint, (await retiredSigningKey()).fingerprint]);
       assert.equal(await verifies(sums, signature, mirror.publicKeyArmored, 'binary'), true);
       assert.equal(await verifies(sums, signature, mirror.publicKeyArmored, 'text'), true);
       assert.equal(await verifies(sums.replace(/^./, (c) => (c === '0' ? '1' : '0')), signature, mirror.publicKeyArmored, 'binary'), false);

@@ -12,8 +12,9 @@ const signature = readFileSync(new URL('SHA256SUMS.gpg', samples));
 describe('verifyDetachedSignature with the shipped Ubuntu keyring', () => {
   test('accepts the real signed SHA256SUMS of noble 20260926 and names the signing key', async () => {
     const keyring = await loadKeyring(SHIPPED_KEYRING_PATH);
-    const fingerprint = await verifyDetachedSignature(sums, signature, keyring, 'SHA256SUMS.gpg');
+    const { fingerprint, keyExpiredAt } = await verifyDetachedSignature(sums, signature, keyring, 'SHA256SUMS.gpg');
     assert.equal(fingerprint, 'D2EB44626FDDC30B513D5BB71A5D6C4C7DB87C81');
+    assert.equal(keyExpiredAt, undefined);
   });
 
   test('the real signature verifies in both binary and text message modes', async () => {

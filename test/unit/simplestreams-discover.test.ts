@@ -16,7 +16,7 @@ import { foreignSigningKey, startMirror, type Mirror } from '../fixtures/mirror/
 const plainGet: CachedGet = async (url) => {
   const res = await getText(url, { retries: 0 });
   if (res.status !== 200) throw new Error(`unexpected ${res.status}`);
-  return { body: Buffer.from(res.body, 'utf8'), changed: true };
+  return { body: res.body, changed: true };
 };
 
 function capture(): { log: ReturnType<typeof createLogger>; events: Array<Record<string, unknown>> } {
@@ -60,8 +60,10 @@ describe('discoverFromStreams against the fixture mirror', () => {
       });
       assert.deepEqual(fromStreams.failures, []);
       const comparable = (i: UpstreamImage) =>
-        ({ key: imageKey(i), fileName: i.fileName, sha256: i.sha256, version: i.version, signed: i.signed, upstreamPath: i.upstreamPath });
+        ({ key: imageKey(i), fileName: i.fileName, sha256: i.sha256, version: i.version, signed: i.signed });
       assert.deepEqual(fromStreams.images.map(comparable), fromListing.images.map(comparable));
+      // Each says where the site serves it (the streams tree's item path, the listing's folder): a mirror copies it there.
+      for (const image of [...fromStreams.images, ...fromListing.images]) assert.equal(image.upstreamPath, new URL(image.url).pathname.slice(1), image.url);
       assert.equal(fromStreams.images.length, 2);
       for (const image of fromStreams.images) {
         const published = mirror.published({ codename: 'noble', serial: '20261120', channel, variant, arch: image.arch })[0]!;
@@ -213,6 +215,44 @@ describe('verification of unchanged metadata', () => {
       const replayed = await discoverFromStreams({ rootUrl: mirror.streamsUrl(), channel: 'release', variant: 'server', releases: [resolveRelease('noble')!], arches: ['amd64'], ftype: DEFAULT_FTYPE, keyring: keyringWithId('k2'), get, log: capture().log });
       assert.deepEqual(replayed.images, []);
       assert.equal((replayed.failures[0]?.error as { code?: string }).code, 'SIGNATURE_INVALID');
+    } finally {
+      await mirror.close();
+    }
+  });
+
+  test('an unchanged products file answers from the selection made when it verified, for the same keyring and selection only', async () => {
+    const mirror = await startMirror({ releases: [{ codename: 'noble', serials: ['20261120'], channels: ['release'], arches: ['amd64', 'arm64'] }] });
+    try {
+      const bodies = new Map<string, Buffer>();
+      const parsed = new Map<string, string>();
+      let unchanged = false;
+      const get: CachedGet = async (url) => {
+        const parsedOf = { get: () => parsed.get(url), set: (json: string) => void parsed.set(url, json) };
+        if (unchanged && bodies.has(url)) return { body: bodies.get(url)!, changed: false, parsed: parsedOf };
+        const fresh = await plainGet(url);
+        bodies.set(url, fresh.body);
+        parsed.delete(url); // as the state does when a body changes
+        return { ...fresh, parsed: parsedOf };
+      };
+      const keyring: KeyringSource = { id: 'k1', load: () => loadKeyring(mirror.keyringPath) };
+      const discover = (arches: Array<'amd64' | 'arm64'>, k: KeyringSource = keyring) => discoverFromStreams({
+        rootUrl: mirror.streamsUrl(), channel: 'release', variant: 'server', releases: [resolveRelease('noble')!], arches, ftype: DEFAULT_FTYPE, keyring: k, get, log: capture().log,
+      });
+      const first = await discover(['amd64']);
+      assert.equal(first.images.length, 1);
+      const productsUrl = mirror.urlOf('/releases/streams/v1/com.ubuntu.cloud:released:download.sjson');
+      // Mark what was remembered, to see where the next answer comes from.
+      const marked = JSON.parse(parsed.get(productsUrl)!) as { memo: string; result: { images: Array<{ sha256: string }> } };
+      marked.result.images[0]!.sha256 = 'remembered';
+      parsed.set(productsUrl, JSON.stringify(marked));
+
+      unchanged = true;
+      assert.deepEqual((await discover(['amd64'])).images.map((i) => i.sha256), ['remembered'], 'unchanged: answered from the selection kept');
+      assert.deepEqual((await discover(['amd64', 'arm64'])).images.map((i) => i.arch), ['amd64', 'arm64'], 'another selection reads the file again');
+      const otherKeyring = await discover(['amd64'], { id: 'k2', load: keyring.load });
+      assert.notEqual(otherKeyring.images[0]?.sha256, 'remembered', 'another keyring verifies and reads again');
+      unchanged = false;
+      assert.notEqual((await discover(['amd64'])).images[0]?.sha256, 'remembered', 'a changed body is read again');
     } finally {
       await mirror.close();
     }

@@ -57,9 +57,9 @@ describe('sync cycle from the simplestreams source (directory and mirror targets
   });
 
   test('switching an existing state dir from the listing source to simplestreams and back downloads and publishes nothing', async () => {
-    world = await createSyncWorld({ mirror: { releases: [{ codename: 'noble', serials: ['20261120'], arches: ['amd64', 'arm64'] }] }, config: { keepCache: true } });
-    const listing = world.configWith({ source: { url: world.mirror.url, keyring: world.mirror.keyringPath, releases: ['noble'], arches: ['amd64', 'arm64'] }, keepCache: true });
-    const streams = world.configWith({ source: streamsSource(world, { releases: ['noble'], arches: ['amd64', 'arm64'] }), keepCache: true });
+    world = await createSyncWorld({ mirror: { releases: [{ codename: 'noble', serials: ['20261120'], arches: ['amd64', 'arm64'] }] } });
+    const listing = world.configWith({ source: { url: world.mirror.url, keyring: world.mirror.keyringPath, releases: ['noble'], arches: ['amd64', 'arm64'] } });
+    const streams = world.configWith({ source: streamsSource(world, { releases: ['noble'], arches: ['amd64', 'arm64'] }) });
     const first = await world.sync({ config: listing });
     assert.equal(first.result, 'ok', first.errors.join('\n'));
     assert.equal(first.downloaded, 2);
@@ -113,13 +113,28 @@ describe('sync cycle from the simplestreams source (directory and mirror targets
     });
   }
 
-  test('into a mirror target: the image at its place in the site layout, the .sjson copied byte for byte', async () => {
+  test('an .sjson signed before its key expired is accepted, as gpgv does, with a warning event', async () => {
+    world = await createSyncWorld();
+    const fault = world.mirror.inject({ path: /download\.sjson$/, fault: 'alt-signature', how: 'expired-key' });
+    const summary = await world.sync({ config: world.configWith({ source: streamsSource(world) }) });
+    assert.ok(fault.hits > 0, 'the products file signed by the retired key was served');
+    assert.equal(summary.result, 'ok', summary.errors.join('\n'));
+    assert.equal(summary.published, 1);
+    const [warning, ...more] = world.events('source.signature.key_expired');
+    assert.equal(more.length, 0);
+    assert.match(String(warning?.url), /com\.ubuntu\.cloud:released:download\.sjson$/);
+    assert.ok(typeof warning?.keyExpiredAt === 'string' && Date.parse(warning.keyExpiredAt) < Date.now());
+    assert.notEqual(warning?.fingerprint, world.mirror.fingerprint, 'the retired key signed, not the current one');
+  });
+
+  test('into a mirror target: the image where the site serves it, the .sjson copied byte for byte', async () => {
     world = await createSyncWorld();
     const airGapped = path.join(world.dir, 'air-gapped');
     const summary = await world.sync({ config: world.configWith({ source: streamsSource(world), targets: [{ name: 'air', type: 'mirror', path: airGapped }] }) });
     assert.equal(summary.result, 'ok', summary.errors.join('\n'));
     const [image] = world.mirror.published({ codename: 'noble', channel: 'release', variant: 'server' });
-    assert.equal(sha256Of(path.join(airGapped, 'releases/noble/release-20261120/ubuntu-24.04-server-cloudimg-amd64.img')), image!.sha256);
+    // Where the products file says the item is (releases/ + server/releases/...): a downstream reader finds it there.
+    assert.equal(sha256Of(path.join(airGapped, 'releases/server/releases/noble/release-20261120/ubuntu-24.04-server-cloudimg-amd64.img')), image!.sha256);
     for (const doc of ['index.sjson', 'com.ubuntu.cloud:released:download.sjson']) {
       assert.deepEqual(readFileSync(path.join(airGapped, 'releases/streams/v1', doc)), readFileSync(path.join(world.mirror.root, 'releases/streams/v1', doc)), `${doc} byte for byte`);
     }

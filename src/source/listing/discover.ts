@@ -130,9 +130,13 @@ async function readSerial(options: DiscoverOptions, release: ReleaseName, folder
   const earlier = keyring && !sums.changed ? keyring.verifiedSums?.get(sumsUrl) : undefined;
   if (keyring && !earlier?.startsWith(`${keyring.id}:`)) {
     const signature = await options.get(`${sumsUrl}.gpg`);
-    const fingerprint = await verifyDetachedSignature(sums.body, signature.body, await keyring.load(), `${sumsUrl}.gpg`);
+    const { fingerprint, keyExpiredAt } = await verifyDetachedSignature(sums.body, signature.body, await keyring.load(), `${sumsUrl}.gpg`);
     keyring.verifiedSums?.set(sumsUrl, `${keyring.id}:${fingerprint}`);
     log.info({ event: 'source.sums.verified', serial, url: sumsUrl, fingerprint }, `SHA256SUMS of ${serial} signed by ${fingerprint}`);
+    if (keyExpiredAt) {
+      log.warn({ event: 'source.signature.key_expired', serial, url: `${sumsUrl}.gpg`, fingerprint, keyExpiredAt: keyExpiredAt.toISOString() },
+        `SHA256SUMS of ${serial} was signed by ${fingerprint} before that key expired (${keyExpiredAt.toISOString()}); accepted as gpgv does — update source.keyring to the current Ubuntu cloud-image key`);
+    }
   }
   const checksums = parseSha256Sums(sums.body.toString('utf8'), sumsUrl);
   const publishedAt = upstreamTime(sums.lastModified, listedAt);

@@ -1,5 +1,7 @@
-// The slim build parses with htmlparser2 only: enough for autoindex pages, and a third of the load time.
-import * as cheerio from 'cheerio/slim';
+// A streaming tokenizer (htmlparser2's Parser with a handler): no DOM is built, so a page costs the rows it
+// yields, not a tree of every node in it (a 4 MiB page of dense links took 255 MB as a cheerio DOM).
+import { Parser } from 'htmlparser2';
+import { SyncError } from '../../errors.js';
 
 /** One row of an Apache autoindex listing. */
 export interface ListingEntry {
@@ -20,61 +22,129 @@ const MONTHS: Record<string, number> = {
 const ISO_DATE_RE = /(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2})/;
 const APACHE_DATE_RE = /(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d{2}):(\d{2})/;
 const SIZE_RE = /(?:^|\s)(-|\d+(?:\.\d+)?[KMGTP]?)(?:\s|$)/;
+/** Longest row text kept for its date and size: a real row's rest is under 100 characters. */
+const ROW_TEXT_MAX = 512;
+
+/**
+ * Most rows a listing may have. Ubuntu's largest (a release's serial folders) has a few hundred; a page with
+ * more is not an autoindex of cloud images, and every row kept costs memory.
+ */
+export const LISTING_MAX_ROWS = 10_000;
+
+export class ListingTooLargeError extends SyncError {
+  constructor(readonly url: string) {
+    super('LISTING_TOO_LARGE', `${url} lists more than ${LISTING_MAX_ROWS} entries, more than any cloud-image folder has`,
+      'check source.url points at cloud-images.ubuntu.com or a faithful mirror');
+  }
+}
+
+/** A link found on the page that names a row. */
+interface LinkRow {
+  name: string;
+  url: string;
+  isDirectory: boolean;
+}
+
+/** A `<pre>` row's link, waiting for the text after it. */
+interface PendingRow extends LinkRow {
+  text: string;
+}
 
 /**
  * Parse an Apache mod_autoindex page (FancyIndexing `<pre>` rows, or the HTMLTable form) into entries
  * below `pageUrl`. Sort links, the parent link and links leaving the directory are skipped; other rows
- * are kept even when their date or size is missing or in an unknown form.
+ * are kept even when their date or size is missing or in an unknown form. A row's details are the text
+ * after its link up to the end of the line (`<pre>`), or the text of its table row. More than LISTING_MAX_ROWS
+ * rows: ListingTooLargeError.
  */
 export function parseListing(html: string, pageUrl: string): ListingEntry[] {
-  const $ = cheerio.load(html);
   const base = new URL(pageUrl.endsWith('/') ? pageUrl : `${pageUrl}/`);
   const entries: ListingEntry[] = [];
   const seen = new Set<string>();
-  $('a[href]').each((_, el) => {
-    const href = $(el).attr('href') ?? '';
-    if (!href || href.startsWith('?') || href.startsWith('#')) return;
-    let url: URL;
-    try {
-      url = new URL(href, base);
-    } catch {
-      return;
-    }
-    if (url.origin !== base.origin || !url.pathname.startsWith(base.pathname) || url.pathname === base.pathname) return;
-    let rest: string;
-    try {
-      rest = decodeURIComponent(url.pathname.slice(base.pathname.length));
-    } catch {
-      return; // a broken %-escape: not a row we could fetch anyway
-    }
-    const isDirectory = rest.endsWith('/');
-    const name = isDirectory ? rest.slice(0, -1) : rest;
-    // Only direct children: deeper links (page headers, READMEs) are not rows.
-    if (!name || name.includes('/') || seen.has(name)) return;
-    seen.add(name);
-    const rowText = textAfter($, el);
-    entries.push({ name, url: url.href, isDirectory, ...parseRowDetails(rowText) });
-  });
+  /** The link of a `<pre>` row whose line has not ended yet. */
+  let lineRow: PendingRow | undefined;
+  /** Links of the table row being read, and its text so far. */
+  let tableRows: LinkRow[] | undefined;
+  let tableText = '';
+  let inLink = false;
+
+  const finish = (row: LinkRow, text: string): void => {
+    if (entries.length >= LISTING_MAX_ROWS) throw new ListingTooLargeError(pageUrl);
+    entries.push({ name: row.name, url: row.url, isDirectory: row.isDirectory, ...parseRowDetails(text) });
+  };
+  const endLine = (): void => {
+    if (lineRow) finish(lineRow, lineRow.text);
+    lineRow = undefined;
+  };
+
+  const parser = new Parser({
+    onopentag(tag, attributes) {
+      if (tag === 'tr') {
+        endLine();
+        tableRows = [];
+        tableText = '';
+      }
+      if (tag === 'a') inLink = true;
+      // Any tag ends the text of a `<pre>` row, as a new row's link does.
+      endLine();
+      if (tag !== 'a' || attributes.href === undefined) return;
+      const row = childRow(attributes.href, base, seen);
+      if (!row) return;
+      if (tableRows) tableRows.push(row);
+      else lineRow = { ...row, text: '' };
+    },
+    onclosetag(tag) {
+      if (tag === 'a') {
+        // The link's own text is not the row's details: they start after </a>.
+        inLink = false;
+        return;
+      }
+      if (tag === 'tr' && tableRows) {
+        for (const row of tableRows) finish(row, tableText);
+        tableRows = undefined;
+      }
+    },
+    ontext(data) {
+      if (tableRows && tableText.length < ROW_TEXT_MAX) tableText += data.slice(0, ROW_TEXT_MAX);
+      if (!lineRow || inLink) return;
+      const nl = data.indexOf('\n');
+      if (nl >= 0) {
+        lineRow.text += data.slice(0, nl);
+        endLine();
+      } else if (lineRow.text.length < ROW_TEXT_MAX) {
+        lineRow.text += data.slice(0, ROW_TEXT_MAX);
+      }
+    },
+  }, { decodeEntities: true });
+  parser.write(html);
+  parser.end();
+  endLine();
+  if (tableRows) for (const row of tableRows) finish(row, tableText);
   return entries;
 }
 
-/** The text that follows a link up to the end of its row (the rest of the `<pre>` line, or the table row). */
-function textAfter($: cheerio.CheerioAPI, el: Parameters<cheerio.CheerioAPI>[0]): string {
-  const row = $(el).closest('tr');
-  if (row.length > 0) return row.text();
-  let text = '';
-  for (let node = (el as { next?: unknown }).next as { type?: string; data?: string; next?: unknown } | null | undefined;
-    node; node = node.next as typeof node) {
-    if (node.type === 'text') {
-      const data = node.data ?? '';
-      const nl = data.indexOf('\n');
-      if (nl >= 0) return text + data.slice(0, nl);
-      text += data;
-    } else if (node.type === 'tag') {
-      break;
-    }
+/** The direct child of the page a link names, or undefined for sort links, parents, deeper and foreign links. */
+function childRow(href: string, base: URL, seen: Set<string>): LinkRow | undefined {
+  if (!href || href.startsWith('?') || href.startsWith('#')) return undefined;
+  let url: URL;
+  try {
+    url = new URL(href, base);
+  } catch {
+    return undefined;
   }
-  return text;
+  if (url.origin !== base.origin || !url.pathname.startsWith(base.pathname) || url.pathname === base.pathname) return undefined;
+  let rest: string;
+  try {
+    rest = decodeURIComponent(url.pathname.slice(base.pathname.length));
+  } catch {
+    return undefined; // a broken %-escape: not a row we could fetch anyway
+  }
+  const isDirectory = rest.endsWith('/');
+  const name = isDirectory ? rest.slice(0, -1) : rest;
+  // Only direct children: deeper links (page headers, READMEs) are not rows.
+  if (!name || name.includes('/') || seen.has(name)) return undefined;
+  seen.add(name);
+  return { name, url: url.href, isDirectory };
 }
 
 function parseRowDetails(text: string): Pick<ListingEntry, 'modified' | 'sizeText'> {

@@ -46,6 +46,9 @@ export class ListingSource implements Source {
     const url = `${this.config.url.replace(/\/+$/, '')}/`;
     const { response } = await getFollowingRedirects(url, { client: ctx.client, signal: ctx.signal });
     await response.body.dump();
+    if (response.statusCode === 401 || response.statusCode === 403) {
+      throw new Error(`GET ${url} answered ${response.statusCode}; check the user and password in source.url`);
+    }
     if (response.statusCode >= 400) throw new Error(`GET ${url} answered ${response.statusCode}; check source.url`);
     const reachable = `${url} reachable (HTTP ${response.statusCode} in ${Date.now() - started} ms)`;
     return `${reachable}; ${await this.checkReleases(ctx)}`;

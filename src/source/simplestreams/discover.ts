@@ -9,11 +9,13 @@ import { createHash } from 'node:crypto';
 import { SyncError, describeError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { KeyringSource } from '../keyring.js';
-import type { CachedGet, DiscoveryResult } from '../source.js';
-import type { Arch, Channel, UpstreamImage, Variant } from '../../image.js';
+import type { CachedGet, CachedText, DiscoveryResult } from '../source.js';
+import type { Arch, Channel, Variant } from '../../image.js';
 import type { ReleaseName } from '../releases.js';
 import { verifyCleartextSignature } from '../signature.js';
-import { downloadContentId, parseProducts, parseStreamsIndex, selectImages } from './products.js';
+import { downloadContentId, parseProducts, parseStreamsIndex, selectImages, type StreamsSelection } from './products.js';
+
+type Selected = ReturnType<typeof selectImages>;
 
 export interface StreamsDiscoverOptions {
   /** The tree's root, the folder holding `streams/v1/` (e.g. `https://cloud-images.ubuntu.com/releases/`). */
@@ -46,16 +48,6 @@ function treePath(channel: Channel, variant: Variant): string {
   return `${variant === 'minimal' ? 'minimal/' : ''}${channel === 'release' ? 'releases' : 'daily'}/`;
 }
 
-/**
- * Where the listing layout keeps an image (`releases/noble/release-<serial>/<file>`, `noble/<serial>/<file>`,
- * `minimal/...`): what a target that rebuilds the site (the mirror target) writes, whichever source found it.
- */
-function layoutPath(image: UpstreamImage): string {
-  const prefix = image.variant === 'minimal' ? 'minimal/' : '';
-  const series = image.channel === 'release' ? `${prefix}releases/${image.release}/release-${image.serial}` : `${prefix}${image.variant === 'minimal' ? 'daily/' : ''}${image.release}/${image.serial}`;
-  return `${series}/${image.fileName}`;
-}
-
 /** The root with exactly one trailing slash, so relative paths resolve below it. */
 export function streamsRootUrl(url: string): string {
   return `${url.replace(/\/+$/, '')}/`;
@@ -70,20 +62,24 @@ function metadataUrl(path: string, rootUrl: string, indexUrl: string): string {
   return new URL(path, rootUrl).href;
 }
 
-/**
- * Fetch one document and return the text to parse: the signed text when verifying, the body otherwise. A
- * document unchanged (304) since it verified with this keyring is not verified again (several MiB of
- * cleartext cost openpgp.js seconds): its signed text is cut out of the very bytes that verified.
- */
+/** Fetch one document and return the text to parse (see documentText). */
 async function readDocument(options: StreamsDiscoverOptions, url: string, log: Logger): Promise<string> {
-  const { body, changed } = await options.get(url);
+  return documentText(options, url, await options.get(url), log);
+}
+
+/**
+ * The text to parse of a fetched document: the signed text when verifying, the body otherwise. A document
+ * unchanged (304) since it verified with this keyring is not verified again (several MiB of cleartext cost
+ * openpgp.js seconds): its signed text is cut out of the very bytes that verified.
+ */
+async function documentText(options: StreamsDiscoverOptions, url: string, { body, changed }: CachedText, log: Logger): Promise<string> {
   const keyring = options.keyring;
   if (!keyring) return body.toString('utf8');
   if (!body.toString('latin1', 0, 256).trimStart().startsWith('-----BEGIN PGP SIGNED MESSAGE-----')) {
     throw new SyncError('STREAMS_UNSIGNED', `${url} is not cleartext-signed (no "BEGIN PGP SIGNED MESSAGE" header); refusing unsigned metadata`, NOT_SIGNED_CURE);
   }
   // What verified is named by keyring and digest: cached bytes that failed (or never saw) verification never pass.
-  const verifiedAs = `${keyring.id}:${createHash('sha256').update(body).digest('hex')}:`;
+  const verifiedAs = `${keyring.id}:${sha256Hex(body)}:`;
   const earlier = changed ? undefined : keyring.verifiedSums?.get(url);
   if (earlier?.startsWith(verifiedAs)) {
     const text = cleartextBody(body.toString('utf8'));
@@ -92,20 +88,29 @@ async function readDocument(options: StreamsDiscoverOptions, url: string, log: L
   const verified = await verifyCleartextSignature(body, await keyring.load(), url);
   keyring.verifiedSums?.set(url, `${verifiedAs}${verified.fingerprint}`);
   log.info({ event: 'source.streams.verified', url, fingerprint: verified.fingerprint }, `${url} signed by ${verified.fingerprint}`);
+  if (verified.keyExpiredAt) {
+    const keyExpiredAt = verified.keyExpiredAt.toISOString();
+    log.warn({ event: 'source.signature.key_expired', url, fingerprint: verified.fingerprint, keyExpiredAt },
+      `${url} was signed by ${verified.fingerprint} before that key expired (${keyExpiredAt}); accepted as gpgv does — update source.keyring to the current Ubuntu cloud-image key`);
+  }
   return verified.text;
 }
+
+const sha256Hex = (data: Uint8Array): string => createHash('sha256').update(data).digest('hex');
 
 /**
  * The text of a cleartext-signed message (RFC 4880 7.1: after the armor headers and a blank line, dash-escaped,
  * up to the signature), or undefined when it does not have that shape. Only for bytes that verified before.
  */
 export function cleartextBody(armored: string): string | undefined {
-  const lines = armored.split(/\r?\n/);
-  const start = lines.findIndex((l) => l === '-----BEGIN PGP SIGNED MESSAGE-----');
-  const blank = start === -1 ? -1 : lines.indexOf('', start);
-  const end = blank === -1 ? -1 : lines.indexOf('-----BEGIN PGP SIGNATURE-----', blank);
+  // One slice of a string of several MiB, not a split into lines: this runs every cycle.
+  const text = armored.includes('\r') ? armored.replace(/\r\n/g, '\n') : armored;
+  const start = text.indexOf('-----BEGIN PGP SIGNED MESSAGE-----\n');
+  const headersEnd = start === -1 ? -1 : text.indexOf('\n\n', start);
+  const end = headersEnd === -1 ? -1 : text.indexOf('\n-----BEGIN PGP SIGNATURE-----', headersEnd + 1);
   if (end === -1) return undefined;
-  return lines.slice(blank + 1, end).map((l) => (l.startsWith('- ') ? l.slice(2) : l)).join('\n');
+  const body = text.slice(headersEnd + 2, end);
+  return body.includes('- ') ? body.replace(/^- /gm, '') : body;
 }
 
 /** The (verified) index of the tree and where it points for the channel's products file. */
@@ -126,26 +131,48 @@ async function readIndex(options: StreamsDiscoverOptions, log: Logger): Promise<
   return { index: { url: indexUrl, path: indexPath }, products: { url: metadataUrl(productsPath, rootUrl, indexUrl), path: productsPath }, contentId };
 }
 
+/** Bump when what selectImages returns changes shape: selections remembered by an older version are then made again. */
+const SELECTION_FORMAT = 'selection-v1';
+
+function rememberedSelection(json: string | undefined, memo: string): Selected | undefined {
+  if (!json) return undefined;
+  try {
+    const kept = JSON.parse(json) as { memo?: unknown; result?: Selected };
+    return kept.memo === memo && kept.result ? kept.result : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** For `check`: the index answers, verifies and names the channel's products file. Returns what was found. */
 export async function checkStreamsIndex(options: StreamsDiscoverOptions): Promise<string> {
   const { index, products } = await readIndex(options, options.log);
   return `${index.url} ${options.keyring ? 'signed and verified' : 'read (signature checking off)'}; products in ${products.path}`;
 }
 
-async function readTree(options: StreamsDiscoverOptions, log: Logger): Promise<{ result: ReturnType<typeof selectImages>; documents: StreamsDocument[] }> {
+async function readTree(options: StreamsDiscoverOptions, log: Logger): Promise<{ result: Selected; documents: StreamsDocument[] }> {
   const rootUrl = streamsRootUrl(options.rootUrl);
   const signed = options.keyring !== undefined;
   const { index, products: productsDoc, contentId } = await readIndex(options, log);
   const productsUrl = productsDoc.url;
-  const products = parseProducts(await readDocument(options, productsUrl, log), productsUrl);
+  const selection: StreamsSelection = {
+    channel: options.channel, variant: options.variant, releases: options.releases, arches: options.arches,
+    ftype: options.ftype, rootUrl, signed,
+  };
+  const fetched = await options.get(productsUrl);
+  // A products file unchanged since it was verified and read answers from what was selected from it then: a
+  // no-op cycle neither decodes nor parses its MiBs. Named by keyring, digest and selection, set only after
+  // this run's own verification passed (the cache forgets it when the body changes).
+  const memo = `${SELECTION_FORMAT}:${options.keyring?.id ?? 'unsigned'}:${sha256Hex(fetched.body)}:${JSON.stringify(selection)}`;
+  const remembered = fetched.changed ? undefined : rememberedSelection(fetched.parsed?.get(), memo);
+  if (remembered) return { result: remembered, documents: [index, productsDoc] };
+  const products = parseProducts(await documentText(options, productsUrl, fetched, log), productsUrl);
   if (products.content_id !== contentId) {
     throw new SyncError('STREAMS_MALFORMED', `${productsUrl} holds ${products.content_id}, the index said ${contentId}`,
       'upstream is inconsistent or mid-publication; retried next cycle', { retryable: true });
   }
-  const result = selectImages(products, {
-    channel: options.channel, variant: options.variant, releases: options.releases, arches: options.arches,
-    ftype: options.ftype, rootUrl, signed,
-  });
+  const result = selectImages(products, selection);
+  fetched.parsed?.set(JSON.stringify({ memo, result }));
   return { result, documents: [index, productsDoc] };
 }
 
@@ -162,8 +189,16 @@ export async function discoverFromStreams(options: StreamsDiscoverOptions): Prom
   }
   const { unmatched } = tree.result;
   // For targets that republish upstream's signed documents byte for byte (their bytes stay in the response cache).
-  const signedBy = tree.documents.map((d) => ({ url: d.url, path: `${treePath(options.channel, options.variant)}${d.path}` }));
-  const images = tree.result.images.map((image) => ({ ...image, upstreamPath: layoutPath(image), signedBy }));
+  // Paths as the site serves them (`releases/server/releases/noble/...`, `releases/streams/v1/...`): a copy of the
+  // tree keeps every item where the products file says it is, so a downstream simplestreams reader finds it.
+  const treeDir = treePath(options.channel, options.variant);
+  const signedBy = tree.documents.map((d) => ({ url: d.url, path: `${treeDir}${d.path}` }));
+  const rootPath = new URL(streamsRootUrl(options.rootUrl)).pathname;
+  const images = tree.result.images.map((image) => {
+    // Item URLs resolve below the root (selectImages refuses paths leaving it): the rest is the item's path.
+    const itemPath = decodeURIComponent(new URL(image.url).pathname.slice(rootPath.length));
+    return { ...image, upstreamPath: `${treeDir}${itemPath}`, signedBy };
+  });
   const failures: DiscoveryResult['failures'] = [];
   for (const release of options.releases) {
     const missing = unmatched.filter((u) => u.release === release.codename);

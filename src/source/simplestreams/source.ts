@@ -39,7 +39,7 @@ export class SimplestreamsSource implements Source {
     const get: CachedGet = async (url) => {
       const res = await getText(url, { client: ctx.client, signal: ctx.signal, retries: 0, maxBytes: STREAMS_MAX_BYTES });
       if (res.status !== 200) throw new Error(`GET ${url} answered ${res.status} to an unconditional request`);
-      return { body: Buffer.from(res.body, 'utf8'), changed: true };
+      return { body: res.body, changed: true };
     };
     return checkStreamsIndex(this.options(get, this.keyring(undefined, ctx.log), ctx.log));
   }

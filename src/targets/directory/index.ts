@@ -7,5 +7,5 @@ import { DirectoryTarget } from './target.js';
 export const directoryTargetType = defineTargetType({
   type: 'directory',
   schema: directoryTargetSchema,
-  create: (config) => new DirectoryTarget(config.name, path.resolve(config.path)),
+  create: (config) => new DirectoryTarget(config.name, path.resolve(config.path), Number.parseInt(config.mode, 8)),
 });

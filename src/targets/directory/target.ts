@@ -1,15 +1,40 @@
 import { constants } from 'node:fs';
-import { copyFile, link, mkdir, readdir, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises';
+import { copyFile, link, lstat, open, readdir, rename, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { probeWritableDirectory } from '../../directory-writable.js';
 import { SyncError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { fsyncPath } from '../../fsync.js';
+import { makeDirInside, removeInside, removeRegularFile, UnsafePathError, writeFileExclusive } from '../../local-files.js';
 import type { UpstreamImage } from '../../image.js';
 import type { PublishContext, PublishedImage, PublishResult, Target, VerifiedFile } from '../target.js';
 
 const MANIFEST_SUFFIX = '.cloudimg-sync.json';
+export const DEFAULT_IMAGE_MODE = 0o644;
+/** Folders under root are read by whatever serves the images. */
+const DIR_MODE = 0o755;
+/** The image files we publish (see findImageFile): a bare name, nothing else is ever ours to remove. */
+const IMAGE_FILE_RE = /^(?:ubuntu-\d{2}\.\d{2}|[a-z][a-z0-9]*)-[a-z]+-cloudimg-[a-z0-9]+(?:-disk1)?\.img$/;
+
+function manifestBelongsHere(m: DirectoryManifest, release: string, serial: string, manifestName: string): boolean {
+  return IMAGE_FILE_RE.test(m.fileName) && m.release === release && m.serial === serial && manifestName === m.fileName + MANIFEST_SUFFIX;
+}
+
+async function isRegularFile(file: string): Promise<boolean> {
+  return (await lstat(file).catch(() => undefined))?.isFile() === true;
+}
+
+/** chmod through a handle opened without following symlinks. */
+async function setModeOfRegularFile(file: string, mode: number): Promise<void> {
+  const fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    if (!(await fh.stat()).isFile()) throw new UnsafePathError(file, 'not a regular file');
+    await fh.chmod(mode);
+  } finally {
+    await fh.close();
+  }
+}
 
 const manifestSchema = z.object({
   channel: z.string(),
@@ -36,7 +61,8 @@ export class DirectoryTarget implements Target {
   readonly hidesBeforeDelete = false;
   readonly hideGraceMs = 0;
 
-  constructor(readonly name: string, readonly root: string) {}
+  /** `mode`: of published images and manifests (default 0644), set exactly whatever the umask. */
+  constructor(readonly name: string, readonly root: string, readonly mode = DEFAULT_IMAGE_MODE) {}
 
   private imagePath(image: Pick<UpstreamImage, 'release' | 'serial' | 'fileName'>): string {
     return path.join(this.root, image.release, image.serial, image.fileName);
@@ -46,31 +72,35 @@ export class DirectoryTarget implements Target {
     const dest = this.imagePath(image);
     const manifestPath = dest + MANIFEST_SUFFIX;
     const existing = await readManifest(manifestPath);
-    if (existing && existing.sha256 === file.sha256) return { ref: dest, adopted: true };
+    if (existing && existing.sha256 === file.sha256 && await isRegularFile(dest)) return { ref: dest, adopted: true };
     ctx.onRef?.(dest);
     const tmp = `${dest}.tmp-${process.pid}`;
     try {
-      await mkdir(path.dirname(dest), { recursive: true });
-      await rm(tmp, { force: true });
-      // A hard link costs no space or time when the cache is on the same filesystem; otherwise copy.
+      // <root>/<release>/<serial>/ must resolve inside root: a planted symlink on the way is refused, not followed.
+      await makeDirInside(this.root, path.dirname(dest), DIR_MODE);
+      const source = await lstat(file.path);
+      if (!source.isFile()) throw new UnsafePathError(file.path, 'the verified file is not a regular file');
+      await removeRegularFile(tmp);
+      // A hard link costs no space or time when the cache is on the same filesystem; otherwise an exclusive copy.
       try {
         await link(file.path, tmp);
       } catch {
-        await copyFile(file.path, tmp, constants.COPYFILE_FICLONE);
+        await copyFile(file.path, tmp, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
         await fsyncPath(tmp);
       }
-      await rename(tmp, dest);
+      await setModeOfRegularFile(tmp, this.mode);
+      await rename(tmp, dest); // rename replaces whatever is at dest, a symlink included, and never follows it
       const manifest: DirectoryManifest = {
         channel: image.channel, variant: image.variant, release: image.release, version: image.version, arch: image.arch,
         serial: image.serial, fileName: image.fileName, sha256: file.sha256, sizeBytes: file.sizeBytes,
         sourceUrl: image.url, publishedAt: new Date().toISOString(),
       };
-      await writeFile(`${manifestPath}.tmp`, `${JSON.stringify(manifest, null, 2)}\n`);
+      await writeFileExclusive(`${manifestPath}.tmp`, `${JSON.stringify(manifest, null, 2)}\n`, this.mode);
       await fsyncPath(`${manifestPath}.tmp`);
       await rename(`${manifestPath}.tmp`, manifestPath);
       await fsyncPath(path.dirname(dest));
     } catch (err) {
-      await rm(tmp, { force: true });
+      await removeRegularFile(tmp).catch(() => undefined);
       throw directoryError(err, this.root);
     }
     return { ref: dest, adopted: false };
@@ -89,7 +119,8 @@ export class DirectoryTarget implements Target {
         for (const name of await readdir(dir)) {
           if (!name.endsWith(MANIFEST_SUFFIX)) continue;
           const manifest = await readManifest(path.join(dir, name));
-          if (!manifest) continue;
+          // A manifest names its own image only: a bare image file name, in the folder of its release and serial.
+          if (!manifest || !manifestBelongsHere(manifest, release, serial, name)) continue;
           found.push({
             ref: path.join(dir, manifest.fileName), release: manifest.release, arch: manifest.arch, variant: manifest.variant,
             channel: manifest.channel, serial: manifest.serial, pinned: manifest.pinned === true,
@@ -106,10 +137,13 @@ export class DirectoryTarget implements Target {
 
   async remove(image: PublishedImage): Promise<void> {
     try {
+      // Only what lies inside root is ever removed, whatever a ref says (realpath containment).
+      if (!IMAGE_FILE_RE.test(path.basename(image.ref))) throw new UnsafePathError(image.ref, 'not an image file name');
       // Manifest first: a half-removed image is never listed as published.
-      await rm(image.ref + MANIFEST_SUFFIX, { force: true });
-      await rm(image.ref, { force: true });
-      await rmdir(path.dirname(image.ref)).catch(() => undefined);
+      await removeInside(this.root, image.ref + MANIFEST_SUFFIX);
+      await removeInside(this.root, image.ref);
+      const dir = path.dirname(image.ref);
+      if (path.dirname(path.dirname(dir)) === this.root) await rmdir(dir).catch(() => undefined);
     } catch (err) {
       throw directoryError(err, this.root);
     }
@@ -127,8 +161,14 @@ async function listDirs(dir: string): Promise<string[]> {
 
 async function readManifest(file: string): Promise<DirectoryManifest | undefined> {
   try {
-    const parsed = manifestSchema.safeParse(JSON.parse(await readFile(file, 'utf8')));
-    return parsed.success ? parsed.data : undefined;
+    const fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+    try {
+      if (!(await fh.stat()).isFile()) return undefined;
+      const parsed = manifestSchema.safeParse(JSON.parse(await fh.readFile('utf8')));
+      return parsed.success ? parsed.data : undefined;
+    } finally {
+      await fh.close();
+    }
   } catch {
     return undefined;
   }

@@ -2,9 +2,10 @@
  * What a Glance image of ours looks like, as plain data: the create request, the properties by which we
  * find our images again, and the reading of a Glance image back into a PublishedImage. Pure.
  */
-import type { GlanceTargetConfig } from './schema.js';
+import type { GlancePropertyRule, GlanceTargetConfig } from './schema.js';
 import type { CreateImageRequest, GlanceImage } from '../../openstack/glance.js';
 import { ARCHES, compareSerials, type Arch, type UpstreamImage } from '../../image.js';
+import { releaseInfo } from '../../source/releases.js';
 import { GLANCE_ARCHITECTURE } from './properties.js';
 import type { PublishedImage } from '../target.js';
 
@@ -24,6 +25,13 @@ export const PROP = {
   latest: 'cloudimg_sync_latest',
   /** ISO time retention hid the image. */
   hiddenAt: 'cloudimg_sync_hidden_at',
+  /** `qcow2` when Glance holds the guest disk of the signed qcow2 as raw (converted by us or by Glance). */
+  convertedFrom: 'cloudimg_sync_converted_from',
+  /**
+   * Digests of the raw bytes, computed here from the verified qcow2's conversion: `cloudimg_sync_raw_sha256`, and
+   * `cloudimg_sync_raw_<algorithm>` for the one Glance is compared by (`..._raw_sha512` with Glance's default).
+   */
+  rawDigestPrefix: 'cloudimg_sync_raw_',
 } as const;
 
 /**
@@ -62,11 +70,60 @@ export function seriesFilter(image: Pick<UpstreamImage, 'release' | 'arch' | 'ch
   };
 }
 
-/** Every property of a new image: hw_* defaults < configured properties < our fixed ones. */
-export function imageProperties(config: Pick<GlanceTargetConfig, 'name' | 'properties' | 'nameTemplate'>, image: UpstreamImage, sha256: string): Record<string, string> {
+/** Whether a property rule's `match` selects this image (every field given must match). */
+export function ruleMatches(rule: Pick<GlancePropertyRule, 'match'>, image: Pick<UpstreamImage, 'channel' | 'variant' | 'release' | 'version' | 'arch'>): boolean {
+  const { channel, variant, release, arch } = rule.match;
+  return (!channel || channel.includes(image.channel)) && (!variant || variant.includes(image.variant))
+    && (!arch || arch.includes(image.arch)) && (!release || release.includes(image.release) || (image.version !== '' && release.includes(image.version)));
+}
+
+/** `20261120` or `20261120.1` -> `2026-11-20`; undefined for a serial that does not start with a date. */
+export function serialDate(serial: string): string | undefined {
+  const m = /^(\d{4})(\d{2})(\d{2})(?:\.\d+)?$/.exec(serial);
+  return m ? `${m[1]}-${m[2]}-${m[3]}` : undefined;
+}
+
+/**
+ * The SCS image metadata standard's fields (scs-0102), derived from the stream: the release's end of
+ * standard support (`provided_until`), the serial's date, the mirror's `keep` (`uuid_validity`: only the
+ * newest `keep` serials stay). Ubuntu publishes release images every few weeks and dailies every day; no
+ * hotfix time is promised (`hotfix_hours` 0). Any of them can be overridden by `properties`.
+ */
+export function scsProperties(image: UpstreamImage, keep: number | undefined): Record<string, string> {
+  const release = releaseInfo(image.release);
+  const built = serialDate(image.serial);
+  const title = release ? `Ubuntu ${release.version}${release.lts ? ' LTS' : ''} (${release.name})` : `Ubuntu ${image.version || image.release}`;
+  return {
+    image_original_user: 'ubuntu',
+    ...(built ? { image_build_date: built } : {}),
+    image_source: image.url,
+    image_description: `${title} ${image.variant} cloud image, ${image.channel} serial ${image.serial}`,
+    replace_frequency: image.channel === 'daily' ? 'daily' : 'monthly',
+    provided_until: release?.eol ?? 'notice',
+    uuid_validity: keep ? `last-${keep}` : 'none',
+    hotfix_hours: '0',
+  };
+}
+
+/** What the target adds to every image beside its configuration: the retention depth, for SCS's uuid_validity. */
+export interface ImagePropertyContext {
+  keep?: number;
+}
+
+type PropertyConfig = Pick<GlanceTargetConfig, 'name' | 'properties' | 'nameTemplate'> & Partial<Pick<GlanceTargetConfig, 'hypervisorType' | 'metadata'>>;
+
+/**
+ * Every property of a new image: hw_* defaults and `os_admin_user` < the SCS set (opt-in) < `hypervisorType`
+ * < the configured property rules that match, in order < our fixed ones.
+ */
+export function imageProperties(config: PropertyConfig, image: UpstreamImage, sha256: string, context: ImagePropertyContext = {}): Record<string, string> {
+  const configured = config.properties.filter((rule) => ruleMatches(rule, image)).map((rule) => rule.set);
   return {
     ...HW_DEFAULTS[image.arch],
-    ...config.properties,
+    os_admin_user: 'ubuntu',
+    ...(config.metadata === 'scs' ? scsProperties(image, context.keep) : {}),
+    ...(config.hypervisorType ? { hypervisor_type: config.hypervisorType } : {}),
+    ...Object.assign({}, ...configured) as Record<string, string>,
     os_distro: 'ubuntu',
     ...(image.version ? { os_version: image.version } : {}),
     ...seriesFilter(image),
@@ -84,15 +141,17 @@ export function createImageRequest(
   image: UpstreamImage,
   file: { sha256: string },
   disk: { format: 'qcow2' | 'raw'; minDiskGiB: number },
+  context: ImagePropertyContext = {},
 ): CreateImageRequest {
   return {
-    ...imageProperties(config, image, file.sha256),
+    ...imageProperties(config, image, file.sha256, context),
     name: renderImageName(config.nameTemplate, image),
     disk_format: disk.format,
     container_format: config.containerFormat,
     visibility: 'private',
     os_hidden: true,
     min_disk: disk.minDiskGiB,
+    ...(config.minRamMiB ? { min_ram: config.minRamMiB } : {}),
     tags: [...new Set(config.tags)],
   };
 }
@@ -103,10 +162,22 @@ export function propertyOf(image: GlanceImage, key: string): string | undefined 
   return typeof value === 'string' ? value : undefined;
 }
 
-/** Glance holds the verified bytes (checked by us) and the image is complete. */
-export function isVerifiedCopy(image: GlanceImage, file: { sha256: string; sizeBytes: number }): boolean {
-  return image.status === 'active' && propertyOf(image, PROP.verified) === 'true'
-    && propertyOf(image, PROP.sha256) === file.sha256 && image.size === file.sizeBytes;
+/**
+ * Glance holds the verified bytes (checked by us) and the image is complete: the file itself, or, for an
+ * image converted to raw, the guest disk of that file (`virtualSizeBytes` long, with the raw digests we
+ * recorded when we verified it). Either format is a verified copy, whatever the target's diskFormat now.
+ */
+export function isVerifiedCopy(image: GlanceImage, file: { sha256: string; sizeBytes: number; virtualSizeBytes?: number }): boolean {
+  if (image.status !== 'active' || propertyOf(image, PROP.verified) !== 'true' || propertyOf(image, PROP.sha256) !== file.sha256) return false;
+  if (propertyOf(image, PROP.convertedFrom) === undefined) return image.size === file.sizeBytes;
+  const recorded = image.os_hash_algo ? propertyOf(image, `${PROP.rawDigestPrefix}${image.os_hash_algo.replace(/_/g, '-')}`) : undefined;
+  return image.disk_format === 'raw' && image.size === file.virtualSizeBytes && recorded !== undefined && image.os_hash_value === recorded;
+}
+
+/** The properties that mark an image as the raw conversion of the signed qcow2, with the raw bytes' digests. */
+export function rawConversionProperties(raw: { sha256: string; digests: Readonly<Record<string, string>> }): Record<string, string> {
+  const digests = Object.entries({ ...raw.digests, sha256: raw.sha256 }).map(([algorithm, hex]) => [`${PROP.rawDigestPrefix}${algorithm}`, hex]);
+  return { [PROP.convertedFrom]: 'qcow2', ...Object.fromEntries(digests) as Record<string, string> };
 }
 
 /**

@@ -2,13 +2,19 @@
  * Publishes verified images into Glance v2 through Keystone.
  *
  *   lookup (ours: owner = our project, this target, same sha256, hidden included)
- *     -> adopt a verified copy | delete leftovers -> create hidden + private -> onRef(id)
- *     -> upload (put / glance-direct / web-download) -> compare size and Glance's digest (os_hash_value, else md5) with ours
- *     -> reveal (visibility, os_hidden=false, cloudimg_sync_verified=true) -> move the latest pointer
+ *     -> adopt a verified copy | delete leftovers -> [diskFormat raw: qemu-img convert] -> create hidden + private
+ *     -> onRef(id) -> upload (put / glance-direct / web-download) -> compare size and Glance's digest (os_hash_value,
+ *     else md5) with ours -> reveal (visibility, os_hidden=false, cloudimg_sync_verified=true) -> move the latest
+ *     pointer -> share with the configured members
+ *
+ * Raw: the verified qcow2 is converted into a sparse file beside it and that is uploaded, digested on the way
+ * (qemu-img cannot write to a pipe; `stream` therefore converts after the verified download too). An import
+ * that Glance's image_conversion plugin turned into raw is checked against a local conversion of the file.
  *
  * Any failure between create and reveal deletes the image; a crash leaves a hidden, unverified image
  * that the next publish of the same file deletes (or retention, once it is past `keep`).
  */
+import { rm } from 'node:fs/promises';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { GlanceTargetConfig } from './schema.js';
@@ -19,13 +25,15 @@ import { loadAuthSettings, type AuthSettings } from '../../openstack/auth-config
 import { OpenStackError } from '../../openstack/errors.js';
 import { GlanceClient, type CreateImageRequest, type GlanceImage, type JsonPatchOp, type UploadBody } from '../../openstack/glance.js';
 import { KeystoneSession } from '../../openstack/keystone.js';
+import { resolveProjectIds } from '../../openstack/projects.js';
 import { tokenProjectId } from '../../openstack/token-project.js';
 import type { UpstreamImage } from '../../image.js';
 import {
-  PROP, createImageRequest, isVerifiedCopy, newestVerified, propertyOf, renderImageName, seriesFilter, toPublishedImage,
+  PROP, createImageRequest, isVerifiedCopy, newestVerified, propertyOf, rawConversionProperties, renderImageName, seriesFilter, toPublishedImage,
 } from './image-spec.js';
 import { FileUploadReader, digestFile, type ImageDigests } from './image-digests.js';
 import { minDiskGiB, readDiskImageInfo } from './qcow2-info.js';
+import { convertToRaw, qemuImgVersion, type RawCopy } from './raw-conversion.js';
 import { DIGEST_ALGORITHMS, type DigestAlgorithm, type PublishContext, type PublishedImage, type PublishResult, type StreamPublishContext, type Target, type VerifiedFile } from '../target.js';
 
 /** Glance's `hashing_algorithm` by default: what its images are compared by until one says otherwise. */
@@ -71,6 +79,8 @@ export interface GlanceTargetOptions {
   importPollIntervalMs?: number;
   /** Clock of the hidden-at mark. */
   now?: () => number;
+  /** Newest serials kept per stream (the config's `keep`): SCS's uuid_validity says so. */
+  keep?: number;
 }
 
 /** Glance holds other bytes than the ones verified against the signed SHA256SUMS. */
@@ -95,6 +105,8 @@ export class GlanceTarget implements Target {
   readonly type = 'glance';
   readonly hidesBeforeDelete = true;
   readonly name: string;
+  /** One upload at a time unless the config says more: a Glance's intake is its bottleneck. */
+  readonly concurrency: number;
   /**
    * The algorithm this Glance's images are compared by (see glanceComparison), learned from every image it
    * reports; its default until then. Decides which digest the download computes for it.
@@ -105,20 +117,28 @@ export class GlanceTarget implements Target {
   private connection: Promise<Connection> | undefined;
   private settings: Promise<AuthSettings> | undefined;
   private importMethods: Promise<string[]> | undefined;
+  private memberIds: Promise<string[]> | undefined;
 
-  /** Only with `method: stream`: the sync loop then hands over the download as it arrives. */
+  /**
+   * Only with `method: stream` (and not `diskFormat: raw`, which converts the whole verified file first): the
+   * sync loop then hands over the download as it arrives.
+   */
   readonly publishStream?: (image: UpstreamImage, body: Readable, ctx: StreamPublishContext) => Promise<PublishResult>;
 
   constructor(readonly config: GlanceTargetConfig, options: GlanceTargetOptions = {}) {
     this.name = config.name;
+    this.concurrency = config.concurrency;
     this.hideGraceMs = config.hideGraceHours * 3_600_000;
     this.options = options;
-    if (config.method === 'stream') this.publishStream = (image, body, ctx) => this.publishWhileDownloading(image, body, ctx);
+    if (config.method === 'stream' && config.diskFormat !== 'raw') this.publishStream = (image, body, ctx) => this.publishWhileDownloading(image, body, ctx);
   }
 
-  /** Only the digest Glance will be compared by: sha512 by default, nothing beyond sha256 when Glance hashes with it. */
+  /**
+   * Only the digest Glance will be compared by: sha512 by default, nothing beyond sha256 when Glance hashes
+   * with it. None for raw: Glance then holds the conversion, digested while it is uploaded.
+   */
   get digests(): readonly DigestAlgorithm[] {
-    return downloadDigestsFor(this.comparedBy);
+    return this.config.diskFormat === 'raw' ? [] : downloadDigestsFor(this.comparedBy);
   }
 
   private learnHashing(images: readonly GlanceImage[]): void {
@@ -135,7 +155,8 @@ export class GlanceTarget implements Target {
    * deleted.
    */
   private async publishWhileDownloading(image: UpstreamImage, body: Readable, ctx: StreamPublishContext): Promise<PublishResult> {
-    const { glance, projectId } = await this.connect(ctx.signal);
+    const { session, glance, projectId } = await this.connect(ctx.signal);
+    await this.members(session, ctx.signal);
     const log = ctx.log;
     let series = await this.findOurs(glance, projectId, seriesFilter(image), ctx.signal);
     const same = series.filter((i) => propertyOf(i, PROP.sha256) === image.sha256);
@@ -143,7 +164,7 @@ export class GlanceTarget implements Target {
     if (copy) {
       body.destroy();
       const file = await ctx.verified;
-      if (isVerifiedCopy(copy, file)) {
+      if (isVerifiedCopy(copy, { ...file, virtualSizeBytes: (await readDiskImageInfo(file.path)).virtualSizeBytes })) {
         await this.revealAndPoint(glance, copy, series, image, log, ctx.signal);
         return { ref: copy.id, adopted: true };
       }
@@ -151,7 +172,7 @@ export class GlanceTarget implements Target {
     }
     series = await this.deleteLeftovers(glance, series, same, log, ctx.signal);
     // The disk format and min_disk come from the verified file, set in the reveal step.
-    const request = createImageRequest(this.config, image, { sha256: image.sha256 }, { format: 'qcow2', minDiskGiB: 0 });
+    const request = createImageRequest(this.config, image, { sha256: image.sha256 }, { format: 'qcow2', minDiskGiB: 0 }, { keep: this.options.keep });
     const created = await this.createRecorded(glance, request, 'stream', ctx);
     let held: GlanceImage;
     const fix: JsonPatchOp[] = [];
@@ -195,12 +216,15 @@ export class GlanceTarget implements Target {
   }
 
   async publish(image: UpstreamImage, file: VerifiedFile, ctx: PublishContext): Promise<PublishResult> {
-    const { glance, projectId } = await this.connect(ctx.signal);
+    const { session, glance, projectId } = await this.connect(ctx.signal);
+    // Before anything is made: a member that does not resolve fails the publication cleanly.
+    await this.members(session, ctx.signal);
     const log = ctx.log;
+    const disk = await readDiskImageInfo(file.path);
     // One lookup serves both the search for an earlier copy and the latest pointer of the series.
     let series = await this.findOurs(glance, projectId, seriesFilter(image), ctx.signal);
     const same = series.filter((i) => propertyOf(i, PROP.sha256) === file.sha256);
-    const copies = same.filter((i) => isVerifiedCopy(i, file)).sort((a, b) => (a.created_at ?? '').localeCompare(b.created_at ?? ''));
+    const copies = same.filter((i) => isVerifiedCopy(i, { ...file, virtualSizeBytes: disk.virtualSizeBytes })).sort((a, b) => (a.created_at ?? '').localeCompare(b.created_at ?? ''));
     series = await this.deleteLeftovers(glance, series, same.filter((i) => !copies.includes(i)), log, ctx.signal);
     const adopted = copies[0];
     if (adopted) {
@@ -210,26 +234,54 @@ export class GlanceTarget implements Target {
     }
 
     const method = await this.chooseMethod(glance, log, ctx.signal);
-    const disk = await readDiskImageInfo(file.path);
     if (disk.format !== 'qcow2') log.warn({ event: 'glance.image.not_qcow2', path: file.path }, `${image.fileName} is not qcow2; publishing it as raw`);
-    const request = createImageRequest(this.config, image, file, { format: disk.format, minDiskGiB: minDiskGiB(disk.virtualSizeBytes) });
-    const created = await this.createRecorded(glance, request, method, ctx);
-    let held: GlanceImage;
+    const raw = this.config.diskFormat === 'raw' && disk.format === 'qcow2' ? await this.convertVerified(file, log, ctx.signal) : undefined;
     try {
-      const started = performance.now();
-      const sent = await this.transfer(glance, created.id, method, image, file, ctx.signal, ctx.onProgress);
-      held = await glance.getImage(created.id, ctx.signal);
-      const local = await digestsOfVerified(file, sent.sizeBytes, this.comparingWith(held), ctx.signal, sent.digests);
-      const compared = checkHeldBytes(held, local, file);
-      log.info({ event: 'glance.image.verified', imageId: created.id, method, bytes: local.sizeBytes, compared, durationMs: Math.round(performance.now() - started) },
-        `Glance holds the verified bytes of ${image.fileName} (${compared.join(', ')} match)`);
-    } catch (err) {
-      await this.discard(glance, created.id, log, err);
-      // The upload was not digested (the download's digests stood in): find out whether the cache file moved.
-      throw err instanceof GlanceHashMismatchError && !uploadDigests(file, this.digests) ? await explainMismatch(err, file, ctx.signal) : err;
+      const request = createImageRequest(this.config, image, file, { format: raw ? 'raw' : disk.format, minDiskGiB: minDiskGiB(disk.virtualSizeBytes) }, { keep: this.options.keep });
+      if (raw) request[PROP.convertedFrom] = 'qcow2';
+      const created = await this.createRecorded(glance, request, method, ctx);
+      let held: GlanceImage;
+      const fix: JsonPatchOp[] = [];
+      try {
+        const started = performance.now();
+        let compared: string[];
+        let bytes: number;
+        if (raw) {
+          const local = await this.sendRaw(glance, created.id, method, raw, ctx.signal, ctx.onProgress);
+          held = await glance.getImage(created.id, ctx.signal);
+          compared = checkGlanceHolds(held, local);
+          fix.push(...rawConversionOps(local));
+          bytes = local.sizeBytes;
+        } else {
+          const sent = await this.transfer(glance, created.id, method, image, file, ctx.signal, ctx.onProgress);
+          held = await glance.getImage(created.id, ctx.signal);
+          if (held.disk_format === 'raw' && request.disk_format === 'qcow2') {
+            // Glance's image_conversion import plugin stored the guest disk as raw: what it must hold now is the raw
+            // conversion of the verified file, made here the same way.
+            log.info({ event: 'glance.image.converted_by_glance', imageId: created.id, method, diskFormat: held.disk_format },
+              `Glance converted image ${created.id} to raw on import; checking it against a local conversion`);
+            const local = await this.rawDigestsOf(file, this.comparingWith(held), log, ctx.signal);
+            compared = checkGlanceHolds(held, local);
+            fix.push(...rawConversionOps(local));
+            bytes = local.sizeBytes;
+          } else {
+            const local = await digestsOfVerified(file, sent.sizeBytes, this.comparingWith(held), ctx.signal, sent.digests);
+            compared = checkHeldBytes(held, local, file);
+            bytes = local.sizeBytes;
+          }
+        }
+        log.info({ event: 'glance.image.verified', imageId: created.id, method, bytes, compared, durationMs: Math.round(performance.now() - started) },
+          `Glance holds the verified bytes of ${image.fileName}${fix.length > 0 ? ' converted to raw' : ''} (${compared.join(', ')} match)`);
+      } catch (err) {
+        await this.discard(glance, created.id, log, err);
+        // The upload was not digested (the download's digests stood in): find out whether the cache file moved.
+        throw err instanceof GlanceHashMismatchError && !raw && !uploadDigests(file, this.digests) ? await explainMismatch(err, file, ctx.signal) : err;
+      }
+      await this.revealNew(glance, held, series, image, log, ctx.signal, fix);
+      return { ref: held.id, adopted: false };
+    } finally {
+      if (raw) await rm(raw.path, { force: true });
     }
-    await this.revealNew(glance, held, series, image, log, ctx.signal);
-    return { ref: held.id, adopted: false };
   }
 
   async listPublished(ctx: { log: Logger }): Promise<PublishedImage[]> {
@@ -280,7 +332,8 @@ export class GlanceTarget implements Target {
     const method = await this.chooseMethod(glance, ctx.log, ctx.signal);
     const ours = await this.findOurs(glance, projectId, {}, ctx.signal);
     const used = method === this.config.method ? method : `${method} (${this.config.method} not available)`;
-    return `Glance ${endpoint}, project ${projectId}, method ${used}, ${ours.length} image(s) of this target`;
+    const format = this.config.diskFormat === 'raw' ? `, disk format raw (${await qemuImgVersion()})` : '';
+    return `Glance ${endpoint}, project ${projectId}, method ${used}${format}, ${ours.length} image(s) of this target`;
   }
 
   /** Release the HTTP connections (when the target made its own session). */
@@ -393,6 +446,55 @@ export class GlanceTarget implements Target {
     return { sizeBytes: sentBytes, digests: reader.digests() };
   }
 
+  /** The raw conversion, uploaded with sha256 and the digest Glance is compared by computed on the way. */
+  private async sendRaw(
+    glance: GlanceClient, id: string, method: 'put' | 'web-download' | 'glance-direct', raw: RawCopy, signal?: AbortSignal, onProgress?: (bytes: number) => void,
+  ): Promise<ImageDigests> {
+    // The schema refuses web-download with diskFormat raw.
+    if (method === 'web-download') throw new SyncError('GLANCE_RAW_WEB_DOWNLOAD', 'web-download cannot carry a local raw conversion', 'use method put, stream or glance-direct with diskFormat: raw');
+    const reader = new FileUploadReader(raw.path, { signal, digest: downloadDigestsFor(this.comparedBy) });
+    reader.onBytes = onProgress;
+    const open = () => this.uploadBody(reader);
+    if (method === 'put') {
+      await glance.uploadImageData(id, open, raw.sizeBytes, signal);
+    } else {
+      await glance.stageImageData(id, open, raw.sizeBytes, signal);
+      await glance.importImage(id, { name: 'glance-direct' }, signal);
+      await glance.waitForImport(id, { timeoutMs: this.config.importTimeoutMinutes * 60_000, intervalMs: this.options.importPollIntervalMs ?? 1_000, signal });
+    }
+    const digests = reader.digests();
+    if (!digests || digests.sizeBytes !== raw.sizeBytes) throw new SyncError('GLANCE_UPLOAD_INCOMPLETE', `the upload of image ${id} ended before the whole raw file was read`, 'retried next cycle', { retryable: true });
+    return digests;
+  }
+
+  /**
+   * The verified qcow2 as a raw file beside it. The qcow2 is hashed again while qemu-img reads it: what is
+   * converted must still be what was verified.
+   */
+  private async convertVerified(file: VerifiedFile, log: Logger, signal?: AbortSignal): Promise<RawCopy> {
+    const started = performance.now();
+    const [converted, hashed] = await Promise.allSettled([convertToRaw(file.path, `${file.path}.raw`, { signal }), digestFile(file.path, [], signal)]);
+    if (converted.status === 'rejected' || hashed.status === 'rejected' || hashed.value.sha256 !== file.sha256 || hashed.value.sizeBytes !== file.sizeBytes) {
+      if (converted.status === 'fulfilled') await rm(converted.value.path, { force: true });
+      if (converted.status === 'rejected') throw converted.reason;
+      if (hashed.status === 'rejected') throw hashed.reason;
+      throw cacheFileChanged(file, hashed.value);
+    }
+    log.info({ event: 'glance.raw.converted', sourceBytes: file.sizeBytes, bytes: converted.value.sizeBytes, durationMs: Math.round(performance.now() - started) },
+      `converted ${file.path} to raw (${converted.value.sizeBytes} bytes)`);
+    return converted.value;
+  }
+
+  /** Digests of the verified file's raw conversion (made, digested, removed): what Glance's own conversion must hold. */
+  private async rawDigestsOf(file: VerifiedFile, algorithm: string | undefined, log: Logger, signal?: AbortSignal): Promise<ImageDigests> {
+    const raw = await this.convertVerified(file, log, signal);
+    try {
+      return await digestFile(raw.path, algorithm && algorithm !== 'sha256' ? [algorithm] : [], signal);
+    } finally {
+      await rm(raw.path, { force: true });
+    }
+  }
+
   /** The algorithm `held` is compared by, remembered for the next downloads. */
   private comparingWith(held: GlanceImage): string | undefined {
     this.learnHashing([held]);
@@ -442,6 +544,43 @@ export class GlanceTarget implements Target {
     }
     if (newest && (previous.length > 0 || ops.get(newest.id)?.some((o) => o.path === `/${PROP.latest}`))) {
       log.info({ event: 'glance.latest.moved', imageId: newest.id, previous, ...(stableName ? { stableName } : {}) }, `latest pointer now on ${newest.id}`);
+    }
+    await this.shareWithMembers(glance, image.id, log, signal);
+  }
+
+  /** The configured member projects as ids, resolved once per target (a failure is tried again next time). */
+  private members(session: KeystoneSession, signal?: AbortSignal): Promise<string[]> {
+    if (this.config.members.length === 0) return Promise.resolve([]);
+    this.memberIds ??= resolveProjectIds(session, this.config.members, signal).catch((err: unknown) => {
+      this.memberIds = undefined;
+      throw err;
+    });
+    return this.memberIds;
+  }
+
+  /**
+   * Share a revealed image with every configured member project that does not have it yet, and accept it on
+   * their behalf where Glance lets these credentials (an admin may; otherwise the project accepts it itself).
+   * Members added by hand are left alone.
+   */
+  private async shareWithMembers(glance: GlanceClient, id: string, log: Logger, signal?: AbortSignal): Promise<void> {
+    const wanted = await (this.memberIds ?? Promise.resolve([]));
+    if (wanted.length === 0) return;
+    const status = new Map((await glance.listMembers(id, signal)).map((m) => [m.member_id, m.status]));
+    for (const member of wanted) {
+      if (!status.has(member)) {
+        await glance.addMember(id, member, signal);
+        log.info({ event: 'glance.member.added', imageId: id, member }, `shared image ${id} with project ${member}`);
+      }
+      if (status.get(member) === 'accepted') continue;
+      try {
+        await glance.setMemberStatus(id, member, 'accepted', signal);
+      } catch (err) {
+        if (!(err instanceof OpenStackError && (err.status === 403 || err.status === 404))) throw err;
+        if (status.get(member) === 'pending') continue; // said so when it was added
+        log.warn({ event: 'glance.member.pending', imageId: id, member, err: describeError(err) },
+          `project ${member} has to accept image ${id} itself (these credentials may not accept for it)`);
+      }
     }
   }
 
@@ -566,6 +705,16 @@ function cacheFileChanged(file: VerifiedFile, now: ImageDigests): SyncError {
  */
 export function checkHeldBytes(held: GlanceImage, local: ImageDigests, file: VerifiedFile): string[] {
   if (local.sha256 !== file.sha256 || local.sizeBytes !== file.sizeBytes) throw cacheFileChanged(file, local);
+  return checkGlanceHolds(held, local);
+}
+
+/** The properties that mark a raw conversion, as PATCH operations for the reveal. */
+function rawConversionOps(raw: ImageDigests): JsonPatchOp[] {
+  return Object.entries(rawConversionProperties(raw)).map(([key, value]) => ({ op: 'add' as const, path: `/${key}`, value }));
+}
+
+/** Glance's size and digest against `local` (the bytes it must hold); returns what was compared. */
+export function checkGlanceHolds(held: GlanceImage, local: ImageDigests): string[] {
   if (held.status !== 'active') {
     throw new SyncError('GLANCE_UPLOAD_INCOMPLETE', `image ${held.id} is ${held.status} after the upload, not active`, 'Glance did not finish storing the data; see its logs; retried next cycle', { retryable: true });
   }
@@ -574,8 +723,8 @@ export function checkHeldBytes(held: GlanceImage, local: ImageDigests, file: Ver
     throw new SyncError('GLANCE_NO_DIGEST', `image ${held.id} is active, but Glance reports neither os_hash_value nor checksum for it`,
       'nothing ties the bytes Glance holds to the verified ones; check glance-api (its hashing_algorithm) and its store');
   }
-  const ours = by.algorithm === 'sha256' ? file.sha256 : local.digests[by.algorithm];
-  if (ours === undefined) throw new Error(`no ${by.algorithm} digest of ${file.path} to compare with Glance's ${by.field}`);
+  const ours = by.algorithm === 'sha256' ? local.sha256 : local.digests[by.algorithm];
+  if (ours === undefined) throw new Error(`no ${by.algorithm} digest of the upload to compare with Glance's ${by.field}`);
   const mismatches: string[] = [];
   if (held.size !== local.sizeBytes) mismatches.push(`size ${held.size ?? 'none'} != ${local.sizeBytes}`);
   if (by.value !== ours) mismatches.push(`${by.field} (${by.algorithm}) ${by.value} != ${ours}`);

@@ -16,7 +16,7 @@
  * `.<file>.cloudimg-sync.json` bookkeeping beside each image (what retention may remove) use them.
  */
 import { constants } from 'node:fs';
-import { chmod, copyFile, link, lstat, mkdir, readdir, readFile, rename, rm, utimes } from 'node:fs/promises';
+import { access, chmod, copyFile, link, lstat, mkdir, readdir, readFile, realpath, rename, rm, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { SyncError } from '../../errors.js';
@@ -24,9 +24,8 @@ import type { Logger } from '../../log.js';
 import { fsyncPath } from '../../fsync.js';
 import type { UpstreamImage } from '../../image.js';
 import { parseSha256Sums } from '../../source/listing/sha256sums.js';
-import {
-  checkInside, checkVisibleSegments, directoryInside, ensureRoot, removeInside, UnsafeTargetPathError, workName, writeNewFile,
-} from '../contained-fs.js';
+import { UnsafePathError, writeFileExclusive } from '../../local-files.js';
+import { checkInside, checkVisibleSegments, directoryInside, ensureRoot, removeTreeInside, workName } from '../contained-fs.js';
 import { directoryError } from '../directory/target.js';
 import type { PublishContext, PublishedImage, PublishResult, SignedDocumentBytes, Target, VerifiedFile } from '../target.js';
 
@@ -70,7 +69,7 @@ export function mirrorPlacement(image: UpstreamImage): MirrorPlacement {
   const imageSegments = checkVisibleSegments(image.upstreamPath);
   const folder = imageSegments.slice(0, -1);
   const fileName = imageSegments[imageSegments.length - 1]!;
-  if (folder.length === 0) throw new UnsafeTargetPathError(image.upstreamPath, 'an image must sit in a serial folder');
+  if (folder.length === 0) throw new UnsafePathError(image.upstreamPath, 'an image must sit in a serial folder');
   const placement: MirrorPlacement = { folder, fileName, folderDocuments: [], otherDocuments: [] };
   for (const doc of image.signedBy) {
     const segments = checkVisibleSegments(doc.path);
@@ -118,8 +117,9 @@ export class MirrorTarget implements Target {
       }
       await fsyncPath(folder);
       await fsyncPath(parent);
-      // After the image: an index never names an image before it is there.
-      for (const doc of placement.otherDocuments) {
+      // After the image, and each before the one naming it (signedBy lists namers first): an index never names
+      // what is not there yet.
+      for (const doc of [...placement.otherDocuments].reverse()) {
         const dir = await directoryInside(root, doc.segments.slice(0, -1));
         await replaceFile(dir, doc.segments[doc.segments.length - 1]!, documents.get(doc.url)!);
       }
@@ -144,7 +144,7 @@ export class MirrorTarget implements Target {
           if (depth < MAX_DEPTH) await walk(at, depth + 1);
         } else if (entry.isDirectory() && isWorkName(entry.name)) {
           // A serial folder a crash left half built or half removed: never listed, so nothing refers to it.
-          await removeInside(root, at);
+          await removeTreeInside(root, at);
         } else if (entry.isFile() && entry.name.startsWith('.') && entry.name.endsWith(MANIFEST_SUFFIX)) {
           const manifest = await readManifest(at);
           if (!manifest || manifestName(manifest.fileName) !== entry.name) continue;
@@ -170,7 +170,7 @@ export class MirrorTarget implements Target {
       const root = await ensureRoot(this.root);
       const folder = path.dirname(image.ref);
       const fileName = path.basename(image.ref);
-      await checkInside(root, image.ref);
+      if (!(await checkInside(root, image.ref))) return; // already gone with its folder
       const names = await readdir(folder).catch((err: NodeJS.ErrnoException) => { if (err.code === 'ENOENT') return undefined; throw err; });
       if (!names) return; // already gone with its folder
       const others = names.filter((n) => n.endsWith(MANIFEST_SUFFIX) && n !== manifestName(fileName) && n.startsWith('.'));
@@ -179,7 +179,7 @@ export class MirrorTarget implements Target {
         const doomed = path.join(path.dirname(folder), workName(path.basename(folder), 'removing'));
         await rename(folder, doomed);
         await fsyncPath(path.dirname(folder));
-        await removeInside(root, doomed);
+        await removeTreeInside(root, doomed);
       } else {
         // Bookkeeping first: a half-removed image is never listed as published.
         await rm(path.join(folder, manifestName(fileName)), { force: true });
@@ -190,11 +190,18 @@ export class MirrorTarget implements Target {
     }
   }
 
+  /** Writable, without changing anything: a missing root needs a writable nearest ancestor. */
   async check(): Promise<string> {
     try {
-      const root = await ensureRoot(this.root);
+      if (!(await lstat(this.root).catch(() => undefined))) {
+        let ancestor = path.dirname(this.root);
+        while (!(await lstat(ancestor).catch(() => undefined))) ancestor = path.dirname(ancestor);
+        await access(ancestor, constants.W_OK);
+        return `${this.root} does not exist yet; it is created under ${ancestor} on the first publish`;
+      }
+      const root = await realpath(this.root);
       const probe = path.join(root, workName('check', 'tmp'));
-      await writeNewFile(probe, '');
+      await writeFileExclusive(probe, '', 0o644);
       await rm(probe, { force: true });
       return `${root} writable`;
     } catch (err) {
@@ -228,7 +235,7 @@ const isWorkName = (name: string) => /^\..+\.(partial|removing|tmp)-\d+-[0-9a-f]
 async function existingDirectory(dir: string): Promise<boolean> {
   const stats = await lstat(dir).catch((err: NodeJS.ErrnoException) => { if (err.code === 'ENOENT') return undefined; throw err; });
   if (!stats) return false;
-  if (stats.isSymbolicLink() || !stats.isDirectory()) throw new UnsafeTargetPathError(dir, 'it is a symlink or not a directory');
+  if (stats.isSymbolicLink() || !stats.isDirectory()) throw new UnsafePathError(dir, 'it is a symlink or not a directory');
   return true;
 }
 
@@ -242,7 +249,7 @@ async function createSerialFolder(
     await chmod(staging, 0o755);
     await placeImage(staging, placement.fileName, file);
     for (const doc of placement.folderDocuments) await writeDocument(staging, doc.name, documents.get(doc.url)!);
-    await writeNewFile(path.join(staging, manifestName(placement.fileName)), manifestText(manifest));
+    await writeFileExclusive(path.join(staging, manifestName(placement.fileName)), manifestText(manifest), 0o644);
     await fsyncPath(staging);
     await rename(staging, path.join(parent, folderName));
   } catch (err) {
@@ -272,7 +279,7 @@ async function placeImage(folder: string, fileName: string, file: VerifiedFile):
 /** A new file holding a signed document, dated as upstream served it (a downstream's freshness starts there). */
 async function writeDocument(dir: string, name: string, document: SignedDocumentBytes): Promise<void> {
   const file = path.join(dir, name);
-  await writeNewFile(file, document.body);
+  await writeFileExclusive(file, document.body, 0o644);
   const served = document.lastModified ? new Date(document.lastModified) : undefined;
   if (served && !Number.isNaN(served.getTime())) await utimes(file, served, served);
 }
@@ -288,7 +295,7 @@ async function replaceFile(dir: string, name: string, data: SignedDocumentBytes 
   if ((await lstat(dest).catch(() => undefined))?.isFile() && (await readFile(dest)).equals(bytes)) return;
   const tmp = path.join(dir, workName(name, 'tmp'));
   try {
-    if (typeof data === 'string') await writeNewFile(tmp, data);
+    if (typeof data === 'string') await writeFileExclusive(tmp, data, 0o644);
     else await writeDocument(dir, path.basename(tmp), data);
     await fsyncPath(tmp);
     await rename(tmp, dest);
