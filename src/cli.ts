@@ -62,7 +62,10 @@ program
   .action(async () => {
     const { syncOnce } = await import('./commands/sync.js');
     const summary = await syncOnce(program.opts());
-    if (summary.result === 'incomplete') {
+    if (summary.result === 'interrupted') {
+      // A shutdown is not a failure: the partial download resumes next run.
+      process.stderr.write('cloudimg-sync: sync interrupted by a signal; what was in flight resumes next run\n');
+    } else if (summary.result === 'incomplete') {
       const missing = summary.incomplete.map((i) => `${i.release}/${i.arch} (${i.stream})`);
       process.stderr.write(`cloudimg-sync: sync incomplete: no image upstream for ${missing.join(', ')}\n`);
       process.exitCode = EXIT.incomplete;

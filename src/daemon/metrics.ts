@@ -41,8 +41,8 @@ export class SyncMetrics {
   constructor(state: () => StateView | undefined, now: () => number = Date.now) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
-    this.runs = new Counter({ name: `${PREFIX}runs_total`, help: 'Sync cycles finished, by result (ok, incomplete, failed, aborted).', labelNames: ['result'], registers });
-    for (const result of ['ok', 'incomplete', 'failed', 'aborted']) this.runs.inc({ result }, 0);
+    this.runs = new Counter({ name: `${PREFIX}runs_total`, help: 'Sync cycles finished, by result (ok, incomplete, failed, interrupted).', labelNames: ['result'], registers });
+    for (const result of ['ok', 'incomplete', 'failed', 'interrupted']) this.runs.inc({ result }, 0);
     this.lastSuccess = new Gauge({ name: `${PREFIX}last_success_timestamp_seconds`, help: 'When the last cycle that succeeded (ok or incomplete) finished (0: never).', registers });
     this.releaseEol = new Gauge({
       name: `${PREFIX}release_eol`, help: 'Configured releases past their end of life, per stream (1; gone="true" when upstream removed them), as of the last cycle.',
@@ -132,7 +132,7 @@ export class SyncMetrics {
         const result = String(record.result);
         const atSeconds = Date.parse(record.time) / 1000;
         this.runs.inc({ result });
-        if (result !== 'aborted') {
+        if (result !== 'interrupted') {
           this.lastRun.set(atSeconds);
           this.setFindings(record);
         }

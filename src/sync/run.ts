@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import type { Dispatcher } from 'undici';
 import type { LoadedConfig } from '../config/load.js';
 import { describeError, errorCode } from '../errors.js';
+import { describeProxySettings, resolveProxySettings, type ProxySettings } from '../fetch/proxy.js';
 import { imageKey, type UpstreamImage } from '../image.js';
 import type { Logger } from '../log.js';
 import { createSource } from '../source/registry.js';
@@ -38,8 +39,8 @@ export interface SyncDeps {
 
 export interface RunSummary extends RunCounts, RunFindings {
   runId: number;
-  /** `incomplete`: nothing failed, but a configured arch has no image in any recent serial upstream. */
-  result: 'ok' | 'incomplete' | 'failed' | 'aborted';
+  /** `incomplete`: nothing failed, but a configured arch has no image in any recent serial upstream. `interrupted`: stopped by a signal (a shutdown, not a failure); what was in flight resumes next run. */
+  result: 'ok' | 'incomplete' | 'failed' | 'interrupted';
   /** One line per failure, for the CLI's exit message. */
   errors: string[];
 }
@@ -111,6 +112,7 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
     log.error({ event: 'sync.run.error', runId, err: describeError(err), errCode: errorCode(err) }, describeError(err));
   };
   log.info({ event: 'sync.run.started', runId, source: deps.config.sourceUrlShown, targets: deps.targets.map((t) => t.name) }, 'sync run started');
+  logProxies(deps, log);
 
   /** Cached copies being removed, each settling to undefined or its error; awaited before the run is recorded as finished. */
   const removals: Promise<unknown>[] = [];
@@ -164,7 +166,7 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
     cycleError(err);
   }
   for (const err of await Promise.all(removals)) if (err !== undefined) cycleError(err);
-  const result: RunSummary['result'] = deps.signal?.aborted ? 'aborted' : counts.failed > 0 ? 'failed' : findings.incomplete.length > 0 ? 'incomplete' : 'ok';
+  const result: RunSummary['result'] = deps.signal?.aborted ? 'interrupted' : counts.failed > 0 ? 'failed' : findings.incomplete.length > 0 ? 'incomplete' : 'ok';
   store.finishRun(runId, result, counts, errors[0] ?? null, new Date(), findings);
   try {
     const { prunedRuns } = store.compact(config.history.keepRuns);
@@ -172,7 +174,7 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
   } catch (err) {
     log.warn({ event: 'sync.history.failed', err: describeError(err), errCode: errorCode(err) }, `state housekeeping failed: ${describeError(err)}; retried next cycle`);
   }
-  const level = result === 'ok' ? 'info' : result === 'incomplete' ? 'warn' : 'error';
+  const level = result === 'failed' ? 'error' : result === 'incomplete' ? 'warn' : 'info';
   const missing = findings.incomplete.map((i) => `${i.release}/${i.arch} (${i.stream})`);
   log[level]({ event: 'sync.run.finished', runId, result, durationMs: Date.now() - startedMs, ...counts, errors, ...findings },
     `sync run ${result}: ${counts.discovered} new, ${counts.downloaded} downloaded, ${counts.published} published, ${counts.retired} retired, ${counts.failed} failed${missing.length > 0 ? `; missing upstream: ${missing.join(', ')}` : ''}`);
@@ -225,4 +227,25 @@ export function retentionPolicy(deps: Pick<SyncDeps, 'config' | 'now'>, target: 
     keep: deps.config.keep, hidesBeforeDelete: target.hidesBeforeDelete, hideGraceMs: target.hideGraceMs, nowMs,
     eol: { policy: config?.eol ?? 'keep', releases: endOfLifeReleases(nowMs, eolFound, published.map((i) => i.release)) },
   };
+}
+
+/**
+ * Once per cycle, the proxies requests go through (credentials masked): for the source (and clouds without
+ * their own), and for each target reached otherwise. Nothing when everything goes direct.
+ */
+function logProxies(deps: SyncDeps, log: Logger): void {
+  try {
+    const source = resolveProxySettings(process.env, deps.config.http);
+    const targets: Record<string, ReturnType<typeof describeProxySettings>> = {};
+    for (const target of deps.targets as Array<Target & { proxySettings?: () => ProxySettings }>) {
+      const own = target.proxySettings?.();
+      if (own && JSON.stringify(own) !== JSON.stringify(source)) targets[target.name] = describeProxySettings(own);
+    }
+    if (source.origin === 'none' && Object.keys(targets).length === 0) return;
+    const shown = describeProxySettings(source);
+    log.info({ event: 'http.proxy', ...shown, targets },
+      `requests go through ${shown.httpsProxy ?? shown.httpProxy ?? 'no proxy'} (${shown.origin})${shown.noProxy.length ? `, direct to ${shown.noProxy.join(',')}` : ''}${Object.keys(targets).length ? `; own settings for ${Object.keys(targets).join(', ')}` : ''}`);
+  } catch {
+    // An invalid proxy setting fails where the client is built, with the error that names it.
+  }
 }

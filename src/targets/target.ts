@@ -8,6 +8,7 @@
  *     create: (config, options) => new FooTarget(config, options),
  *   });
  */
+import type { ProxyConfig } from '../fetch/proxy.js';
 import type { Readable } from 'node:stream';
 import { z } from 'zod';
 import type { Logger } from '../log.js';
@@ -151,6 +152,8 @@ export interface CreateTargetOptions {
   env?: NodeJS.ProcessEnv;
   /** Logger of the target's clients (e.g. Keystone authentication, Glance uploads). */
   log?: Logger;
+  /** config.http's proxy keys, under the target's own (`proxy`, `noProxy`) for targets reached over HTTP. */
+  http?: ProxyConfig;
   /** Newest serials kept per stream (the config's `keep`), for targets that publish it (SCS's uuid_validity). */
   keep?: number;
 }

@@ -252,7 +252,7 @@ describe('sync cycle against the fixture mirror (directory target)', () => {
     const abort = new AbortController();
     setTimeout(() => abort.abort(), 400);
     const first = await world.sync({ signal: abort.signal });
-    assert.equal(first.result, 'aborted');
+    assert.equal(first.result, 'interrupted');
     assert.equal(fault.hits, 1);
     const parts = filesUnder(path.join(world.dir, 'cache')).filter((f) => f.endsWith('.part'));
     assert.equal(parts.length, 1);

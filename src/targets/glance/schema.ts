@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { noProxyList, proxyUrl } from '../../fetch/proxy.js';
 import { ARCHES, CHANNELS, VARIANTS } from '../../image.js';
 import { targetCommon } from '../target.js';
 import { GLANCE_NAME_PLACEHOLDERS, GLANCE_RESERVED_PROPERTY } from './properties.js';
@@ -74,6 +75,10 @@ export const glanceTargetSchema = z.strictObject({
   /** How long an import (web-download, glance-direct) may take before it counts as failed. */
   importTimeoutMinutes: z.number().positive().default(30),
   auth: z.record(z.string(), z.string()).optional(),
+  /** Proxy for this cloud's Keystone and Glance, replacing http.proxy and the environment; "" = direct. */
+  proxy: proxyUrl.optional(),
+  /** Hosts of this cloud reached directly, replacing http.noProxy and NO_PROXY. */
+  noProxy: noProxyList.optional(),
 }).refine((t) => !(t.diskFormat === 'raw' && t.method === 'web-download'), {
   path: ['diskFormat'],
   message: 'raw needs method put, stream or glance-direct: with web-download Glance fetches the qcow2 itself (enable its image_conversion import plugin for raw instead)',
