@@ -14,7 +14,7 @@ import { VERSION } from './version.js';
 // matters for `sync --once` from cron or a timer, and `--help` loads almost nothing.
 
 /** Exit codes: documented in README and `--help`. */
-export const EXIT = { ok: 0, failed: 1, config: 2, alreadyRunning: 3 } as const;
+export const EXIT = { ok: 0, failed: 1, config: 2, alreadyRunning: 3, incomplete: 4 } as const;
 
 function exitCodeFor(err: unknown): number {
   if (err instanceof ConfigError) return EXIT.config;
@@ -38,7 +38,8 @@ const program = new Command('cloudimg-sync')
   .addHelpText('after', `
 Exit codes: 0 success, 1 a cycle step (or a check) failed (see the log), 2 bad configuration or usage
 (invalid config, missing OpenStack credentials, unknown command or option), 3 another instance holds the
-state lock; 130/143 interrupted by SIGINT/SIGTERM (plan).
+state lock, 4 (sync) nothing failed but a configured arch has no image in any recent serial upstream
+(run result "incomplete"; see \`status\`); 130/143 interrupted by SIGINT/SIGTERM (plan).
 Logs: one JSON object per line (pino) on stdout, on stderr for commands that print a document (plan,
 status, history, check); event names in docs/events.md.`);
 
@@ -61,7 +62,14 @@ program
   .action(async () => {
     const { syncOnce } = await import('./commands/sync.js');
     const summary = await syncOnce(program.opts());
-    if (summary.result !== 'ok') {
+    if (summary.result === 'interrupted') {
+      // A shutdown is not a failure: the partial download resumes next run.
+      process.stderr.write('cloudimg-sync: sync interrupted by a signal; what was in flight resumes next run\n');
+    } else if (summary.result === 'incomplete') {
+      const missing = summary.incomplete.map((i) => `${i.release}/${i.arch} (${i.stream})`);
+      process.stderr.write(`cloudimg-sync: sync incomplete: no image upstream for ${missing.join(', ')}\n`);
+      process.exitCode = EXIT.incomplete;
+    } else if (summary.result !== 'ok') {
       process.stderr.write(`cloudimg-sync: sync ${summary.result}: ${summary.errors[0] ?? 'stopped'}${summary.errors.length > 1 ? ` (+${summary.errors.length - 1} more, see log)` : ''}\n`);
       process.exitCode = EXIT.failed;
     }

@@ -35,7 +35,10 @@ export interface UpstreamImage {
   signed: boolean;
   /** Size the signed metadata gives (simplestreams); a download of another size fails. Unknown from SHA256SUMS. */
   sizeBytes?: number;
-  /** End of the release's support (`YYYY-MM-DD`), when the source tells it (simplestreams `support_eol`). */
+  /**
+   * End of the release's standard support (`YYYY-MM-DD`): the source's own date (simplestreams `support_eol`), else
+   * the shipped release table's. Glance images carry it as `ubuntu_eol`.
+   */
   supportEol?: string;
   /**
    * The image's path below the source root, as upstream lays it out, e.g.

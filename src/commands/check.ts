@@ -56,7 +56,7 @@ export async function checkCommand(options: GlobalOptions): Promise<CheckReport>
   const log = createLogger({ level: options.logLevel ?? 'warn', destination: process.stderr });
   const checks: CheckResult[] = [{
     name: 'config', ok: true,
-    detail: `${config.origin}: ${config.releaseNames.map((r) => r.codename).join(', ')} (${config.source.arches.join(', ')}), ${config.targets.length} target(s), schedule ${config.schedule ? `"${config.schedule}"` : 'hourly at a minute fixed per install (stateDir/install-id)'}`,
+    detail: `${config.origin}: ${config.streams.map((s) => `${s.id} ${s.releases.map((r) => r.codename).join(',')} (${s.arches.join(',')})`).join('; ')}, ${config.targets.length} target(s), schedule ${config.schedule ? `"${config.schedule}"` : 'hourly at a minute fixed per install (stateDir/install-id)'}`,
   }];
   checks.push(await directoryCheck('stateDir', config.stateDir, lockHolder(config)));
   checks.push(await directoryCheck('cacheDir', config.cacheDir));

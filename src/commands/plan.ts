@@ -2,8 +2,9 @@ import { describeError } from '../errors.js';
 import { releaseInfo } from '../source/releases.js';
 import { reconcilePublications, withChanges } from '../sync/reconcile.js';
 import { decideRetention } from '../sync/retention.js';
+import type { RunFindings } from '../state/store.js';
 import type { PublishedImage } from '../targets/target.js';
-import { discover, planCycle } from '../sync/run.js';
+import { discover, endOfLifeReleases, findingsOf, planCycle, retentionPolicy } from '../sync/run.js';
 import { loadTargetSettings } from '../targets/create.js';
 import { openContext, type GlobalOptions } from './context.js';
 
@@ -25,9 +26,11 @@ export interface PlanItem {
   target?: string;
   /** The target's reference of the image to hide or remove (a Glance id, a path). */
   ref?: string;
+  /** hide, remove: beyond `keep`, or of a release past end of life under the target's `eol:` policy. */
+  reason?: 'keep' | 'eol';
 }
 
-export interface PlanReport {
+export interface PlanReport extends RunFindings {
   items: PlanItem[];
   /** One line per release the source could not be read for. */
   sourceErrors: string[];
@@ -53,8 +56,10 @@ export async function planCommand(options: GlobalOptions, signal?: AbortSignal):
     }
     const sizes = new Map(images.map((r) => [r.key, r.sizeBytes]));
     const items: PlanItem[] = [];
+    const findings = findingsOf(discovery);
+    const eolReleases = endOfLifeReleases(Date.now(), findings.eol, discovery.images.map((i) => i.release));
     // Plan against state as if the discovered images were recorded, without recording them.
-    for (const action of planCycle(ctx, discovery.images, images)) {
+    for (const action of planCycle(ctx, discovery.images, eolReleases, images)) {
       const { channel, variant, release, version, arch, serial, url } = action.image;
       const sizeBytes = sizes.get(action.key) ?? undefined;
       const base = { channel, variant, release, version, arch, serial, url, ...(sizeBytes ? { sizeBytes } : {}) };
@@ -62,19 +67,18 @@ export async function planCommand(options: GlobalOptions, signal?: AbortSignal):
       for (const target of action.publishTo) items.push({ action: 'publish', ...base, target });
     }
     for (const target of ctx.targets) {
-      const decision = decideRetention(listings.get(target.name) ?? [], {
-        keep: ctx.config.keep, hidesBeforeDelete: target.hidesBeforeDelete, hideGraceMs: target.hideGraceMs, nowMs: Date.now(),
-      });
+      const published = listings.get(target.name) ?? [];
+      const decision = decideRetention(published, retentionPolicy(ctx, target, published, findings.eol));
       for (const [action, list] of [['hide', decision.hide], ['remove', decision.remove]] as const) {
         for (const i of list) {
           items.push({
             action, channel: i.channel, variant: i.variant, release: i.release, version: releaseInfo(i.release)?.version ?? '',
-            arch: i.arch, serial: i.serial, target: target.name, ref: i.ref,
+            arch: i.arch, serial: i.serial, target: target.name, ref: i.ref, reason: decision.endOfLife.has(i) ? 'eol' : 'keep',
           });
         }
       }
     }
-    return { items, sourceErrors: discovery.failures.map((f) => `${f.release}: ${describeError(f.error)}`) };
+    return { items, sourceErrors: discovery.failures.map((f) => `${f.release} (${f.stream}): ${describeError(f.error)}`), ...findings };
   } finally {
     await ctx.close();
   }
@@ -86,9 +90,11 @@ export function formatPlan(report: PlanReport): string {
     const key = `${i.channel}/${i.variant}/${i.release}/${i.arch}/${i.serial}`;
     if (i.action === 'download') lines.push(`download  ${key}  ${i.url}`);
     else if (i.action === 'publish') lines.push(`publish   ${key}  -> ${i.target}`);
-    else lines.push(`${i.action.padEnd(9)} ${i.release}/${i.arch}/${i.serial}  ${i.target}:${i.ref}`);
+    else lines.push(`${i.action.padEnd(9)} ${key}  ${i.target}:${i.ref}${i.reason === 'eol' ? '  (end of life)' : ''}`);
   }
   for (const e of report.sourceErrors) lines.push(`error     ${e}`);
+  for (const i of report.incomplete) lines.push(`missing   ${i.stream} ${i.release} ${i.arch}: ${i.reason}`);
+  for (const e of report.eol) lines.push(`eol       ${e.stream} ${e.release}: past end of life${e.eol ? ` (${e.eol})` : ''}${e.gone ? ', gone upstream' : ''}${e.imported ? '' : ', dailies not imported'}`);
   if (lines.length === 0) lines.push('nothing to do: every wanted image is published and retention is satisfied');
   return lines.join('\n');
 }

@@ -1,5 +1,5 @@
 import { loadConfig } from '../config/load.js';
-import { StateStore } from '../state/store.js';
+import { StateStore, type RunFindings } from '../state/store.js';
 import type { GlobalOptions } from './context.js';
 
 export interface StatusImage {
@@ -15,8 +15,17 @@ export interface StatusImage {
   targets: Record<string, { state: string; imageId: string | null; error: string | null }>;
 }
 
-/** `status`: images and their states, read from state without taking the lock (a running daemon is fine). */
-export function statusCommand(options: GlobalOptions): { images: StatusImage[] } {
+export interface StatusReport extends RunFindings {
+  images: StatusImage[];
+  /** The last finished cycle the findings come from. */
+  lastRun?: { id: number; result: string; finishedAt: string | null };
+}
+
+/**
+ * `status`: images and their states, and what the last finished cycle found missing or past end of life;
+ * read from state without taking the lock (a running daemon is fine).
+ */
+export function statusCommand(options: GlobalOptions): StatusReport {
   const config = loadConfig(options.config);
   const store = StateStore.open(config.stateDir);
   try {
@@ -25,19 +34,33 @@ export function statusCommand(options: GlobalOptions): { images: StatusImage[] }
       state: r.state, sha256: r.sha256, error: r.error,
       targets: Object.fromEntries(Object.values(r.publications).map((p) => [p.target, { state: p.state, imageId: p.ref, error: p.error }])),
     }));
-    return { images };
+    const last = store.listRuns(20).find((r) => r.result !== 'running' && r.result !== 'aborted' && r.result !== 'interrupted');
+    return {
+      images, incomplete: last?.incomplete ?? [], eol: last?.eol ?? [],
+      ...(last ? { lastRun: { id: last.id, result: last.result, finishedAt: last.finishedAt } } : {}),
+    };
   } finally {
     store.close();
   }
 }
 
-export function formatStatus({ images }: { images: StatusImage[] }): string {
-  if (images.length === 0) return 'no images recorded yet: run `cloudimg-sync sync --once`';
-  const rows = images.map((i) => [
-    i.release, i.version, i.arch, i.serial, i.state,
-    Object.entries(i.targets).map(([t, p]) => `${t}:${p.state}`).join(' ') || '-',
-  ]);
-  const header = ['RELEASE', 'VERSION', 'ARCH', 'SERIAL', 'STATE', 'TARGETS'];
-  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
-  return [header, ...rows].map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd()).join('\n');
+export function formatStatus({ images, incomplete = [], eol = [], lastRun }: Partial<StatusReport> & { images: StatusImage[] }): string {
+  const lines: string[] = [];
+  if (images.length === 0) {
+    lines.push('no images recorded yet: run `cloudimg-sync sync --once`');
+  } else {
+    const rows = images.map((i) => [
+      `${i.channel}/${i.variant}`, i.release, i.version, i.arch, i.serial, i.state,
+      Object.entries(i.targets).map(([t, p]) => `${t}:${p.state}`).join(' ') || '-',
+    ]);
+    const header = ['STREAM', 'RELEASE', 'VERSION', 'ARCH', 'SERIAL', 'STATE', 'TARGETS'];
+    const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
+    lines.push(...[header, ...rows].map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd()));
+  }
+  const run = lastRun ? ` (run ${lastRun.id}, ${lastRun.result})` : '';
+  for (const i of incomplete) lines.push(`incomplete  ${i.stream} ${i.release} ${i.arch}: ${i.reason}${run}`);
+  for (const e of eol) {
+    lines.push(`eol         ${e.stream} ${e.release}: past end of life${e.eol ? ` (${e.eol})` : ''}${e.gone ? ', gone upstream' : ''}${e.imported ? '' : ', dailies not imported'}${run}`);
+  }
+  return lines.join('\n');
 }

@@ -6,9 +6,10 @@ import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { OriginCredentials } from '../fetch/http-client.js';
 import { redactUrl } from '../redact-url.js';
-import { knownReleases, resolveRelease, suggestRelease, type ReleaseName } from '../source/releases.js';
 import { SOURCE_TYPE_NAMES } from '../source/registry.js';
-import { TARGET_TYPE_NAMES } from '../targets/registry.js';
+import { resolveStreams, streamId, type StreamSelection } from '../source/streams.js';
+import { renderImageName } from '../targets/glance/image-spec.js';
+import { TARGET_TYPE_NAMES, type TargetConfig } from '../targets/registry.js';
 import { configSchema, type Config } from './schema.js';
 
 export const SYSTEM_CONFIG_PATH = '/etc/cloudimg-sync/config.yaml';
@@ -27,8 +28,8 @@ export interface LoadedConfig extends Config {
   sourceUrlShown: string;
   /** Where the config came from: a file path, or `built-in defaults`. */
   origin: string;
-  /** `source.releases` resolved to codename + version. */
-  releaseNames: ReleaseName[];
+  /** The streams to mirror (`source.streams`, or the one-stream shorthand), releases resolved. */
+  streams: StreamSelection[];
   /** Absolute keyring path (the shipped Ubuntu keyring unless configured). */
   keyringPath: string;
 }
@@ -58,30 +59,15 @@ export function loadConfig(cliPath?: string, env: NodeJS.ProcessEnv = process.en
   return validateConfig(raw, file, path.dirname(path.resolve(file)));
 }
 
-/** Validate raw config data; every error names the key, the bad value (unless secret) and what is allowed. */
+/** Validate raw config data; every error names the key, the bad value and what is allowed. */
 export function validateConfig(raw: unknown, origin: string, _configDir?: string): LoadedConfig {
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) {
     throw new ConfigError(`${origin}: ${describeIssue(parsed.error.issues[0], raw)}`, 'correct that key (see config/config.example.yaml)');
   }
   const config = parsed.data;
-  const resolvedReleases = config.source.releases.map((name, i) => {
-    const resolved = resolveRelease(name);
-    if (!resolved) {
-      throw new ConfigError(
-        `${origin}: source.releases[${i}]: ${JSON.stringify(name)} is neither a codename nor a known version`,
-        `use a codename or version, e.g. ${knownReleases().slice(-5).join(', ')}`,
-      );
-    }
-    const meant = suggestRelease(resolved.codename);
-    if (meant) {
-      throw new ConfigError(`${origin}: source.releases[${i}]: unknown release ${resolved.codename}; did you mean ${meant}?`,
-        `correct source.releases[${i}] (known: ${knownReleases().slice(-5).join(', ')}, ...)`);
-    }
-    return resolved;
-  });
-  // `noble` and `24.04` name the same release: keep the first.
-  const releaseNames = resolvedReleases.filter((r, i) => resolvedReleases.findIndex((o) => o.codename === r.codename) === i);
+  const streams = resolveStreams(config.source, origin);
+  config.targets.forEach((target, i) => checkTargetStreams(target, i, streams, origin));
   const keyringPath = config.source.keyring ? path.resolve(config.source.keyring) : SHIPPED_KEYRING_PATH;
   if (config.source.verifySignature && !existsSync(keyringPath)) {
     throw new ConfigError(`${origin}: source.keyring: ${keyringPath} does not exist`, 'point source.keyring at an armored OpenPGP public key file');
@@ -95,9 +81,47 @@ export function validateConfig(raw: unknown, origin: string, _configDir?: string
       'use method put or stream for a private mirror (cloudimg-sync downloads, verifies and uploads)');
   }
   return {
-    ...config, source: url === undefined ? config.source : { ...config.source, url }, origin, releaseNames, keyringPath,
+    ...config, source: url === undefined ? config.source : { ...config.source, url }, origin, streams, keyringPath,
     sourceUrlShown: config.source.url === undefined ? '(the source type\'s default)' : redactUrl(config.source.url), ...(credentials ? { sourceCredentials: credentials } : {}),
   };
+}
+
+/** The streams a target carries: its `streams`, else every configured one. */
+export function targetStreams(target: Pick<TargetConfig, 'streams'>, streams: readonly StreamSelection[]): StreamSelection[] {
+  return target.streams ? streams.filter((s) => target.streams!.includes(s.id)) : [...streams];
+}
+
+/**
+ * A target may only name configured streams; a Glance target's image names must tell its streams apart
+ * (two streams rendering one name would make images indistinguishable in a Glance listing).
+ */
+function checkTargetStreams(target: TargetConfig, index: number, streams: readonly StreamSelection[], origin: string): void {
+  const ids = streams.map((s) => s.id);
+  for (const [j, id] of (target.streams ?? []).entries()) {
+    if (!ids.includes(id)) {
+      throw new ConfigError(`${origin}: targets[${index}].streams[${j}]: ${JSON.stringify(id)} is not a configured stream; configured: ${ids.join(', ')}`,
+        'name a stream of source.streams as channel/variant, or add that stream to source.streams');
+    }
+  }
+  if (target.type !== 'glance' && target.eol === 'hide') {
+    throw new ConfigError(`${origin}: targets[${index}].eol: a ${target.type} target cannot hide images`, `use eol: delete (or keep) on a ${target.type} target`);
+  }
+  if (target.type !== 'glance') return;
+  const carried = targetStreams(target, streams);
+  for (const key of ['nameTemplate', 'stableName'] as const) {
+    const template = target[key];
+    if (template === undefined) continue;
+    const byName = new Map<string, string>();
+    for (const s of carried) {
+      const name = renderImageName(template, { version: '24.04', release: 'noble', arch: 'amd64', serial: '20260101', channel: s.channel, variant: s.variant });
+      const other = byName.get(name);
+      if (other) {
+        throw new ConfigError(`${origin}: targets[${index}].${key}: streams ${other} and ${s.id} would get the same image names (${JSON.stringify(template)})`,
+          'add {flavor} (or {channel} and {variant}) to the template, or give the target `streams:` so it carries one of them');
+      }
+      byName.set(name, streamId(s));
+    }
+  }
 }
 
 /**

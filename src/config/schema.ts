@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { HTTP_DEFAULTS } from '../fetch/http-client.js';
+import { noProxyList, proxyUrl } from '../fetch/proxy.js';
 import { DEFAULT_SOURCE_TYPE, sourceConfigSchemas } from '../source/registry.js';
 import { targetConfigSchemas, type TargetConfig as RegisteredTargetConfig } from '../targets/registry.js';
 import { cronExpressionValid } from './cron.js';
@@ -30,6 +31,12 @@ export const configSchema = z.strictObject({
       retries: z.number().int().min(0).default(HTTP_DEFAULTS.retries),
       retryBaseDelayMs: z.number().int().positive().default(HTTP_DEFAULTS.retryBaseDelayMs),
       retryMaxDelayMs: z.number().int().positive().default(HTTP_DEFAULTS.retryMaxDelayMs),
+      /** Proxy for the source and the clouds; replaces HTTPS_PROXY/HTTP_PROXY; "" = direct whatever the environment says. */
+      proxy: proxyUrl.optional(),
+      /** Hosts reached directly (curl's NO_PROXY syntax); replaces NO_PROXY. */
+      noProxy: noProxyList.optional(),
+      /** PEM file of further trusted CAs (a mirror or proxy with a private CA). */
+      caFile: z.string().min(1).optional(),
       /** Like curl's --speed-limit/--speed-time: a body slower than this over lowSpeedTimeMs is abandoned and retried (0: off). */
       lowSpeedBytesPerSec: z.number().int().nonnegative().default(HTTP_DEFAULTS.lowSpeedBytesPerSec),
       lowSpeedTimeMs: z.number().int().positive().default(HTTP_DEFAULTS.lowSpeedTimeMs),

@@ -135,7 +135,7 @@ export class Daemon {
       rt.cyclesUsing--;
       if (rt.retired && rt.cyclesUsing === 0) await closeRuntime(rt);
     }
-    if (result === 'ok') this.consecutiveFailures = 0;
+    if (result === 'ok' || result === 'incomplete') this.consecutiveFailures = 0;
     if (result === 'failed') this.scheduleRetry();
   }
 

@@ -74,11 +74,11 @@ export class HealthTracker {
 
   /** What earlier processes recorded, newest first (StateStore.listRuns). */
   seedFromRuns(runs: readonly RunRecord[]): void {
-    const last = runs.find((r) => r.result === 'ok' || r.result === 'failed');
+    const last = runs.find((r) => r.result === 'ok' || r.result === 'incomplete' || r.result === 'failed');
     if (last?.finishedAt) {
-      this.lastCycle = { runId: last.id, result: last.result as FinishedCycle['result'], finishedAt: last.finishedAt, error: last.error ?? undefined };
+      this.lastCycle = { runId: last.id, result: last.result === 'failed' ? 'failed' : 'ok', finishedAt: last.finishedAt, error: last.error ?? undefined };
     }
-    this.lastSuccessAt = runs.find((r) => r.result === 'ok')?.finishedAt ?? undefined;
+    this.lastSuccessAt = runs.find((r) => r.result === 'ok' || r.result === 'incomplete')?.finishedAt ?? undefined;
   }
 
   /** The log tap. */
@@ -95,15 +95,17 @@ export class HealthTracker {
     }
     if (record.event !== 'sync.run.finished') return;
     this.cycleRunning = false;
-    if (record.result !== 'ok' && record.result !== 'failed') return;
+    // An `incomplete` cycle (an arch missing upstream) did its work: healthy; the metrics show what is missing.
+    if (record.result !== 'ok' && record.result !== 'incomplete' && record.result !== 'failed') return;
     const errors = Array.isArray(record.errors) ? record.errors : [];
+    const result = record.result === 'failed' ? 'failed' : 'ok';
     this.lastCycle = {
       runId: typeof record.runId === 'number' ? record.runId : 0,
-      result: record.result,
+      result,
       finishedAt: record.time,
       error: typeof errors[0] === 'string' ? errors[0] : undefined,
     };
-    if (record.result === 'ok') this.lastSuccessAt = record.time;
+    if (result === 'ok') this.lastSuccessAt = record.time;
   };
 
   report(nowMs = Date.now()): HealthReport {

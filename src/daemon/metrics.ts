@@ -33,15 +33,25 @@ export class SyncMetrics {
   private readonly downloadSeconds: Histogram;
   private readonly uploadSeconds: Histogram<'target'>;
   private readonly failures: Counter<'step'>;
+  private readonly releaseEol: Gauge<'channel' | 'variant' | 'release' | 'gone'>;
+  private readonly archMissing: Gauge<'channel' | 'variant' | 'release' | 'arch'>;
   private readonly publicationLag: Gauge<'stream' | 'release' | 'arch' | 'target'>;
   private readonly downloads = new Map<string, DownloadTally>();
 
   constructor(state: () => StateView | undefined, now: () => number = Date.now) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
-    this.runs = new Counter({ name: `${PREFIX}runs_total`, help: 'Sync cycles finished, by result (ok, failed, aborted).', labelNames: ['result'], registers });
-    for (const result of ['ok', 'failed', 'aborted']) this.runs.inc({ result }, 0);
-    this.lastSuccess = new Gauge({ name: `${PREFIX}last_success_timestamp_seconds`, help: 'When the last cycle that succeeded finished (0: never).', registers });
+    this.runs = new Counter({ name: `${PREFIX}runs_total`, help: 'Sync cycles finished, by result (ok, incomplete, failed, interrupted).', labelNames: ['result'], registers });
+    for (const result of ['ok', 'incomplete', 'failed', 'interrupted']) this.runs.inc({ result }, 0);
+    this.lastSuccess = new Gauge({ name: `${PREFIX}last_success_timestamp_seconds`, help: 'When the last cycle that succeeded (ok or incomplete) finished (0: never).', registers });
+    this.releaseEol = new Gauge({
+      name: `${PREFIX}release_eol`, help: 'Configured releases past their end of life, per stream (1; gone="true" when upstream removed them), as of the last cycle.',
+      labelNames: ['channel', 'variant', 'release', 'gone'], registers,
+    });
+    this.archMissing = new Gauge({
+      name: `${PREFIX}arch_missing`, help: 'Configured arches with no image in any recent serial upstream (1), as of the last cycle: the run is incomplete.',
+      labelNames: ['channel', 'variant', 'release', 'arch'], registers,
+    });
     this.lastRun = new Gauge({ name: `${PREFIX}last_run_timestamp_seconds`, help: 'When the last cycle finished, whatever its result (0: never).', registers });
     this.cycleRunning = new Gauge({ name: `${PREFIX}cycle_running`, help: '1 while a sync cycle runs.', registers });
     this.downloadBytes = new Counter({ name: `${PREFIX}download_bytes_total`, help: 'Image bytes received from the source (resumed prefixes are not counted again).', registers });
@@ -75,13 +85,13 @@ export class SyncMetrics {
     });
     new Gauge({
       name: `${PREFIX}newest_serial_age_seconds`,
-      help: 'Age of the newest serial published on each target, per release and arch (from the serial date).',
-      labelNames: ['release', 'arch', 'target'], registers,
+      help: 'Age of the newest serial published on each target, per channel, variant, release and arch (from the serial date).',
+      labelNames: ['channel', 'variant', 'release', 'arch', 'target'], registers,
       collect() {
         this.reset();
         for (const n of newestPublishedSerials(state()?.listImages() ?? [])) {
           const dateMs = serialDateMs(n.serial);
-          if (dateMs !== undefined) this.set({ release: n.release, arch: n.arch, target: n.target }, Math.max(0, (now() - dateMs) / 1000));
+          if (dateMs !== undefined) this.set({ channel: n.channel, variant: n.variant, release: n.release, arch: n.arch, target: n.target }, Math.max(0, (now() - dateMs) / 1000));
         }
       },
     });
@@ -89,10 +99,26 @@ export class SyncMetrics {
 
   /** Seed what survives restarts (the last success) from the runs recorded in state. */
   seedFromRuns(runs: readonly RunRecord[]): void {
-    const lastOk = runs.find((r) => r.result === 'ok' && r.finishedAt);
+    const lastOk = runs.find((r) => (r.result === 'ok' || r.result === 'incomplete') && r.finishedAt);
     if (lastOk) this.lastSuccess.set(Date.parse(lastOk.finishedAt!) / 1000);
     const last = runs.find((r) => r.finishedAt && r.result !== 'running');
     if (last) this.lastRun.set(Date.parse(last.finishedAt!) / 1000);
+    const lastFindings = runs.find((r) => r.result === 'ok' || r.result === 'incomplete' || r.result === 'failed');
+    if (lastFindings) this.setFindings({ eol: lastFindings.eol, incomplete: lastFindings.incomplete });
+  }
+
+  /** What the last cycle found upstream besides images: releases past end of life, arches missing. */
+  private setFindings(record: { readonly [key: string]: unknown }): void {
+    this.releaseEol.reset();
+    this.archMissing.reset();
+    for (const e of Array.isArray(record.eol) ? record.eol as Array<Record<string, unknown>> : []) {
+      const [channel = '', variant = ''] = String(e.stream).split('/');
+      this.releaseEol.set({ channel, variant, release: String(e.release), gone: String(e.gone === true) }, 1);
+    }
+    for (const i of Array.isArray(record.incomplete) ? record.incomplete as Array<Record<string, unknown>> : []) {
+      const [channel = '', variant = ''] = String(i.stream).split('/');
+      this.archMissing.set({ channel, variant, release: String(i.release), arch: String(i.arch) }, 1);
+    }
   }
 
   /** The log tap. */
@@ -106,8 +132,11 @@ export class SyncMetrics {
         const result = String(record.result);
         const atSeconds = Date.parse(record.time) / 1000;
         this.runs.inc({ result });
-        if (result !== 'aborted') this.lastRun.set(atSeconds);
-        if (result === 'ok') this.lastSuccess.set(atSeconds);
+        if (result !== 'interrupted') {
+          this.lastRun.set(atSeconds);
+          this.setFindings(record);
+        }
+        if (result === 'ok' || result === 'incomplete') this.lastSuccess.set(atSeconds);
         break;
       }
       case 'image.download.started':
@@ -220,15 +249,17 @@ export function serialDateMs(serial: string): number | undefined {
 
 /** The newest serial published on each target, per release/arch. */
 export function newestPublishedSerials(
-  images: ReadonlyArray<{ release: string; arch: string; serial: string; publications: Record<string, { target: string; state: string }> }>,
-): Array<{ release: string; arch: string; target: string; serial: string }> {
-  const newest = new Map<string, { release: string; arch: string; target: string; serial: string }>();
+  images: ReadonlyArray<{ channel: string; variant: string; release: string; arch: string; serial: string; publications: Record<string, { target: string; state: string }> }>,
+): Array<{ channel: string; variant: string; release: string; arch: string; target: string; serial: string }> {
+  const newest = new Map<string, { channel: string; variant: string; release: string; arch: string; target: string; serial: string }>();
   for (const image of images) {
     for (const p of Object.values(image.publications)) {
       if (p.state !== 'published') continue;
-      const key = `${image.release}/${image.arch}/${p.target}`;
+      const key = `${image.channel}/${image.variant}/${image.release}/${image.arch}/${p.target}`;
       const seen = newest.get(key);
-      if (!seen || compareSerials(image.serial, seen.serial) > 0) newest.set(key, { release: image.release, arch: image.arch, target: p.target, serial: image.serial });
+      if (!seen || compareSerials(image.serial, seen.serial) > 0) {
+        newest.set(key, { channel: image.channel, variant: image.variant, release: image.release, arch: image.arch, target: p.target, serial: image.serial });
+      }
     }
   }
   return [...newest.values()];

@@ -8,9 +8,11 @@
  * low-speed limit on bodies (curl's --speed-limit/--speed-time) and a deadline for small documents.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
-import { Agent, request, type Dispatcher } from 'undici';
-import { SyncError, describeError, errorCode, isRetryable } from '../errors.js';
+import { Agent, Pool, ProxyAgent, request, type Dispatcher } from 'undici';
+import { resolveProxySettings, proxyFor, type ProxyConfig, type ProxySettings } from './proxy.js';
+import { ConfigError, SyncError, describeError, errorCode, isRetryable } from '../errors.js';
 import type { Logger } from '../log.js';
 import { VERSION } from '../version.js';
 
@@ -45,12 +47,16 @@ export const HTTP_DEFAULTS = {
 } as const;
 
 /** `config.http` as the client reads it; every key optional (HTTP_DEFAULTS fill in). */
-export interface HttpClientOptions {
+export interface HttpClientOptions extends ProxyConfig {
   connectTimeoutMs?: number;
   headersTimeoutMs?: number;
   idleTimeoutMs?: number;
   connections?: number;
   userAgent?: string;
+  /** PEM file of CAs trusted besides the system's (a mirror or proxy with a private CA). */
+  caFile?: string;
+  /** Where HTTPS_PROXY, HTTP_PROXY, NO_PROXY (and lower-case) are read; default this process's environment. */
+  env?: NodeJS.ProcessEnv;
   allowInsecureRedirects?: boolean;
   lowSpeedBytesPerSec?: number;
   lowSpeedTimeMs?: number;
@@ -168,11 +174,11 @@ function originOf(origin: Dispatcher.DispatchOptions['origin']): string {
  */
 export function createHttpClient(options: HttpClientOptions = {}): Dispatcher {
   const o = { ...HTTP_DEFAULTS, userAgent: USER_AGENT, ...options };
-  const agent = new Agent({
-    connect: { timeout: o.connectTimeoutMs, ...(options.ca ? { ca: [...tls.rootCertificates, String(options.ca)] } : {}) },
-    headersTimeout: o.headersTimeoutMs,
-    bodyTimeout: o.idleTimeoutMs,
-    connections: o.connections,
+  const proxy = resolveProxySettings(o.env ?? process.env, o);
+  const extraCas = [...(options.ca ? [String(options.ca)] : []), ...(o.caFile ? [readCaFile(o.caFile, 'http.caFile')] : [])];
+  const ca = extraCas.length > 0 ? [...tls.rootCertificates, ...extraCas] : undefined;
+  const agent = createProxyingAgent(proxy, {
+    connectTimeoutMs: o.connectTimeoutMs, headersTimeoutMs: o.headersTimeoutMs, bodyTimeoutMs: o.idleTimeoutMs, connections: o.connections, ca,
   });
   const credentials = options.credentials;
   const client = agent.compose((dispatch) => (opts, handler) => {
@@ -186,6 +192,56 @@ export function createHttpClient(options: HttpClientOptions = {}): Dispatcher {
     lowSpeedTimeMs: o.lowSpeedTimeMs, metadataTimeoutMs: o.metadataTimeoutMs,
   });
   return client;
+}
+
+export interface AgentSettings {
+  connectTimeoutMs: number;
+  headersTimeoutMs?: number;
+  bodyTimeoutMs?: number;
+  connections: number;
+  /** Trusted CAs for TLS to origins and to an https proxy; default the system's. */
+  ca?: Array<string | Buffer>;
+  /** Skip certificate checks of origins (OS_INSECURE). */
+  insecure?: boolean;
+  keepAliveTimeoutMs?: number;
+}
+
+/**
+ * An Agent that sends each origin direct or through undici's ProxyAgent, as `proxy` says for it (decided
+ * once per origin, when its pool is made). An http:// origin goes through the proxy as a plain forward
+ * request, an https:// one through a CONNECT tunnel, as curl does.
+ */
+export function createProxyingAgent(proxy: ProxySettings, settings: AgentSettings): Agent {
+  const tls = { ...(settings.ca ? { ca: settings.ca } : {}), ...(settings.insecure ? { rejectUnauthorized: false } : {}) };
+  const common = {
+    headersTimeout: settings.headersTimeoutMs,
+    bodyTimeout: settings.bodyTimeoutMs,
+    connections: settings.connections,
+    ...(settings.keepAliveTimeoutMs ? { keepAliveTimeout: settings.keepAliveTimeoutMs } : {}),
+  };
+  return new Agent({
+    ...common,
+    connect: { timeout: settings.connectTimeoutMs, ...tls },
+    factory: (origin, opts) => {
+      const via = proxyFor(String(origin), proxy);
+      if (!via) return new Pool(origin, opts);
+      return new ProxyAgent({
+        ...common,
+        uri: via,
+        proxyTunnel: String(origin).startsWith('https:'),
+        requestTls: { timeout: settings.connectTimeoutMs, ...tls },
+        proxyTls: { timeout: settings.connectTimeoutMs, ...(settings.ca ? { ca: settings.ca } : {}) },
+      });
+    },
+  });
+}
+
+function readCaFile(file: string, key: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new ConfigError(`${key}: cannot read ${file}: ${(err as Error).message}`, `point ${key} at a readable PEM file`);
+  }
 }
 
 let sharedClient: Dispatcher | undefined;

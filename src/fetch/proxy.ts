@@ -13,8 +13,14 @@
  * Pure: the dispatcher that acts on it is built in http-client.ts (undici's ProxyAgent does the proxying).
  */
 import { BlockList, isIP } from 'node:net';
+import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { redactUrl } from '../redact-url.js';
+
+/** A proxy URL (http:// or https://, `host:port` means http://), or "" for none. */
+export const proxyUrl = z.string().refine((v) => v === '' || /^(https?:\/\/)?[^\s/]+(:\d+)?\/?$/i.test(v), 'an http:// or https:// proxy URL like http://proxy.example.com:3128, or "" for none');
+/** curl's NO_PROXY: a list, or one comma-separated string. */
+export const noProxyList = z.union([z.string(), z.array(z.string().min(1))]);
 
 export interface ProxyConfig {
   /** Proxy for http and https URLs; "" for none. Undefined: the environment decides. */

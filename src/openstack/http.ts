@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
-import { Agent, type Dispatcher } from 'undici';
+import type { Agent, Dispatcher } from 'undici';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
-import { HTTP_DEFAULTS, USER_AGENT } from '../fetch/http-client.js';
+import { HTTP_DEFAULTS, USER_AGENT, createProxyingAgent } from '../fetch/http-client.js';
+import { DIRECT, type ProxySettings } from '../fetch/proxy.js';
 import { OpenStackError, type OpenStackService } from './errors.js';
 
 export { USER_AGENT };
@@ -15,6 +16,8 @@ export interface OpenStackAgentOptions {
   connectTimeoutMs?: number;
   /** Sockets per origin. */
   connections?: number;
+  /** Proxy of this cloud (HTTPS_PROXY/NO_PROXY, http.proxy, the target's proxy); default direct. */
+  proxy?: ProxySettings;
 }
 
 /**
@@ -33,14 +36,12 @@ export function createOpenStackAgent(options: OpenStackAgentOptions = {}): Agent
       );
     }
   }
-  return new Agent({
-    connect: {
-      timeout: options.connectTimeoutMs ?? HTTP_DEFAULTS.connectTimeoutMs,
-      ...(ca ? { ca } : {}),
-      ...(options.insecure ? { rejectUnauthorized: false } : {}),
-    },
+  return createProxyingAgent(options.proxy ?? DIRECT, {
+    connectTimeoutMs: options.connectTimeoutMs ?? HTTP_DEFAULTS.connectTimeoutMs,
     connections: options.connections ?? HTTP_DEFAULTS.connections,
-    keepAliveTimeout: 4_000,
+    ...(ca ? { ca: [ca] } : {}),
+    ...(options.insecure ? { insecure: true } : {}),
+    keepAliveTimeoutMs: 4_000,
   });
 }
 

@@ -4,6 +4,7 @@ import { silentLogger, type Logger } from '../log.js';
 import type { AuthMethod, AuthSettings, EndpointInterface } from './auth-config.js';
 import { OpenStackError, cleanErrorMessage, transportError } from './errors.js';
 import { headerValue } from '../fetch/http-client.js';
+import type { ProxySettings } from '../fetch/proxy.js';
 import { USER_AGENT, createOpenStackAgent, readJson } from './http.js';
 
 /** One endpoint of one service in the token's catalog, in a shape common to identity v3 and v2.0. */
@@ -18,6 +19,8 @@ export interface KeystoneSessionOptions {
   log?: Logger;
   /** Shared Agent; by default the session makes one from the settings' CA options and owns it. */
   dispatcher?: Dispatcher;
+  /** Proxy of this cloud, for the Agent the session makes (not used with `dispatcher`). */
+  proxy?: ProxySettings;
   /** Renew this long before expiry (capped at a quarter of the token's lifetime). Default 60 s. */
   renewMarginMs?: number;
   /** Timeout for each Keystone request, headers and body. Default 30 s. */
@@ -93,7 +96,7 @@ export class KeystoneSession {
     this.now = options.now ?? Date.now;
     this.ownsDispatcher = options.dispatcher === undefined;
     this.dispatcher =
-      options.dispatcher ?? createOpenStackAgent({ cacertPath: settings.cacertPath, insecure: settings.insecure });
+      options.dispatcher ?? createOpenStackAgent({ cacertPath: settings.cacertPath, insecure: settings.insecure, proxy: options.proxy });
   }
 
   /** A valid token, from cache unless it is within the renewal margin of expiry (or invalidated). */

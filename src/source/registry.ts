@@ -24,8 +24,8 @@ export const DEFAULT_SOURCE_TYPE = SOURCE_TYPES[0].type;
 export const SOURCE_TYPE_NAMES: readonly string[] = SOURCE_TYPES.map((t) => t.type);
 
 /** The configured source. */
-export function createSource(config: { source: SourceConfig; releaseNames: SourceCommon['releases']; keyringPath: string }): Source {
+export function createSource(config: { source: SourceConfig; streams: SourceCommon['streams']; keep: number; keyringPath: string }): Source {
   const type = (SOURCE_TYPES as readonly SourceType[]).find((t) => t.type === config.source.type);
   if (!type) throw new Error(`unknown source type ${config.source.type}`);
-  return type.create(config.source, { releases: config.releaseNames, keyringPath: config.keyringPath });
+  return type.create(config.source, { streams: config.streams, keep: config.keep, keyringPath: config.keyringPath });
 }

@@ -10,19 +10,20 @@
  */
 import type { Dispatcher } from 'undici';
 import { z } from 'zod';
-import { ARCHES, type UpstreamImage } from '../image.js';
+import type { Arch, Channel, UpstreamImage, Variant } from '../image.js';
 import type { Logger } from '../log.js';
 import type { CachedResponse } from '../state/store.js';
-import type { ReleaseName } from './releases.js';
+import { streamSelectionShape, type StreamSelection } from './streams.js';
 
 export const DEFAULT_SOURCE_URL = 'https://cloud-images.ubuntu.com';
 
-/** The selection keys every source type has (extend it with the type's own keys and `type`). */
+/**
+ * The selection keys every source type has (extend it with the type's own keys and `type`): `streams`, or
+ * the one-stream shorthand `channel`/`variant`/`releases`/`arches` (resolved by streams.ts).
+ */
 export const sourceSelection = z.object({
   url: z.string().url().default(DEFAULT_SOURCE_URL),
-  // YAML reads 20.10 as the number 20.1: put the two decimals back.
-  releases: z.array(z.union([z.string(), z.number().transform((n) => n.toFixed(2))])).min(1).default(['noble']),
-  arches: z.array(z.enum(ARCHES)).min(1).default(['amd64']),
+  ...streamSelectionShape,
   verifySignature: z.boolean().default(true),
   keyring: z.string().optional(),
   /** A download whose Content-Length or body passes this many bytes is abandoned (an endless body fills no disk). */
@@ -48,6 +49,8 @@ export interface SourceHttpSettings {
 
 /** What a cycle hands a source to discover with. */
 export interface DiscoverContext {
+  /** Clock of the end-of-life checks (ms since epoch). */
+  nowMs: number;
   cache: SourceCache;
   client?: Dispatcher;
   http: SourceHttpSettings;
@@ -57,10 +60,41 @@ export interface DiscoverContext {
   onBytes?: (bytes: number) => void;
 }
 
+/** A release of a stream. */
+export interface StreamRelease {
+  /** `release/server` */
+  stream: string;
+  channel: Channel;
+  variant: Variant;
+  release: string;
+}
+
+/**
+ * A configured release past its end of life (release table, the source's own date such as simplestreams
+ * `support_eol`, or an `END OF LIFE` mark upstream): see end-of-life.ts.
+ */
+export interface EolRelease extends StreamRelease {
+  /** End of standard support (YYYY-MM-DD) when known. */
+  eol?: string;
+  /** The release's folder (or product) is gone upstream. */
+  gone: boolean;
+  /** False for dailies: images of an end-of-life daily are not imported. */
+  imported: boolean;
+}
+
+/** A configured arch that no recent serial has: the run is `incomplete`. */
+export interface IncompleteArch extends StreamRelease {
+  arch: Arch;
+  reason: string;
+}
+
 export interface DiscoveryResult {
+  /** For each stream/release/arch, its newest `keep` signed serials upstream. */
   images: UpstreamImage[];
-  /** Releases that could not be read this cycle, with the reason. */
-  failures: Array<{ release: string; error: unknown }>;
+  /** Release/streams that could not be read this cycle, with the reason. */
+  failures: Array<StreamRelease & { error: unknown }>;
+  incomplete: IncompleteArch[];
+  eol: EolRelease[];
 }
 
 export interface Source {
@@ -73,9 +107,11 @@ export interface Source {
   check(ctx: { client: Dispatcher; log: Logger; signal: AbortSignal }): Promise<string>;
 }
 
-/** Settings resolved from the common keys for every source: release names and the keyring file. */
+/** Settings resolved from the common keys for every source: the streams, `keep`, and the keyring file. */
 export interface SourceCommon {
-  releases: readonly ReleaseName[];
+  streams: readonly StreamSelection[];
+  /** Newest serials wanted per stream/release/arch (config `keep`). */
+  keep: number;
   /** Absolute keyring path; signatures are checked with it unless `verifySignature` is false. */
   keyringPath: string;
 }

@@ -78,4 +78,8 @@ export const MIGRATIONS: readonly string[] = [
    INSERT INTO image_digests (image_id, algorithm, value) SELECT id, 'sha512', sha512 FROM images WHERE sha512 IS NOT NULL;
    ALTER TABLE images DROP COLUMN md5;
    ALTER TABLE images DROP COLUMN sha512;`,
+  // 6: what a run found upstream besides images (JSON arrays): configured arches no recent serial has
+  // (the run is `incomplete`) and configured releases past their end of life. `status` shows the last run's.
+  `ALTER TABLE runs ADD COLUMN incomplete TEXT;
+   ALTER TABLE runs ADD COLUMN eol TEXT;`,
 ];

@@ -42,7 +42,14 @@ export interface ImageRecord extends Omit<UpstreamImage, 'signed' | 'sizeBytes' 
 /** Hex digests of a verified file by algorithm name; which ones is up to the targets. */
 export type Digests = Readonly<Record<string, string>>;
 
-export type RunResult = 'running' | 'ok' | 'failed' | 'aborted' | 'interrupted';
+/** `incomplete`: nothing failed, but a configured arch has no image in any recent serial upstream. */
+export type RunResult = 'running' | 'ok' | 'incomplete' | 'failed' | 'aborted' | 'interrupted';
+
+/** What a run found upstream besides images: missing arches, releases past end of life. */
+export interface RunFindings {
+  incomplete: Array<{ stream: string; release: string; arch: string; reason: string }>;
+  eol: Array<{ stream: string; release: string; eol?: string; gone: boolean; imported: boolean }>;
+}
 
 export interface RunCounts {
   discovered: number;
@@ -53,7 +60,7 @@ export interface RunCounts {
   bytesDown: number;
 }
 
-export interface RunRecord extends RunCounts {
+export interface RunRecord extends RunCounts, Partial<RunFindings> {
   id: number;
   startedAt: string;
   finishedAt: string | null;
@@ -182,13 +189,14 @@ export class StateStore {
     });
   }
 
-  finishRun(id: number, result: RunResult, counts: RunCounts, error: string | null = null, now = new Date()): void {
+  finishRun(id: number, result: RunResult, counts: RunCounts, error: string | null = null, now = new Date(),
+    findings: RunFindings = { incomplete: [], eol: [] }): void {
     this.write(() => {
       this.db.prepare(
         `UPDATE runs SET finished_at = ?, result = ?, discovered = ?, downloaded = ?, published = ?, retired = ?,
-           failed = ?, bytes_down = ?, error = ? WHERE id = ?`,
+           failed = ?, bytes_down = ?, error = ?, incomplete = ?, eol = ? WHERE id = ?`,
       ).run(now.toISOString(), result, counts.discovered, counts.downloaded, counts.published, counts.retired,
-        counts.failed, counts.bytesDown, error, id);
+        counts.failed, counts.bytesDown, error, JSON.stringify(findings.incomplete), JSON.stringify(findings.eol), id);
     });
   }
 
@@ -211,6 +219,7 @@ export class StateStore {
       result: r.result as RunResult, discovered: r.discovered as number, downloaded: r.downloaded as number,
       published: r.published as number, retired: r.retired as number, failed: r.failed as number,
       bytesDown: r.bytes_down as number, error: r.error as string | null,
+      incomplete: parseJsonArray(r.incomplete) as RunFindings['incomplete'], eol: parseJsonArray(r.eol) as RunFindings['eol'],
     }));
   }
 
@@ -401,5 +410,15 @@ export class StateStore {
         discoveredAt: r.discovered_at, updatedAt: r.updated_at, publications,
       };
     });
+  }
+}
+
+function parseJsonArray(value: unknown): unknown[] {
+  if (typeof value !== 'string') return [];
+  try {
+    const parsed: unknown = JSON.parse(value);
+    return Array.isArray(parsed) ? parsed : [];
+  } catch {
+    return [];
   }
 }

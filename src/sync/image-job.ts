@@ -78,7 +78,8 @@ export class ImageJournal {
   }
 
   downloadProgress(bytes: number, totalBytes: number | undefined, durationMs: number): void {
-    this.log.info({ event: 'image.download.progress', bytes, totalBytes, durationMs }, `${this.action.image.fileName}: ${bytes}/${totalBytes ?? '?'} bytes`);
+    const p = progressFields(bytes, totalBytes, durationMs);
+    this.log.info({ event: 'image.download.progress', ...p }, `${this.action.image.fileName}: ${describeProgress(p)}`);
   }
 
   /** Download and verification are one step: downloadFile returns only a file whose sha256 matched. */
@@ -111,9 +112,9 @@ export class ImageJournal {
     this.log.warn({ event: 'image.cache.invalid', path: file, sha256 }, `cached ${file} does not match the signed sha256; downloading it again`);
   }
 
+  /** A shutdown, not a failure: nothing is counted; the `.part` resumes next run. */
   downloadAborted(err: unknown): void {
-    this.log.warn({ event: 'image.download.aborted', err: describeError(err) }, 'download stopped; the partial file resumes next run');
-    this.ctx.fail(`${this.key}: ${describeError(err)}`);
+    this.log.info({ event: 'image.download.aborted', reason: describeError(err) }, 'download stopped by shutdown; the partial file resumes next run');
   }
 
   downloadFailed(err: unknown, durationMs: number): void {
@@ -152,10 +153,23 @@ export class ImageJournal {
 
   /** `counted: false` for a stream whose download failed: the download's failure already counts. */
   publishFailed(target: Target, err: unknown, startedMs: number, counted = true): void {
+    if (this.ctx.signal?.aborted) {
+      this.publishAborted(target, err, startedMs);
+      return;
+    }
     const message = describeError(err);
     this.ctx.store.setPublication(this.key, target.name, 'failed', { error: { code: errorCode(err) ?? 'PUBLISH_FAILED', message } });
     this.log.child({ target: target.name }).error({ event: 'image.publish.failed', err: message, errCode: errorCode(err), durationMs: Date.now() - startedMs }, message);
     if (counted) this.ctx.fail(`${this.key} -> ${target.name}: ${message}`, target.name);
+  }
+
+  /**
+   * A shutdown while publishing: not a failure (no failure counted, no error logged). The target removes what it
+   * had not revealed; the publication stays `publishing` and is done again next run.
+   */
+  private publishAborted(target: Target, err: unknown, startedMs: number): void {
+    this.log.child({ target: target.name }).info({ event: 'image.publish.aborted', reason: describeError(err), durationMs: Date.now() - startedMs },
+      `publishing ${this.action.image.fileName} to ${target.name} stopped by shutdown; done again next run`);
   }
 
   publishFallback(target: Target, err: unknown): void {
@@ -191,6 +205,7 @@ export class ImageJob {
   constructor(private readonly ctx: JobContext, readonly action: SyncAction) {
     this.journal = new ImageJournal(ctx, action);
     this.targets = ctx.targets.filter((t) => action.publishTo.includes(t.name));
+    this.knownTotalBytes = action.image.sizeBytes;
   }
 
   async run(): Promise<void> {
@@ -291,6 +306,7 @@ export class ImageJob {
         extraHashAlgorithms: this.digests(),
         baseDelayMs: ctx.http.retryBaseDelayMs, maxDelayMs: ctx.http.retryMaxDelayMs, signal: ctx.signal, log: journal.log, sink, durable,
         onProgress: (bytes, total) => {
+          if (total !== undefined) this.knownTotalBytes = total;
           const now = Date.now();
           if (now - lastProgress < interval) return;
           lastProgress = now;
@@ -307,6 +323,9 @@ export class ImageJob {
     }
   }
 
+  /** The image's size once known (the source's listing, else the download's Content-Length): stream uploads report it too. */
+  private knownTotalBytes: number | undefined;
+
   private publishContext(target: Target, totalBytes?: number): PublishContext {
     const tlog = this.journal.log.child({ target: target.name });
     const started = Date.now();
@@ -320,7 +339,8 @@ export class ImageJob {
         const now = Date.now();
         if (now - last < (this.ctx.progressIntervalMs ?? 5_000)) return;
         last = now;
-        tlog.info({ event: 'image.publish.progress', bytes, totalBytes, durationMs: now - started }, `${this.action.image.fileName} -> ${target.name}: ${bytes}/${totalBytes ?? '?'} bytes`);
+        const p = progressFields(bytes, totalBytes ?? this.knownTotalBytes, now - started);
+        tlog.info({ event: 'image.publish.progress', ...p }, `${this.action.image.fileName} -> ${target.name}: ${describeProgress(p)}`);
       },
     };
   }
@@ -347,4 +367,21 @@ export class ImageJob {
 function pickDigests(hashes: Record<string, string>, wanted: readonly DigestAlgorithm[]): FileDigests | undefined {
   const picked = Object.fromEntries(wanted.filter((a) => hashes[a]).map((a) => [a, hashes[a]!]));
   return Object.keys(picked).length > 0 ? picked : undefined;
+}
+
+interface ProgressFields { bytes: number; totalBytes?: number; percent?: number; bytesPerSecond: number; durationMs: number }
+
+/** Bytes so far, the total and percent when known, the mean rate: the keys of every progress event. */
+function progressFields(bytes: number, totalBytes: number | undefined, durationMs: number): ProgressFields {
+  return {
+    bytes,
+    ...(totalBytes ? { totalBytes, percent: Math.min(100, Math.floor((bytes * 1000) / totalBytes) / 10) } : {}),
+    bytesPerSecond: durationMs > 0 ? Math.round((bytes * 1000) / durationMs) : 0,
+    durationMs,
+  };
+}
+
+function describeProgress(p: ProgressFields): string {
+  const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
+  return `${mib(p.bytes)}/${p.totalBytes ? `${mib(p.totalBytes)} (${p.percent}%)` : '?'} at ${mib(p.bytesPerSecond)}/s`;
 }

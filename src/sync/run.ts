@@ -6,16 +6,18 @@ import { existsSync } from 'node:fs';
 import type { Dispatcher } from 'undici';
 import type { LoadedConfig } from '../config/load.js';
 import { describeError, errorCode } from '../errors.js';
+import { describeProxySettings, resolveProxySettings, type ProxySettings } from '../fetch/proxy.js';
 import { imageKey, type UpstreamImage } from '../image.js';
 import type { Logger } from '../log.js';
 import { createSource } from '../source/registry.js';
 import type { DiscoveryResult, Source } from '../source/source.js';
-import type { ImageRecord, RunCounts, StateStore } from '../state/store.js';
+import { releaseSupport } from '../source/releases.js';
+import type { ImageRecord, RunCounts, RunFindings, StateStore } from '../state/store.js';
 import type { PublishedImage, Target } from '../targets/target.js';
 import { Slots, runLanes, seriesLanes } from './concurrency.js';
 import { ImageJob, imageFields, type JobContext } from './image-job.js';
 import { planSync, refuseRollbacks, type SyncAction } from './plan.js';
-import { decideRetention } from './retention.js';
+import { decideRetention, type RetentionPolicy } from './retention.js';
 import { reconcileWithTargets } from './reconcile.js';
 import { sweepAtCycleStart } from './sweep.js';
 
@@ -35,20 +37,23 @@ export interface SyncDeps {
   now?: () => number;
 }
 
-export interface RunSummary extends RunCounts {
+export interface RunSummary extends RunCounts, RunFindings {
   runId: number;
-  result: 'ok' | 'failed' | 'aborted';
+  /** `incomplete`: nothing failed, but a configured arch has no image in any recent serial upstream. `interrupted`: stopped by a signal (a shutdown, not a failure); what was in flight resumes next run. */
+  result: 'ok' | 'incomplete' | 'failed' | 'interrupted';
   /** One line per failure, for the CLI's exit message. */
   errors: string[];
 }
 
 /**
- * Discover what upstream has now: signed checksums of the newest serial of each wanted release. A serial
- * older than one already published of its series is left out (a rollback) and logged.
+ * Discover what upstream has now: signed checksums of the newest `keep` serials of each wanted stream/release/arch.
+ * A series whose newest serial is older than one already published of it is left out (a rollback) and logged.
  */
 export async function discover(deps: SyncDeps, onBytes?: (n: number) => void): Promise<DiscoveryResult> {
   const source = deps.source ?? createSource(deps.config);
-  const discovery = await source.discover({ cache: deps.store, client: deps.client, http: deps.config.http, log: deps.log, signal: deps.signal, onBytes });
+  const discovery = await source.discover({
+    cache: deps.store, client: deps.client, http: deps.config.http, log: deps.log, signal: deps.signal, onBytes, nowMs: (deps.now ?? Date.now)(),
+  });
   const { accepted, refused } = refuseRollbacks(discovery.images, deps.store.listImages());
   for (const { image, publishedSerial } of refused) {
     deps.log.warn({ event: 'source.rollback.refused', ...imageFields(image), publishedSerial, url: image.url },
@@ -58,9 +63,32 @@ export async function discover(deps: SyncDeps, onBytes?: (n: number) => void): P
 }
 
 /** The plan of a cycle given what was discovered and what state records. */
-export function planCycle(deps: SyncDeps, upstream: readonly UpstreamImage[], images: readonly ImageRecord[] = deps.store.listImages()): SyncAction[] {
+export function planCycle(
+  deps: SyncDeps, upstream: readonly UpstreamImage[], eolReleases: ReadonlySet<string> = new Set(), images: readonly ImageRecord[] = deps.store.listImages(),
+): SyncAction[] {
   const cachedKeys = new Set(images.filter((r) => r.state === 'verified' && r.localPath && existsSync(r.localPath)).map((r) => r.key));
-  return planSync({ upstream, images, targets: deps.targets.map((t) => t.name), cachedKeys });
+  const targets = deps.targets.map((t) => {
+    const config = deps.config.targets.find((c) => c.name === t.name);
+    // A target that hides or deletes the images of end-of-life releases does not get new ones.
+    const excludeReleases = config?.eol && config.eol !== 'keep' ? eolReleases : undefined;
+    return { name: t.name, streams: config?.streams, excludeReleases };
+  });
+  return planSync({ upstream, images, targets, cachedKeys });
+}
+
+/** The findings of a discovery worth keeping with the run (status, metrics). */
+export function findingsOf(discovery: DiscoveryResult): RunFindings {
+  return {
+    incomplete: discovery.incomplete.map(({ stream, release, arch, reason }) => ({ stream, release, arch, reason })),
+    eol: discovery.eol.map(({ stream, release, eol, gone, imported }) => ({ stream, release, ...(eol ? { eol } : {}), gone, imported })),
+  };
+}
+
+/** Codenames past end of life: those discovery reported, and those the release table says are, of the releases given. */
+export function endOfLifeReleases(nowMs: number, reported: RunFindings['eol'], releases: Iterable<string>): Set<string> {
+  const eol = new Set(reported.map((e) => e.release));
+  for (const release of releases) if (releaseSupport(release, nowMs).pastEol) eol.add(release);
+  return eol;
 }
 
 /** One sync cycle: source -> plan -> fetch -> verify -> publish -> retire, each step recorded in state. */
@@ -84,6 +112,7 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
     log.error({ event: 'sync.run.error', runId, err: describeError(err), errCode: errorCode(err) }, describeError(err));
   };
   log.info({ event: 'sync.run.started', runId, source: deps.config.sourceUrlShown, targets: deps.targets.map((t) => t.name) }, 'sync run started');
+  logProxies(deps, log);
 
   /** Cached copies being removed, each settling to undefined or its error; awaited before the run is recorded as finished. */
   const removals: Promise<unknown>[] = [];
@@ -93,12 +122,15 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
     keepCache: config.keepCache, progressIntervalMs: deps.progressIntervalMs, now: deps.now, counts, fail, removals, touchedTargets: new Set(),
     slots: (target) => slots.get(target.name),
   };
+  let findings: RunFindings = { incomplete: [], eol: [] };
   try {
     await sweepAtCycleStart({ store, targets: deps.targets, log, cacheDir: config.cacheDir, keepCache: config.keepCache });
     // One listing per target serves the reconcile and, where nothing was published since, retention too.
     const listings = await reconcileWithTargets({ store, targets: deps.targets, log });
     const discovery = await discover({ ...deps, source }, (n) => { counts.bytesDown += n; });
-    for (const f of discovery.failures) fail(`${f.release}: ${describeError(f.error)}`);
+    for (const f of discovery.failures) fail(`${f.release} (${f.stream}): ${describeError(f.error)}`);
+    findings = findingsOf(discovery);
+    const eolReleases = endOfLifeReleases((deps.now ?? Date.now)(), findings.eol, discovery.images.map((i) => i.release));
     for (const image of discovery.images) {
       if (store.recordDiscovered(image)) {
         counts.discovered++;
@@ -106,7 +138,7 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
       }
     }
     // Up to `concurrency` images at once; those of one release/arch one after another, in plan order.
-    await runLanes(seriesLanes(planCycle(deps, discovery.images)), config.concurrency, async (action) => {
+    await runLanes(seriesLanes(planCycle(deps, discovery.images, eolReleases)), config.concurrency, async (action) => {
       try {
         await new ImageJob(jobs, action).run();
       } catch (err) {
@@ -123,7 +155,7 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
           continue;
         }
         try {
-          await retire(deps, target, counts, fail, jobs.touchedTargets.has(target.name) ? undefined : listings.get(target.name));
+          await retire(deps, target, counts, fail, findings.eol, jobs.touchedTargets.has(target.name) ? undefined : listings.get(target.name));
         } catch (err) {
           fail(`${target.name}: retention failed: ${describeError(err)}`);
           log.error({ event: 'image.retire.failed', target: target.name, err: describeError(err), errCode: errorCode(err) }, `retention on ${target.name} failed: ${describeError(err)}`);
@@ -134,21 +166,24 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
     cycleError(err);
   }
   for (const err of await Promise.all(removals)) if (err !== undefined) cycleError(err);
-  const result: RunSummary['result'] = deps.signal?.aborted ? 'aborted' : counts.failed > 0 ? 'failed' : 'ok';
-  store.finishRun(runId, result, counts, errors[0] ?? null);
+  const result: RunSummary['result'] = deps.signal?.aborted ? 'interrupted' : counts.failed > 0 ? 'failed' : findings.incomplete.length > 0 ? 'incomplete' : 'ok';
+  store.finishRun(runId, result, counts, errors[0] ?? null, new Date(), findings);
   try {
     const { prunedRuns } = store.compact(config.history.keepRuns);
     if (prunedRuns > 0) log.debug({ event: 'sync.history.pruned', runs: prunedRuns, keepRuns: config.history.keepRuns }, `pruned ${prunedRuns} old run(s) from history`);
   } catch (err) {
     log.warn({ event: 'sync.history.failed', err: describeError(err), errCode: errorCode(err) }, `state housekeeping failed: ${describeError(err)}; retried next cycle`);
   }
-  const level = result === 'ok' ? 'info' : 'error';
-  log[level]({ event: 'sync.run.finished', runId, result, durationMs: Date.now() - startedMs, ...counts, errors },
-    `sync run ${result}: ${counts.discovered} new, ${counts.downloaded} downloaded, ${counts.published} published, ${counts.retired} retired, ${counts.failed} failed`);
-  return { runId, result, errors, ...counts };
+  const level = result === 'failed' ? 'error' : result === 'incomplete' ? 'warn' : 'info';
+  const missing = findings.incomplete.map((i) => `${i.release}/${i.arch} (${i.stream})`);
+  log[level]({ event: 'sync.run.finished', runId, result, durationMs: Date.now() - startedMs, ...counts, errors, ...findings },
+    `sync run ${result}: ${counts.discovered} new, ${counts.downloaded} downloaded, ${counts.published} published, ${counts.retired} retired, ${counts.failed} failed${missing.length > 0 ? `; missing upstream: ${missing.join(', ')}` : ''}`);
+  return { runId, result, errors, ...counts, ...findings };
 }
 
-async function retire(deps: SyncDeps, target: Target, counts: RunCounts, fail: (message: string) => void, listed?: PublishedImage[]): Promise<void> {
+async function retire(
+  deps: SyncDeps, target: Target, counts: RunCounts, fail: (message: string) => void, eolFound: RunFindings['eol'], listed?: PublishedImage[],
+): Promise<void> {
   const log = deps.log.child({ target: target.name });
   let published: PublishedImage[];
   try {
@@ -158,9 +193,7 @@ async function retire(deps: SyncDeps, target: Target, counts: RunCounts, fail: (
     log.error({ event: 'image.retire.failed', err: describeError(err), errCode: errorCode(err) }, `cannot list ${target.name} for retention`);
     return;
   }
-  const decision = decideRetention(published, {
-    keep: deps.config.keep, hidesBeforeDelete: target.hidesBeforeDelete, hideGraceMs: target.hideGraceMs, nowMs: (deps.now ?? Date.now)(),
-  });
+  const decision = decideRetention(published, retentionPolicy(deps, target, published, eolFound));
   for (const [step, images] of [['hide', decision.hide], ['remove', decision.remove]] as const) {
     for (const image of images) {
       const key = imageKey({ ...image, channel: image.channel as UpstreamImage['channel'], variant: image.variant as UpstreamImage['variant'], arch: image.arch as UpstreamImage['arch'] });
@@ -172,7 +205,9 @@ async function retire(deps: SyncDeps, target: Target, counts: RunCounts, fail: (
           deps.store.setPublication(key, target.name, step === 'hide' ? 'hidden' : 'removed');
         }
         counts.retired += step === 'remove' ? 1 : 0;
-        log.info({ event: step === 'hide' ? 'image.retire.hidden' : 'image.retire.removed', ...fields }, `${step === 'hide' ? 'hid' : 'removed'} ${image.ref} (older than the newest ${deps.config.keep})`);
+        const endOfLife = decision.endOfLife.has(image);
+        log.info({ event: step === 'hide' ? 'image.retire.hidden' : 'image.retire.removed', ...fields, reason: endOfLife ? 'eol' : 'keep' },
+          `${step === 'hide' ? 'hid' : 'removed'} ${image.ref} (${endOfLife ? `${image.release} is past its end of life` : `older than the newest ${deps.config.keep}`})`);
       } catch (err) {
         const message = describeError(err);
         log.warn({ event: 'image.retire.failed', ...fields, err: message, errCode: errorCode(err) }, `cannot ${step} ${image.ref}: ${message}; retried next run`);
@@ -181,5 +216,36 @@ async function retire(deps: SyncDeps, target: Target, counts: RunCounts, fail: (
   }
   for (const { image, reason } of decision.spared) {
     log.debug({ event: 'image.retire.spared', release: image.release, arch: image.arch, serial: image.serial, imageId: image.ref, reason }, `kept ${image.ref}: ${reason}`);
+  }
+}
+
+/** The retention policy of one target: `keep`, its hiding, and its `eol:` policy over the releases past end of life. */
+export function retentionPolicy(deps: Pick<SyncDeps, 'config' | 'now'>, target: Target, published: readonly PublishedImage[], eolFound: RunFindings['eol']): RetentionPolicy {
+  const config = deps.config.targets.find((c) => c.name === target.name);
+  const nowMs = (deps.now ?? Date.now)();
+  return {
+    keep: deps.config.keep, hidesBeforeDelete: target.hidesBeforeDelete, hideGraceMs: target.hideGraceMs, nowMs,
+    eol: { policy: config?.eol ?? 'keep', releases: endOfLifeReleases(nowMs, eolFound, published.map((i) => i.release)) },
+  };
+}
+
+/**
+ * Once per cycle, the proxies requests go through (credentials masked): for the source (and clouds without
+ * their own), and for each target reached otherwise. Nothing when everything goes direct.
+ */
+function logProxies(deps: SyncDeps, log: Logger): void {
+  try {
+    const source = resolveProxySettings(process.env, deps.config.http);
+    const targets: Record<string, ReturnType<typeof describeProxySettings>> = {};
+    for (const target of deps.targets as Array<Target & { proxySettings?: () => ProxySettings }>) {
+      const own = target.proxySettings?.();
+      if (own && JSON.stringify(own) !== JSON.stringify(source)) targets[target.name] = describeProxySettings(own);
+    }
+    if (source.origin === 'none' && Object.keys(targets).length === 0) return;
+    const shown = describeProxySettings(source);
+    log.info({ event: 'http.proxy', ...shown, targets },
+      `requests go through ${shown.httpsProxy ?? shown.httpProxy ?? 'no proxy'} (${shown.origin})${shown.noProxy.length ? `, direct to ${shown.noProxy.join(',')}` : ''}${Object.keys(targets).length ? `; own settings for ${Object.keys(targets).join(', ')}` : ''}`);
+  } catch {
+    // An invalid proxy setting fails where the client is built, with the error that names it.
   }
 }

@@ -1,14 +1,15 @@
+import type { ProxyConfig } from '../fetch/proxy.js';
 import type { Target, CreateTargetOptions } from './target.js';
 import { targetTypeOf, type TargetConfig } from './registry.js';
 
 export type CreateTargetsOptions = CreateTargetOptions;
 
 /** Build the configured targets from the registry. The sync loop only ever sees the Target interface. */
-export function createTargets(config: { targets: readonly TargetConfig[]; keep?: number }, options: CreateTargetsOptions = {}): Target[] {
+export function createTargets(config: { targets: readonly TargetConfig[]; keep?: number; http?: ProxyConfig }, options: CreateTargetsOptions = {}): Target[] {
   return config.targets.map((t) => {
     const type = targetTypeOf(t.type);
     if (!type) throw new Error(`target ${t.name}: unknown type ${t.type}`);
-    return type.create(t, { keep: config.keep, ...options });
+    return type.create(t, { keep: config.keep, http: config.http, ...options });
   });
 }
 

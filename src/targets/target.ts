@@ -8,6 +8,7 @@
  *     create: (config, options) => new FooTarget(config, options),
  *   });
  */
+import type { ProxyConfig } from '../fetch/proxy.js';
 import type { Readable } from 'node:stream';
 import { z } from 'zod';
 import type { Logger } from '../log.js';
@@ -15,6 +16,15 @@ import type { UpstreamImage } from '../image.js';
 
 /** Every target's `name` key. */
 export const targetName = z.string().regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . - only');
+
+/** Keys every target type has: its name, which streams it carries, what becomes of its images of end-of-life releases. */
+export const targetCommon = {
+  name: targetName,
+  /** Stream ids (`release/server`) this target carries; default every configured stream. */
+  streams: z.array(z.string().regex(/^[a-z]+\/[a-z]+$/, 'a stream id like release/server')).min(1).optional(),
+  /** Images of a release past its end of life: kept like any other (`keep`, the default when unset), hidden, or deleted (hidden first, then after the grace). */
+  eol: z.enum(['keep', 'hide', 'delete']).optional(),
+};
 
 /** Digests a target may ask the download to compute in its one pass (node crypto names). */
 export const DIGEST_ALGORITHMS = ['md5', 'sha1', 'sha256', 'sha512'] as const;
@@ -142,6 +152,8 @@ export interface CreateTargetOptions {
   env?: NodeJS.ProcessEnv;
   /** Logger of the target's clients (e.g. Keystone authentication, Glance uploads). */
   log?: Logger;
+  /** config.http's proxy keys, under the target's own (`proxy`, `noProxy`) for targets reached over HTTP. */
+  http?: ProxyConfig;
   /** Newest serials kept per stream (the config's `keep`), for targets that publish it (SCS's uuid_validity). */
   keep?: number;
 }

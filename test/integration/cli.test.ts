@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -76,7 +76,19 @@ describe('cloudimg-sync CLI', () => {
     assert.equal(res.code, 1);
     const lines = res.stderr.trim().split('\n');
     assert.equal(lines.length, 1);
-    assert.match(lines[0]!, /^cloudimg-sync: sync failed: noble: SIGNATURE_INVALID: .*\(fix: /);
+    assert.match(lines[0]!, /^cloudimg-sync: sync failed: noble \(release\/server\): SIGNATURE_INVALID: .*\(fix: /);
+  });
+
+  test('a configured arch missing upstream exits 4 (incomplete) naming it, and status shows it', async () => {
+    world = await createSyncWorld();
+    const config = writeConfig(world);
+    writeFileSync(config, readFileSync(config, 'utf8').replace('arches: [amd64]', 'arches: [amd64, riscv64]'));
+    const res = await runCli(['--config', config, 'sync', '--once']);
+    assert.equal(res.code, 4, res.stderr);
+    assert.equal(res.stderr, 'cloudimg-sync: sync incomplete: no image upstream for noble/riscv64 (release/server)\n');
+    const status = await runCli(['--config', config, 'status']);
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, /^incomplete {2}release\/server noble riscv64: no riscv64 image in serials \d+ \(run 1, incomplete\)$/m);
   });
 
   test('bad configuration exits 2 naming the key and the allowed values', async () => {

@@ -255,8 +255,12 @@ describe('daemon as a child process against the fixture mirror', () => {
     const stopMs = Date.now() - stopAt;
     assert.equal(exit.code, 0, first.transcript());
     assert.ok(stopMs < 5_000, `stopped in ${stopMs} ms, within shutdownGraceMs`);
-    assert.equal(first.events('sync.run.finished')[0]?.result, 'aborted');
-    assert.equal(first.events('image.download.aborted').length, 1);
+    const stopped = first.events('sync.run.finished')[0];
+    assert.equal(stopped?.result, 'interrupted');
+    assert.equal(stopped?.level, 'info', 'a shutdown is not an error');
+    assert.equal(stopped?.failed, 0, 'no failure counted');
+    assert.equal(first.events('image.download.aborted')[0]?.level, 'info');
+    assert.deepEqual(first.lines.filter((l) => l.level === 'error' || l.level === 'warn').map((l) => l.event), [], 'no warning or error on a clean shutdown');
     assert.ok(first.events('daemon.stopped').length === 1);
     assert.equal(probeStateLock(path.join(w.dir, 'state')), undefined, 'the lock is released');
 
@@ -379,7 +383,7 @@ describe('daemon as a child process against the fixture mirror', () => {
     assert.equal(m.get('cloudimg_sync_upload_duration_seconds_count{target="local"}'), 1);
     const serial = w.mirror.published()[0]!.serial;
     const serialMs = Date.UTC(Number(serial.slice(0, 4)), Number(serial.slice(4, 6)) - 1, Number(serial.slice(6, 8)));
-    const age = m.get('cloudimg_sync_newest_serial_age_seconds{release="noble",arch="amd64",target="local"}');
+    const age = m.get('cloudimg_sync_newest_serial_age_seconds{channel="release",variant="server",release="noble",arch="amd64",target="local"}');
     assert.ok(age !== undefined && Math.abs(age - Math.max(0, (Date.now() - serialMs) / 1000)) < 60, `serial age ${age}`);
     assert.equal((await daemon.stop()).code, 0);
   });

@@ -426,6 +426,35 @@ describeWithOpenStack('Glance target against the real Keystone+Glance', openstac
     await rm(dir, { recursive: true, force: true });
   });
 
+  test('streams and end of life: server and minimal images apart by name and properties, ubuntu_eol, eol: delete hides then deletes', async () => {
+    const cfg = glanceTargetConfig({ hideGraceHours: 0, eol: 'delete' });
+    const name = String(cfg.name);
+    const w = await glanceWorld([cfg], {
+      mirror: { releases: [{ codename: 'resolute', serials: ['20261120'], channels: ['release'], variants: ['server', 'minimal'] }] },
+      config: { keep: 1, source: { streams: [{ releases: ['resolute'] }, { variant: 'minimal', releases: ['resolute'] }] } },
+    });
+    const first = await w.sync();
+    assert.equal(first.result, 'ok', first.errors.join('\n'));
+    assert.equal(w.mirror.requests.filter((r) => r.path.endsWith('.img') && r.method === 'GET').length, 2);
+    const images = (await imagesOf(name)).map((i) => i as Record<string, unknown>);
+    assert.deepEqual(images.map((i) => [i.name, i[PROP.channel], i[PROP.variant], i.ubuntu_eol, i.os_hidden]).sort(), [
+      ['Ubuntu 26.04 (resolute) amd64 20261120', 'release', 'server', '2031-05-29', false],
+      ['Ubuntu 26.04 (resolute) minimal amd64 20261120', 'release', 'minimal', '2031-05-29', false],
+    ]);
+    // Upstream declares the release over: hidden at once (eol: delete), deleted after the grace (0 h here).
+    await w.mirror.setEndOfLife('resolute', '2026-06-01');
+    const second = await w.sync();
+    assert.equal(second.result, 'ok', second.errors.join('\n'));
+    assert.deepEqual(second.eol.map((e) => [e.stream, e.release]), [['release/server', 'resolute'], ['release/minimal', 'resolute']]);
+    assert.deepEqual((await imagesOf(name)).map((i) => i.os_hidden), [true, true]);
+    assert.deepEqual(w.events('image.retire.hidden').map((e) => e.reason), ['eol', 'eol']);
+    const third = await w.sync();
+    assert.equal(third.retired, 2);
+    assert.deepEqual(await imagesOf(name), []);
+    const fourth = await w.sync();
+    assert.equal(fourth.published, 0, 'an end-of-life release is not published again on a target that deletes it');
+  });
+
   test('retention hides the old serial, deletes it after the grace period, spares protected images; the latest pointer and stable name move', async () => {
     const cfg = glanceTargetConfig({ hideGraceHours: 0, stableName: 'Ubuntu {version} {arch} (latest)' });
     const name = String(cfg.name);

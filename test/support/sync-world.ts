@@ -27,6 +27,8 @@ export interface SyncWorld {
   events(name: string): LogEvent[];
   /** Run one cycle with fresh state/targets objects, as a new process would. */
   sync(overrides?: { targets?: Target[]; signal?: AbortSignal; config?: LoadedConfig }): Promise<RunSummary>;
+  /** The world's config with other top-level keys (targets, keep, source...), validated like a file. */
+  reconfigure(changes: Record<string, unknown>): LoadedConfig;
   /** The world's config with other settings merged in (e.g. another `source`), same state, cache and targets. */
   configWith(raw: Record<string, unknown>): LoadedConfig;
   store(): StateStore;
@@ -62,7 +64,8 @@ async function buildWorld(mirror: Mirror, options: SyncWorldOptions): Promise<Sy
     ...options.config,
   };
   const rawSource = (options.config?.source ?? {}) as Record<string, unknown>;
-  raw.source = { url: mirror.url, keyring: mirror.keyringPath, releases: ['noble'], arches: ['amd64'], ...rawSource };
+  const shorthandDefaults = 'streams' in rawSource ? {} : { releases: ['noble'], arches: ['amd64'] };
+  (raw as Record<string, unknown>).source = { url: mirror.url, keyring: mirror.keyringPath, ...shorthandDefaults, ...rawSource };
   let config: LoadedConfig;
   try {
     config = validateConfig(raw, 'test config');
@@ -70,6 +73,11 @@ async function buildWorld(mirror: Mirror, options: SyncWorldOptions): Promise<Sy
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
+  const reconfigure = (changes: Record<string, unknown>): LoadedConfig => {
+    const source: Record<string, unknown> = { url: mirror.url, keyring: mirror.keyringPath, ...((changes.source ?? rawSource) as Record<string, unknown>) };
+    if (!('streams' in source) && !('releases' in source)) Object.assign(source, { releases: ['noble'], arches: ['amd64'] });
+    return validateConfig({ ...raw, ...changes, source }, 'test config');
+  };
   const configWith = (more: Record<string, unknown>): LoadedConfig => validateConfig({ ...raw, ...more }, 'test config');
   const logs: LogEvent[] = [];
   const sink = new Writable({
@@ -82,7 +90,7 @@ async function buildWorld(mirror: Mirror, options: SyncWorldOptions): Promise<Sy
   const client = createHttpClient({ ...httpClientOptionsFor(config), connectTimeoutMs: 2_000 });
   const stores: StateStore[] = [];
   return {
-    mirror, dir, config, logs, configWith,
+    mirror, dir, config, logs, reconfigure, configWith,
     events: (name) => logs.filter((l) => l.event === name),
     store() {
       const s = StateStore.open(config.stateDir);

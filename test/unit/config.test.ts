@@ -18,8 +18,7 @@ describe('configuration', () => {
   test('built-in defaults: the real site, noble amd64, signature on with the shipped keyring, a local directory target', () => {
     const c = validateConfig({}, 'defaults');
     assert.equal(c.source.url, 'https://cloud-images.ubuntu.com');
-    assert.deepEqual(c.releaseNames, [{ codename: 'noble', version: '24.04' }]);
-    assert.deepEqual(c.source.arches, ['amd64']);
+    assert.deepEqual(c.streams, [{ id: 'release/server', channel: 'release', variant: 'server', releases: [{ codename: 'noble', version: '24.04' }], arches: ['amd64'] }]);
     assert.equal(c.source.verifySignature, true);
     assert.equal(c.keyringPath, SHIPPED_KEYRING_PATH);
     assert.deepEqual(c.targets, [{ name: 'local', type: 'directory', path: './var/images', mode: '0644' }]);
@@ -35,7 +34,7 @@ describe('configuration', () => {
 
   test('releases may be codenames or versions, YAML numbers included; duplicates collapse', () => {
     const c = validateConfig({ source: { releases: ['jammy', 24.04, '26.04', 'noble', 20.10] } }, 'x');
-    assert.deepEqual(c.releaseNames.map((r) => r.codename), ['jammy', 'noble', 'resolute', 'groovy']);
+    assert.deepEqual(c.streams[0]!.releases.map((r) => r.codename), ['jammy', 'noble', 'resolute', 'groovy']);
     assert.match(configError({ source: { releases: [20.10, 99.1] } }), /source\.releases\[1\]: "99\.10" is neither/);
   });
 
@@ -74,7 +73,7 @@ describe('configuration', () => {
 });
 
 describe('the shipped config examples', () => {
-  for (const name of ['config.example.yaml', 'glance.example.yaml']) {
+  for (const name of ['config.example.yaml', 'glance.example.yaml', 'fleet.example.yaml']) {
     test(`config/${name} is valid as shipped`, () => {
       const file = new URL(`../../config/${name}`, import.meta.url).pathname;
       const config = loadConfig(file, {});

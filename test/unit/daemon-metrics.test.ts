@@ -88,13 +88,13 @@ describe('metrics from log events: runs, publications, failures', () => {
       ev('image.publish.failed', { target: 'local' }),
       { ...ev('sync.run.finished', { result: 'failed' }, {}), time: '2026-11-27T10:00:00.000Z' },
       { ...ev('sync.run.finished', { result: 'ok' }, {}), time: '2026-11-27T11:00:00.000Z' },
-      { ...ev('sync.run.finished', { result: 'aborted' }, {}), time: '2026-11-27T12:00:00.000Z' },
+      { ...ev('sync.run.finished', { result: 'interrupted' }, {}), time: '2026-11-27T12:00:00.000Z' },
     ]);
     assert.equal(await value(metrics, 'cloudimg_sync_runs_total', { result: 'ok' }), 1);
     assert.equal(await value(metrics, 'cloudimg_sync_runs_total', { result: 'failed' }), 1);
-    assert.equal(await value(metrics, 'cloudimg_sync_runs_total', { result: 'aborted' }), 1);
+    assert.equal(await value(metrics, 'cloudimg_sync_runs_total', { result: 'interrupted' }), 1);
     assert.equal(await value(metrics, 'cloudimg_sync_last_success_timestamp_seconds'), Date.parse('2026-11-27T11:00:00.000Z') / 1000);
-    assert.equal(await value(metrics, 'cloudimg_sync_last_run_timestamp_seconds'), Date.parse('2026-11-27T11:00:00.000Z') / 1000, 'an aborted run is not a finished cycle');
+    assert.equal(await value(metrics, 'cloudimg_sync_last_run_timestamp_seconds'), Date.parse('2026-11-27T11:00:00.000Z') / 1000, 'an interrupted run is not a finished cycle');
     assert.equal(await value(metrics, 'cloudimg_sync_upload_bytes_total', { target: 'glance' }), 10);
     assert.equal(await value(metrics, 'cloudimg_sync_upload_bytes_total', { target: 'local' }), undefined, 'adopting moves nothing');
     assert.equal(await value(metrics, 'cloudimg_sync_image_failures_total', { step: 'publish' }), 1);
@@ -153,9 +153,15 @@ describe('metrics from log events: runs, publications, failures', () => {
     assert.equal(serialDateMs('20240605.10'), Date.UTC(2024, 5, 5));
     assert.equal(serialDateMs('current'), undefined);
     const p = { t: { target: 't', state: 'published' } };
+    const stream = { channel: 'release', variant: 'server' };
+    const minimal = { channel: 'release', variant: 'minimal' };
     assert.deepEqual(newestPublishedSerials([
-      { release: 'noble', arch: 'amd64', serial: '20240605.9', publications: p },
-      { release: 'noble', arch: 'amd64', serial: '20240605.10', publications: p },
-    ]), [{ release: 'noble', arch: 'amd64', target: 't', serial: '20240605.10' }]);
+      { ...stream, release: 'noble', arch: 'amd64', serial: '20240605.9', publications: p },
+      { ...stream, release: 'noble', arch: 'amd64', serial: '20240605.10', publications: p },
+      { ...minimal, release: 'noble', arch: 'amd64', serial: '20240601', publications: p },
+    ]), [
+      { ...stream, release: 'noble', arch: 'amd64', target: 't', serial: '20240605.10' },
+      { ...minimal, release: 'noble', arch: 'amd64', target: 't', serial: '20240601' },
+    ], 'server and minimal images of one release/arch are separate series');
   });
 });

@@ -36,19 +36,19 @@ describe('planSync', () => {
   ];
   for (const c of cases) {
     test(c.name, () => {
-      const actions = planSync({ upstream: [a], images: c.images, targets: ['local', 'glance'], cachedKeys: new Set(c.cached) });
+      const actions = planSync({ upstream: [a], images: c.images, targets: [{ name: 'local' }, { name: 'glance' }], cachedKeys: new Set(c.cached) });
       assert.deepEqual(actions.map((x) => ({ download: x.download, publishTo: x.publishTo })), c.want);
     });
   }
 
   test('an upstream re-spin of the same serial (new sha256) is fetched and published again', () => {
     const respun = upstream('20260926', 'amd64', 'sha-new');
-    const actions = planSync({ upstream: [respun], images: [record(a, 'verified', { local: 'published' })], targets: ['local'], cachedKeys: new Set([imageKey(a)]) });
+    const actions = planSync({ upstream: [respun], images: [record(a, 'verified', { local: 'published' })], targets: [{ name: 'local' }], cachedKeys: new Set([imageKey(a)]) });
     assert.deepEqual(actions.map((x) => [x.download, x.publishTo]), [[true, ['local']]]);
   });
 
   test('orders work by release, arch and serial', () => {
-    const actions = planSync({ upstream: [upstream('2', 'arm64'), upstream('1', 'amd64')], images: [], targets: ['t'], cachedKeys: new Set() });
+    const actions = planSync({ upstream: [upstream('2', 'arm64'), upstream('1', 'amd64')], images: [], targets: [{ name: 't' }], cachedKeys: new Set() });
     assert.deepEqual(actions.map((x) => x.image.arch), ['amd64', 'arm64']);
   });
 });

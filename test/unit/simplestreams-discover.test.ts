@@ -56,7 +56,8 @@ describe('discoverFromStreams against the fixture mirror', () => {
       const releases = [resolveRelease('noble')!];
       const fromStreams = await discoverFromStreams(options({ channel, variant, releases, arches: ['amd64', 'arm64'] }));
       const fromListing = await discoverImages({
-        sourceUrl: mirror.url, channel, variant, releases, arches: ['amd64', 'arm64'], keyring, get: plainGet, log: capture().log,
+        sourceUrl: mirror.url, streams: [{ id: `${channel}/${variant}`, channel, variant, releases, arches: ['amd64', 'arm64'] }], keep: 1,
+        nowMs: Date.parse('2026-11-21T00:00:00Z'), keyring, get: plainGet, log: capture().log,
       });
       assert.deepEqual(fromStreams.failures, []);
       const comparable = (i: UpstreamImage) =>

@@ -22,7 +22,7 @@ describe('source: { type: simplestreams } in config', () => {
       const source = createSource(config);
       assert.equal(source.type, 'simplestreams');
       assert.equal(source.url, url);
-      assert.deepEqual(config.releaseNames.map((r) => r.codename), ['noble']);
+      assert.deepEqual(config.streams.map((s) => s.releases.map((r) => r.codename)), [['noble']]);
     }
   });
 

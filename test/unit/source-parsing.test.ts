@@ -115,7 +115,8 @@ describe('discoverImages: when upstream published a serial (the start of the pub
   });
   const sums = `${'a'.repeat(64)} *ubuntu-24.04-server-cloudimg-amd64.img\n`;
   const discover = (sumsLastModified: string | undefined) => discoverImages({
-    sourceUrl, channel: 'release', variant: 'server', releases: [resolveRelease('noble')!], arches: ['amd64'], keyring: undefined,
+    sourceUrl, streams: [{ id: 'release/server', channel: 'release', variant: 'server', releases: [resolveRelease('noble')!], arches: ['amd64'] }],
+    keep: 1, nowMs: Date.parse('2026-11-21T00:00:00Z'), keyring: undefined,
     log: createLogger({ level: 'silent' }),
     get: async (url) => {
       if (url === listingUrl) return { body: Buffer.from(listing), changed: false, lastModified: 'Fri, 20 Nov 2026 17:42:10 GMT' };
@@ -145,7 +146,8 @@ describe('discoverImages: a listing unchanged since it was read is not parsed ag
   });
   const sums = `${'a'.repeat(64)} *ubuntu-24.04-server-cloudimg-amd64.img\n`;
   const discover = (page: { body: string; changed: boolean }, memo: { json?: string }) => discoverImages({
-    sourceUrl, channel: 'release', variant: 'server', releases: [resolveRelease('noble')!], arches: ['amd64'], keyring: undefined,
+    sourceUrl, streams: [{ id: 'release/server', channel: 'release', variant: 'server', releases: [resolveRelease('noble')!], arches: ['amd64'] }],
+    keep: 1, nowMs: Date.parse('2026-11-21T00:00:00Z'), keyring: undefined,
     log: createLogger({ level: 'silent' }),
     get: async (url) => {
       if (url === listingUrl) {

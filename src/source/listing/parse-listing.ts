@@ -14,6 +14,8 @@ export interface ListingEntry {
   modified?: Date;
   /** Apache's short size text (`584M`, `833`), when given. */
   sizeText?: string;
+  /** The AddDescription text after the size (`Ubuntu Server 20.04 LTS (Focal Fossa) daily builds [END OF LIFE - ...]`). */
+  description?: string;
 }
 
 const MONTHS: Record<string, number> = {
@@ -147,8 +149,8 @@ function childRow(href: string, base: URL, seen: Set<string>): LinkRow | undefin
   return { name, url: url.href, isDirectory };
 }
 
-function parseRowDetails(text: string): Pick<ListingEntry, 'modified' | 'sizeText'> {
-  const details: Pick<ListingEntry, 'modified' | 'sizeText'> = {};
+function parseRowDetails(text: string): Pick<ListingEntry, 'modified' | 'sizeText' | 'description'> {
+  const details: Pick<ListingEntry, 'modified' | 'sizeText' | 'description'> = {};
   let rest = text;
   const iso = ISO_DATE_RE.exec(text);
   const apache = iso ? null : APACHE_DATE_RE.exec(text);
@@ -165,5 +167,9 @@ function parseRowDetails(text: string): Pick<ListingEntry, 'modified' | 'sizeTex
   }
   const size = SIZE_RE.exec(rest.trimStart());
   if (size && size[1] !== '-') details.sizeText = size[1];
+  if ((iso || apache) && size) {
+    const description = rest.trimStart().slice(size.index + size[0].length).trim();
+    if (description) details.description = description;
+  }
   return details;
 }

@@ -3,6 +3,7 @@ import { ConfigError } from '../../errors.js';
 import { getFollowingRedirects } from '../../fetch/http-client.js';
 import { redactUrl } from '../../redact-url.js';
 import { cachedGetter } from '../cached-get.js';
+import { releaseSupport } from '../releases.js';
 import { keyringSource, type KeyringSource } from '../keyring.js';
 import type { DiscoverContext, DiscoveryResult, Source, SourceCommon } from '../source.js';
 import { discoverImages, seriesUrl } from './discover.js';
@@ -28,10 +29,9 @@ export class ListingSource implements Source {
     }
     return discoverImages({
       sourceUrl: config.url,
-      channel: config.channel,
-      variant: config.variant,
-      releases: common.releases,
-      arches: config.arches,
+      streams: common.streams,
+      keep: common.keep,
+      nowMs: ctx.nowMs,
       keyring,
       get: cachedGetter({
         store: ctx.cache, client: ctx.client, retries: ctx.http.retries, baseDelayMs: ctx.http.retryBaseDelayMs,
@@ -54,21 +54,29 @@ export class ListingSource implements Source {
     return `${reachable}; ${await this.checkReleases(ctx)}`;
   }
 
-  /** Every configured release has a folder on the source for this channel and variant: a typo fails here, not as a 404 in a cycle. */
+  /**
+   * Every configured release has a folder on the source for its stream's channel and variant: a typo fails
+   * here, not as a 404 in a cycle. A release past its end of life (release table) may be gone: said, not failed.
+   */
   private async checkReleases(ctx: { client: Dispatcher; signal: AbortSignal }): Promise<string> {
     const { config, common } = this;
     const missing: string[] = [];
-    for (const { codename } of common.releases) {
-      const url = seriesUrl(config.url, config.channel, config.variant, codename);
-      const { response } = await getFollowingRedirects(url, { client: ctx.client, signal: ctx.signal });
-      await response.body.dump();
-      if (response.statusCode === 404) missing.push(`unknown release ${codename}: ${redactUrl(url)} answered 404`);
-      else if (response.statusCode >= 400) throw new Error(`GET ${redactUrl(url)} answered ${response.statusCode}`);
+    const gone: string[] = [];
+    for (const stream of common.streams) {
+      for (const { codename } of stream.releases) {
+        const url = seriesUrl(config.url, stream.channel, stream.variant, codename);
+        const { response } = await getFollowingRedirects(url, { client: ctx.client, signal: ctx.signal });
+        await response.body.dump();
+        if (response.statusCode === 404 && releaseSupport(codename, Date.now()).pastEol) gone.push(`${codename} (${stream.id}, past end of life)`);
+        else if (response.statusCode === 404) missing.push(`unknown release ${codename}: ${redactUrl(url)} answered 404`);
+        else if (response.statusCode >= 400) throw new Error(`GET ${redactUrl(url)} answered ${response.statusCode}`);
+      }
     }
     if (missing.length > 0) {
       throw new ConfigError(`${missing.join('; ')}`,
-        `correct source.releases: the ${config.channel} channel (${config.variant}) of ${redactUrl(config.url)} has no such release`);
+        `correct source.releases (or the releases of that stream in source.streams): ${redactUrl(config.url)} has no such release in that channel and variant`);
     }
-    return `releases ${common.releases.map((r) => r.codename).join(', ')} present (${config.channel}/${config.variant})`;
+    const present = common.streams.map((s) => `${s.releases.map((r) => r.codename).join(', ')} (${s.id})`).join('; ');
+    return `releases ${present} present${gone.length > 0 ? `; gone upstream: ${gone.join(', ')}` : ''}`;
   }
 }

@@ -9,7 +9,9 @@ import { createHash } from 'node:crypto';
 import { SyncError, describeError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { KeyringSource } from '../keyring.js';
-import type { CachedGet, CachedText, DiscoveryResult } from '../source.js';
+import { endOfLife } from '../end-of-life.js';
+import type { CachedGet, CachedText, DiscoveryResult, EolRelease, StreamRelease } from '../source.js';
+import { streamId } from '../streams.js';
 import type { Arch, Channel, Variant } from '../../image.js';
 import type { ReleaseName } from '../releases.js';
 import { verifyCleartextSignature } from '../signature.js';
@@ -30,6 +32,10 @@ export interface StreamsDiscoverOptions {
   keyring: KeyringSource | undefined;
   get: CachedGet;
   log: Logger;
+  /** Newest serials per release and arch (config `keep`; default 1). */
+  keep?: number;
+  /** Clock of the end-of-life verdicts (see end-of-life.ts); without it, none are made. */
+  nowMs?: number;
 }
 
 /** The signed documents a discovery read, for targets that republish them byte for byte (bytes in the response cache). */
@@ -157,7 +163,7 @@ async function readTree(options: StreamsDiscoverOptions, log: Logger): Promise<{
   const productsUrl = productsDoc.url;
   const selection: StreamsSelection = {
     channel: options.channel, variant: options.variant, releases: options.releases, arches: options.arches,
-    ftype: options.ftype, rootUrl, signed,
+    ftype: options.ftype, rootUrl, signed, keep: options.keep,
   };
   const fetched = await options.get(productsUrl);
   // A products file unchanged since it was verified and read answers from what was selected from it then: a
@@ -185,7 +191,7 @@ export async function discoverFromStreams(options: StreamsDiscoverOptions): Prom
   } catch (error) {
     // Without the metadata no release can be read: each fails with the same cause, as a listing would.
     log.error({ event: 'source.release.failed', err: describeError(error), errCode: (error as { code?: string }).code }, `cannot read ${options.rootUrl}: ${describeError(error)}`);
-    return { images: [], failures: options.releases.map((r) => ({ release: r.codename, error })), documents: [] };
+    return { images: [], failures: options.releases.map((r) => ({ ...where(options, r.codename), error })), incomplete: [], eol: [], documents: [] };
   }
   const { unmatched } = tree.result;
   // For targets that republish upstream's signed documents byte for byte (their bytes stay in the response cache).
@@ -194,24 +200,44 @@ export async function discoverFromStreams(options: StreamsDiscoverOptions): Prom
   const treeDir = treePath(options.channel, options.variant);
   const signedBy = tree.documents.map((d) => ({ url: d.url, path: `${treeDir}${d.path}` }));
   const rootPath = new URL(streamsRootUrl(options.rootUrl)).pathname;
-  const images = tree.result.images.map((image) => {
+  let images = tree.result.images.map((image) => {
     // Item URLs resolve below the root (selectImages refuses paths leaving it): the rest is the item's path.
     const itemPath = decodeURIComponent(new URL(image.url).pathname.slice(rootPath.length));
     return { ...image, upstreamPath: `${treeDir}${itemPath}`, signedBy };
   });
   const failures: DiscoveryResult['failures'] = [];
+  const incomplete: DiscoveryResult['incomplete'] = [];
+  const eols: EolRelease[] = [];
   for (const release of options.releases) {
     const missing = unmatched.filter((u) => u.release === release.codename);
+    const ofRelease = images.filter((i) => i.release === release.codename);
+    // End of life: the product's own support_eol, else the release table (see end-of-life.ts).
+    const verdict = options.nowMs === undefined ? undefined
+      : endOfLife(release.codename, options.channel, options.nowMs, { sourceEol: ofRelease.find((i) => i.supportEol)?.supportEol });
+    if (verdict?.eol) images = images.map((i) => (i.release === release.codename ? { ...i, supportEol: verdict.eol } : i));
+    if (verdict?.pastEol) {
+      const eol: EolRelease = { ...where(options, release.codename), ...(verdict.eol ? { eol: verdict.eol } : {}), gone: missing.length === options.arches.length, imported: verdict.imported };
+      eols.push(eol);
+      if (!eol.imported) images = images.filter((i) => i.release !== release.codename);
+      log.warn({ event: 'source.release.eol', release: release.codename, eol: eol.eol, gone: eol.gone, imported: eol.imported },
+        `${release.codename} (${streamId(options)}) is past its end of life${eol.eol ? ` (${eol.eol})` : ''}${eol.gone ? ' and gone upstream' : ''}${eol.imported ? '' : '; its dailies are not imported'}: move to a supported release`);
+      if (eol.gone || !eol.imported) continue;
+    }
     if (missing.length === options.arches.length) {
       const error = new SyncError('STREAMS_RELEASE_MISSING', `${release.codename}: ${missing.map((m) => `${m.arch}: ${m.reason}`).join('; ')}`,
         'check source.releases, source.variant and that the release is published in this tree', { retryable: true });
       log.error({ event: 'source.release.failed', release: release.codename, err: describeError(error), errCode: error.code }, describeError(error));
-      failures.push({ release: release.codename, error });
+      failures.push({ ...where(options, release.codename), error });
       continue;
     }
     for (const m of missing) {
       log.warn({ event: 'source.arch.missing', release: m.release, arch: m.arch, url: tree.documents[1]?.url, reason: m.reason }, `no ${m.arch} image of ${m.release}: ${m.reason}`);
+      incomplete.push({ ...where(options, m.release), arch: m.arch, reason: m.reason });
     }
   }
-  return { images, failures, documents: tree.documents };
+  return { images, failures, incomplete, eol: eols, documents: tree.documents };
+}
+
+function where(options: Pick<StreamsDiscoverOptions, 'channel' | 'variant'>, release: string): StreamRelease {
+  return { stream: streamId(options), channel: options.channel, variant: options.variant, release };
 }

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { CHANNELS, VARIANTS, type Channel, type Variant } from '../../image.js';
+import type { Channel, Variant } from '../../image.js';
 import { sourceSelection } from '../source.js';
 import { DEFAULT_FTYPE } from './products.js';
 
@@ -9,15 +9,14 @@ export function defaultStreamsUrl(channel: Channel, variant: Variant): string {
 }
 
 /**
- * `source: { type: simplestreams, url, ... }`: the listing source's selection keys, with `url` the root of a
- * simplestreams tree, the folder holding `streams/v1/` (default: Canonical's tree of the channel and variant,
- * e.g. https://cloud-images.ubuntu.com/releases/), and `ftype` the item to take from each version.
+ * `source: { type: simplestreams, url, ... }`: the listing source's selection keys (`streams`, or the one-stream
+ * shorthand), with `url` the root of a simplestreams tree, the folder holding `streams/v1/` (default:
+ * Canonical's tree of each stream's channel and variant, e.g. https://cloud-images.ubuntu.com/releases/; a
+ * `url` names one tree, so one stream), and `ftype` the item to take from each version.
  */
 export const simplestreamsSourceSchema = sourceSelection.extend({
   type: z.literal('simplestreams'),
   url: z.string().url().optional(),
-  channel: z.enum(CHANNELS).default('release'),
-  variant: z.enum(VARIANTS).default('server'),
   ftype: z.string().regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, . _ - only').default(DEFAULT_FTYPE),
 }).strict();
 

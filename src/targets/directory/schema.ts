@@ -1,8 +1,8 @@
 import { z } from 'zod';
-import { targetName } from '../target.js';
+import { targetCommon } from '../target.js';
 
 export const directoryTargetSchema = z.strictObject({
-  name: targetName,
+  ...targetCommon,
   type: z.literal('directory'),
   path: z.string().min(1),
   /** Mode of published images and manifests, octal in quotes (YAML reads a bare 0644 as the number 644). */

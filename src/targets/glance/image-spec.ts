@@ -51,11 +51,17 @@ const ARCH_OF_GLANCE: ReadonlyMap<string, Arch> = new Map(ARCHES.map((a) => [GLA
 
 type NameFields = Pick<UpstreamImage, 'version' | 'release' | 'arch' | 'serial' | 'channel' | 'variant'>;
 
-/** `nameTemplate` with its placeholders filled in; an empty field (unknown version) leaves no double space. */
+/** What sets an image apart from the release server image of the same release: `''`, `minimal`, `daily`, `minimal daily`. */
+export function flavorOf(image: Pick<UpstreamImage, 'channel' | 'variant'>): string {
+  return [image.variant === 'server' ? '' : image.variant, image.channel === 'release' ? '' : image.channel].filter(Boolean).join(' ');
+}
+
+/** `nameTemplate` with its placeholders filled in; an empty field (unknown version, `{flavor}` of a release server image) leaves no double space. */
 export function renderImageName(template: string, image: NameFields): string {
   const values: Record<string, string> = {
     version: image.version, codename: image.release, release: image.release, arch: image.arch,
     glanceArch: GLANCE_ARCHITECTURE[image.arch], serial: image.serial, channel: image.channel, variant: image.variant,
+    flavor: flavorOf(image),
   };
   return template.replace(/\{(\w+)\}/g, (m, key: string) => values[key] ?? m).replace(/\s+/g, ' ').trim();
 }
@@ -99,7 +105,8 @@ export function scsProperties(image: UpstreamImage, keep: number | undefined): R
     image_source: image.url,
     image_description: `${title} ${image.variant} cloud image, ${image.channel} serial ${image.serial}`,
     replace_frequency: image.channel === 'daily' ? 'daily' : 'monthly',
-    provided_until: release?.eol ?? 'notice',
+    // The source's own end of support (simplestreams support_eol) when it gave one, else the release table's.
+    provided_until: image.supportEol ?? release?.eol ?? 'notice',
     uuid_validity: keep ? `last-${keep}` : 'none',
     hotfix_hours: '0',
   };
@@ -128,6 +135,8 @@ export function imageProperties(config: PropertyConfig, image: UpstreamImage, sh
     ...(image.version ? { os_version: image.version } : {}),
     ...seriesFilter(image),
     ubuntu_serial: image.serial,
+    // End of standard support of the release (YYYY-MM-DD): lets a cloud tell users which images are on borrowed time.
+    ...(image.supportEol ? { ubuntu_eol: image.supportEol } : {}),
     [PROP.target]: config.name,
     [PROP.sha256]: sha256,
     [PROP.source]: image.url,

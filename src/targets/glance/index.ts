@@ -6,5 +6,5 @@ import { GlanceTarget } from './target.js';
 export const glanceTargetType = defineTargetType({
   type: 'glance',
   schema: glanceTargetSchema,
-  create: (config, options) => new GlanceTarget(config, { env: options.env, log: options.log, keep: options.keep }),
+  create: (config, options) => new GlanceTarget(config, { env: options.env, log: options.log, keep: options.keep, http: options.http }),
 });

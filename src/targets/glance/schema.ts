@@ -1,6 +1,7 @@
 import { z } from 'zod';
+import { noProxyList, proxyUrl } from '../../fetch/proxy.js';
 import { ARCHES, CHANNELS, VARIANTS } from '../../image.js';
-import { targetName } from '../target.js';
+import { targetCommon } from '../target.js';
 import { GLANCE_NAME_PLACEHOLDERS, GLANCE_RESERVED_PROPERTY } from './properties.js';
 
 const propertyMap = z.record(z.string(), z.string()).refine(
@@ -32,7 +33,7 @@ const glanceNameTemplate = z.string().min(1).refine(
 );
 
 export const glanceTargetSchema = z.strictObject({
-  name: targetName,
+  ...targetCommon,
   type: z.literal('glance'),
   method: z.enum(['put', 'stream', 'web-download', 'glance-direct']).default('put'),
   cloud: z.string().optional(),
@@ -46,7 +47,8 @@ export const glanceTargetSchema = z.strictObject({
    * stores, which boot only raw without converting on every boot).
    */
   diskFormat: z.enum(['qcow2', 'raw']).default('qcow2'),
-  nameTemplate: glanceNameTemplate.default('Ubuntu {version} ({codename}) {arch} {serial}'),
+  // {flavor} is empty for release/server images, else `minimal`, `daily` or `minimal daily`.
+  nameTemplate: glanceNameTemplate.default('Ubuntu {version} ({codename}) {flavor} {arch} {serial}'),
   /** Name given to the newest image of each release/arch (the previous one gets its template name back). */
   stableName: glanceNameTemplate.optional(),
   tags: z.array(z.string().min(1)).default([]),
@@ -73,6 +75,10 @@ export const glanceTargetSchema = z.strictObject({
   /** How long an import (web-download, glance-direct) may take before it counts as failed. */
   importTimeoutMinutes: z.number().positive().default(30),
   auth: z.record(z.string(), z.string()).optional(),
+  /** Proxy for this cloud's Keystone and Glance, replacing http.proxy and the environment; "" = direct. */
+  proxy: proxyUrl.optional(),
+  /** Hosts of this cloud reached directly, replacing http.noProxy and NO_PROXY. */
+  noProxy: noProxyList.optional(),
 }).refine((t) => !(t.diskFormat === 'raw' && t.method === 'web-download'), {
   path: ['diskFormat'],
   message: 'raw needs method put, stream or glance-direct: with web-download Glance fetches the qcow2 itself (enable its image_conversion import plugin for raw instead)',

@@ -19,6 +19,7 @@ import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { GlanceTargetConfig } from './schema.js';
 import { SyncError, describeError } from '../../errors.js';
+import { resolveProxySettings, type ProxyConfig, type ProxySettings } from '../../fetch/proxy.js';
 import { silentLogger, type Logger } from '../../log.js';
 import { loadAuthSettings, type AuthSettings } from '../../openstack/auth-config.js';
 import { OpenStackError } from '../../openstack/errors.js';
@@ -64,8 +65,10 @@ export function downloadDigestsFor(algorithm: string): DigestAlgorithm[] {
 export type GlanceUploadMethod = GlanceTargetConfig['method'];
 
 export interface GlanceTargetOptions {
-  /** Where OS_* variables and clouds.yaml are looked up; default this process's environment. */
+  /** Where OS_* variables, clouds.yaml and HTTPS_PROXY/NO_PROXY are looked up; default this process's environment. */
   env?: NodeJS.ProcessEnv;
+  /** config.http's proxy keys (the target's own `proxy`/`noProxy` win over them). */
+  http?: ProxyConfig;
   cwd?: string;
   homeDir?: string;
   /** Use this session (e.g. one shared per cloud) instead of making one; the target then never closes it. */
@@ -373,7 +376,13 @@ export class GlanceTarget implements Target {
 
   /** Credentials and endpoint settings (OS_*, clouds.yaml, the target's keys), read once; ConfigError when missing. */
   async loadSettings(): Promise<void> {
+    this.proxySettings();
     if (!this.options.session) await this.authSettings();
+  }
+
+  /** The proxy this cloud is reached through: the environment, under config.http, under the target's own keys. */
+  proxySettings(): ProxySettings {
+    return resolveProxySettings(this.options.env ?? process.env, this.options.http, { proxy: this.config.proxy, noProxy: this.config.noProxy });
   }
 
   private authSettings(): Promise<AuthSettings> {
@@ -388,7 +397,7 @@ export class GlanceTarget implements Target {
   private async openConnection(signal?: AbortSignal): Promise<Connection> {
     const { options } = this;
     const log = options.log ?? silentLogger();
-    const session = options.session ?? new KeystoneSession(await this.authSettings(), { log });
+    const session = options.session ?? new KeystoneSession(await this.authSettings(), { log, proxy: this.proxySettings() });
     try {
       const projectId = await tokenProjectId(session, signal);
       return { session, glance: new GlanceClient(session, { log }), projectId };

@@ -84,6 +84,11 @@ export class MirrorTarget implements Target {
   readonly type = 'mirror';
   readonly hidesBeforeDelete = false;
   readonly hideGraceMs = 0;
+  /**
+   * One publication at a time: the arches of a serial share its folder, which the first one builds under a
+   * hidden name and renames into place; a second one building the same folder at once would lose that rename.
+   */
+  readonly concurrency = 1;
 
   constructor(readonly name: string, readonly root: string) {}
 

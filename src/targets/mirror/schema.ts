@@ -1,9 +1,9 @@
 import { z } from 'zod';
-import { targetName } from '../target.js';
+import { targetCommon } from '../target.js';
 
 /** `{ name, type: mirror, path }`: the cloud-images layout under `path`, for a static web server to serve. */
 export const mirrorTargetSchema = z.strictObject({
-  name: targetName,
+  ...targetCommon,
   type: z.literal('mirror'),
   path: z.string().min(1),
 });
