@@ -1,6 +1,6 @@
 /**
  * One secret string in every place a secret can be given (OS_PASSWORD, clouds.yaml + secure.yaml, a target's
- * `auth`, the source URL of a private mirror), every command run at --log-level trace, including failing
+ * `auth`, the source URL of a private mirror, the proxy URL), every command run at --log-level trace, including failing
  * auth and an invalid config under SIGHUP; then everything written anywhere is searched for it: all output
  * and logs, the state database, the directory target and cache, and the Glance images' properties.
  * Needs the real Keystone+Glance (run under flock /tmp/cloudimg-it.lock).
@@ -120,7 +120,9 @@ describeWithOpenStack('no secret leaves: one secret in every place, every comman
       `source: { url: "${sourceUrl}", keyring: "${world.mirror.keyringPath}", releases: [noble], arches: [amd64] }`,
       `stateDir: "${path.join(dir, 'state')}"`,
       `cacheDir: "${path.join(dir, 'cache')}"`,
-      'http: { retries: 1, retryBaseDelayMs: 10, retryMaxDelayMs: 20 }',
+      // A proxy with the secret as its password: configured (and logged, masked, once per cycle), with the
+      // loopback hosts of this test exempt so that the mirror and the cloud are still reached directly.
+      `http: { retries: 1, retryBaseDelayMs: 10, retryMaxDelayMs: 20, proxy: "http://${MIRROR_USER}:${SECRET}@proxy.invalid:3128", noProxy: "127.0.0.1,localhost" }`,
       `health: { port: ${port} }`,
       'runOnStart: false',
       'targets:', ...targetLines, extra,
@@ -145,6 +147,7 @@ describeWithOpenStack('no secret leaves: one secret in every place, every comman
     assert.equal(sync.code, 0, sync.stderr);
     assert.match(sync.stdout, new RegExp(`"source":"http://${MIRROR_USER}:\\*\\*\\*@127\\.0\\.0\\.1:\\d+/?"`), 'the source URL is shown masked');
     assert.ok(world.mirror.requests.some((r) => r.status === 200 && r.path.endsWith('.img')), 'the private mirror served the image: Basic auth was sent');
+    assert.match(sync.stdout, /"event":"http\.proxy"/, 'the proxy with the secret in its URL was in use and logged');
     await cli('status', '--json');
     await cli('history');
 
