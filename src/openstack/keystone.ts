@@ -118,6 +118,21 @@ export class KeystoneSession {
     if (token === undefined || this.cached?.token === token) this.cached = undefined;
   }
 
+  /**
+   * GET on Keystone with the session's token (as `X-Subject-Token` too with `subjectToken`: a token may always
+   * validate itself), through `call`. A 401 gets one fresh token and one more try; any other status is the
+   * caller's to judge, and the caller reads (or dumps) the body.
+   */
+  async authorizedGet(url: string, options: { subjectToken?: boolean; signal?: AbortSignal } = {}): Promise<Dispatcher.ResponseData> {
+    for (let attempt = 1; ; attempt++) {
+      const token = await this.getToken(options.signal);
+      const res = await this.call('GET', url, { token, subjectToken: options.subjectToken ? token : undefined, signal: options.signal });
+      if (res.statusCode !== 401 || attempt > 1) return res;
+      await res.body.dump();
+      this.invalidate(token);
+    }
+  }
+
   /** Close the Agent if this session created it. */
   async close(): Promise<void> {
     if (this.ownsDispatcher) await this.dispatcher.close();

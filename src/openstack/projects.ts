@@ -6,10 +6,10 @@
  * (GET /v3/auth/projects). An id Keystone will not show the caller (403) is taken as given: Glance accepts any
  * project id as a member. Anything else that does not resolve to exactly one project is an error.
  */
-import { request } from 'undici';
+import type { Dispatcher } from 'undici';
 import { z } from 'zod';
-import { OpenStackError, cleanErrorMessage, transportError } from './errors.js';
-import { USER_AGENT, readJson } from './http.js';
+import { OpenStackError, cleanErrorMessage } from './errors.js';
+import { readJson } from './http.js';
 import type { KeystoneSession } from './keystone.js';
 
 const projectSchema = z.looseObject({ id: z.string(), name: z.string(), domain_id: z.string().optional() });
@@ -67,7 +67,7 @@ async function findProjectByName(session: KeystoneSession, name: string, signal?
 interface KeystoneAnswer {
   status: number;
   url: string;
-  body: Awaited<ReturnType<typeof request>>['body'];
+  body: Dispatcher.ResponseData['body'];
 }
 
 /** GET on Keystone v3 with the session's token; 200, 403 and 404 are answers, anything else an error. */
@@ -76,31 +76,14 @@ async function keystoneGet(session: KeystoneSession, path: string, signal?: Abor
     throw new OpenStackError('KEYSTONE_V2_MEMBERS', 'resolving member projects needs Keystone v3', 'use an identity v3 auth URL', { service: 'keystone' });
   }
   const url = `${session.settings.authUrl}${path}`;
-  for (let attempt = 1; ; attempt++) {
-    const token = await session.getToken(signal);
-    let res;
-    try {
-      res = await request(url, {
-        dispatcher: session.dispatcher,
-        headers: { 'x-auth-token': token, accept: 'application/json', 'user-agent': USER_AGENT },
-        headersTimeout: 30_000, bodyTimeout: 30_000, signal,
-      });
-    } catch (err) {
-      throw transportError('keystone', 'GET', url, err);
-    }
-    if (res.statusCode === 401 && attempt === 1) {
-      await res.body.dump();
-      session.invalidate(token);
-      continue;
-    }
-    if (res.statusCode === 200 || res.statusCode === 403 || res.statusCode === 404) return { status: res.statusCode, url, body: res.body };
-    const detail = cleanErrorMessage(await res.body.text().catch(() => ''));
-    throw new OpenStackError(
-      `KEYSTONE_HTTP_${res.statusCode}`,
-      `GET ${url} answered ${res.statusCode}${detail ? `: ${detail}` : ''} while resolving member projects`,
-      'Keystone is failing; retried next cycle',
-      { service: 'keystone', method: 'GET', url, status: res.statusCode },
-      { retryable: res.statusCode >= 500 || res.statusCode === 429 },
-    );
-  }
+  const res = await session.authorizedGet(url, { signal });
+  if (res.statusCode === 200 || res.statusCode === 403 || res.statusCode === 404) return { status: res.statusCode, url, body: res.body };
+  const detail = cleanErrorMessage(await res.body.text().catch(() => ''));
+  throw new OpenStackError(
+    `KEYSTONE_HTTP_${res.statusCode}`,
+    `GET ${url} answered ${res.statusCode}${detail ? `: ${detail}` : ''} while resolving member projects`,
+    'Keystone is failing; retried next cycle',
+    { service: 'keystone', method: 'GET', url, status: res.statusCode },
+    { retryable: res.statusCode >= 500 || res.statusCode === 429 },
+  );
 }

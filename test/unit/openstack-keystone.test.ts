@@ -24,6 +24,10 @@ class FakeKeystone {
   authCount = 0;
   lifetimeS = 3600;
   bodies: unknown[] = [];
+  /** Tokens Keystone no longer accepts on GETs (revoked). */
+  revoked = new Set<string>();
+  /** The token each GET of /v3/auth/projects carried. */
+  projectGets: string[] = [];
 
   constructor(server?: Server) {
     this.server = server ?? createHttpServer();
@@ -90,6 +94,8 @@ class FakeKeystone {
       return send(200, { token: { issued_at: iso(issued), expires_at: iso(expires), catalog: this.catalog() } });
     }
     if (req.method === 'GET' && req.url === '/v3/auth/projects') {
+      this.projectGets.push(String(req.headers['x-auth-token']));
+      if (this.revoked.has(String(req.headers['x-auth-token']))) return unauthorized();
       return send(200, { projects: [{ id: 'p-images', name: 'images' }, { id: 'p-other', name: 'other' }] });
     }
     if (req.method === 'POST' && req.url === '/v2.0/tokens') {
@@ -188,6 +194,33 @@ describe('KeystoneSession against a Keystone stand-in', () => {
     assert.notEqual(second, first);
     session.invalidate(first);
     assert.equal(await session.getToken(), second);
+    await session.close();
+  });
+
+  test('authorizedGet: a 401 gets one fresh token and one more try; other statuses are the caller\'s', async () => {
+    const session = new KeystoneSession(settingsFor(ks));
+    const refused = await session.getToken();
+    ks.revoked.add(refused);
+    ks.projectGets = [];
+    const res = await session.authorizedGet(`${ks.url}/v3/auth/projects`);
+    assert.equal(res.statusCode, 200);
+    await res.body.dump();
+    assert.equal(ks.projectGets.length, 2);
+    assert.equal(ks.projectGets[0], refused);
+    assert.notEqual(ks.projectGets[1], refused, 'the second try carries a fresh token');
+    // Revoked again: the one retry is spent, the 401 goes to the caller instead of looping.
+    ks.revoked.add(await session.getToken());
+    const again = await session.authorizedGet(`${ks.url}/v3/auth/projects`);
+    await again.body.dump();
+    assert.equal(again.statusCode, 200);
+    ks.revoked.add(await session.getToken());
+    ks.revoked.add(`tok-${ks.authCount + 1}`);
+    const twice = await session.authorizedGet(`${ks.url}/v3/auth/projects`);
+    await twice.body.dump();
+    assert.equal(twice.statusCode, 401);
+    const missing = await session.authorizedGet(`${ks.url}/v3/nothing`);
+    await missing.body.dump();
+    assert.equal(missing.statusCode, 404);
     await session.close();
   });
 
