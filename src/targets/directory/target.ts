@@ -36,7 +36,7 @@ async function setModeOfRegularFile(file: string, mode: number): Promise<void> {
   }
 }
 
-const manifestSchema = z.object({
+export const manifestSchema = z.object({
   channel: z.string(),
   variant: z.string(),
   release: z.string(),

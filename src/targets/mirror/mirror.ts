@@ -26,26 +26,15 @@ import type { UpstreamImage } from '../../image.js';
 import { parseSha256Sums } from '../../source/listing/sha256sums.js';
 import { UnsafePathError, writeFileExclusive } from '../../local-files.js';
 import { checkInside, checkVisibleSegments, directoryInside, ensureRoot, removeTreeInside, workName } from '../contained-fs.js';
-import { directoryError } from '../directory/target.js';
+import { directoryError, manifestSchema as directoryManifestSchema } from '../directory/target.js';
 import type { PublishContext, PublishedImage, PublishResult, SignedDocumentBytes, Target, VerifiedFile } from '../target.js';
 
 const MANIFEST_SUFFIX = '.cloudimg-sync.json';
 /** Serial folders sit 2 (daily) to 4 (minimal release) levels down; a little slack for other layouts. */
 const MAX_DEPTH = 6;
 
-const manifestSchema = z.object({
-  channel: z.string(),
-  variant: z.string(),
-  release: z.string(),
-  version: z.string(),
-  arch: z.string(),
-  serial: z.string(),
-  fileName: z.string(),
-  sha256: z.string(),
-  sizeBytes: z.number(),
-  publishedAt: z.string(),
-  pinned: z.boolean().optional(),
-});
+/** The directory target's manifest, without the source URL (the signed documents beside it say where it came from). */
+const manifestSchema = directoryManifestSchema.omit({ sourceUrl: true });
 type MirrorManifest = z.infer<typeof manifestSchema>;
 
 const manifestName = (fileName: string) => `.${fileName}${MANIFEST_SUFFIX}`;
