@@ -14,7 +14,7 @@ import { Agent, Pool, ProxyAgent, request, type Dispatcher } from 'undici';
 import { resolveProxySettings, proxyFor, type ProxyConfig, type ProxySettings } from './proxy.js';
 import { ConfigError, SyncError, describeError, errorCode, isRetryable } from '../errors.js';
 import type { Logger } from '../log.js';
-import { VERSION } from '../version.js';
+import { VERSION } from '../package-root.js';
 
 export const USER_AGENT = `cloudimg-sync/${VERSION} (+https://github.com/cloudimg-sync/cloudimg-sync)`;
 
