@@ -45,7 +45,7 @@ async function bundleCli(outDir: string): Promise<void> {
       entryPoints: [path.join(REPO_ROOT, 'src/cli.ts')], outfile: path.join(outDir, BUNDLE_NAME),
       bundle: true, platform: 'node', format: 'cjs', target: 'node20', external: ['better-sqlite3'],
       inject: [inject], define: { 'import.meta.url': 'importMetaUrl' },
-      legalComments: 'none', logLevel: 'warning', sourcemap: false,
+      legalComments: 'none', logLevel: 'warning', sourcemap: false, minifyWhitespace: true,
     });
   } finally {
     rmSync(injectDir, { recursive: true, force: true });

@@ -32,15 +32,20 @@ function readCodeCache(): Buffer | undefined {
 
 // The bundle is a CommonJS module: wrapped as node wraps one, on a line of its own so lines keep their numbers.
 const wrapped = `(function (exports, require, module, __filename, __dirname) {\n${readFileSync(bundlePath, 'utf8')}\n})`;
-const cachedData = readCodeCache();
-const script = new vm.Script(wrapped, {
-  filename: bundlePath,
-  lineOffset: -1,
-  cachedData,
-  importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
-});
-// NODE_DEBUG=cloudimg-sync tells whether the start used the cache (a rejected one: rebuild with this node).
-debuglog('cloudimg-sync')('code cache %s: %s', cachePath, cachedData === undefined ? 'absent' : script.cachedDataRejected ? 'rejected' : 'accepted');
+function compile(): vm.Script {
+  // Scoped: the cache's bytes are garbage once V8 has deserialized them.
+  const cachedData = readCodeCache();
+  const compiled = new vm.Script(wrapped, {
+    filename: bundlePath,
+    lineOffset: -1,
+    cachedData,
+    importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
+  });
+  // NODE_DEBUG=cloudimg-sync tells whether the start used the cache (a rejected one: rebuild with this node).
+  debuglog('cloudimg-sync')('code cache %s: %s', cachePath, cachedData === undefined ? 'absent' : compiled.cachedDataRejected ? 'rejected' : 'accepted');
+  return compiled;
+}
+const script = compile();
 
 // The build's training run (scripts/build.ts): after the run, so that the functions the run compiled
 // lazily are in the cache too, not only the top level.
