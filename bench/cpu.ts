@@ -21,8 +21,14 @@ import { startMirror, type Mirror, type PublishedImage } from '../test/fixtures/
 import { loadOpenStackEnv, startExtraOpenStack } from '../test/integration/openstack-env.js';
 import { GiB, HAVE_GNU_TIME, flushDisks, formatSize, formatTable, median, mibOfKiB, ratio, runChecked, seconds, verdict, type ProcessRun } from './measure.js';
 
+/** The paths section F can measure (`--cpu-paths`); put and stream need the local OpenStack. */
+export const CPU_PATHS = ['directory', 'put', 'stream'] as const;
+export type CpuPath = (typeof CPU_PATHS)[number];
+
 export interface CpuBenchOptions {
   runs: number;
+  /** Default: all of CPU_PATHS. */
+  paths?: ReadonlySet<CpuPath>;
   sizeBytes: number;
   /** `node cli.mjs` as installed. */
   cli: string[];
@@ -71,8 +77,10 @@ export async function benchCpu(o: CpuBenchOptions): Promise<CpuPathFigure[]> {
   try {
     const [image] = mirror.published();
     if (!image) throw new Error('the fixture mirror published no image');
-    figures.push(await directoryPath(o, mirror, image, dir));
-    figures.push(...await glancePaths(o, mirror, image, dir));
+    const paths = o.paths ?? new Set(CPU_PATHS);
+    if (paths.has('directory')) figures.push(await directoryPath(o, mirror, image, dir));
+    const methods = (['put', 'stream'] as const).filter((m) => paths.has(m));
+    if (methods.length > 0) figures.push(...await glancePaths(o, mirror, image, dir, methods));
   } finally {
     await mirror.close();
     await rm(dir, { recursive: true, force: true });
@@ -168,7 +176,7 @@ async function directoryPath(o: CpuBenchOptions, mirror: Mirror, image: Publishe
   return figure('directory: sync --once vs curl -o && openssl dgst && sync', r);
 }
 
-async function glancePaths(o: CpuBenchOptions, mirror: Mirror, image: PublishedImage, dir: string): Promise<CpuPathFigure[]> {
+async function glancePaths(o: CpuBenchOptions, mirror: Mirror, image: PublishedImage, dir: string, methods: readonly ('put' | 'stream')[]): Promise<CpuPathFigure[]> {
   const openstack = await loadOpenStackEnv();
   if (!openstack.available) {
     console.log(`  Glance paths skipped: ${openstack.reason}`);
@@ -185,7 +193,7 @@ async function glancePaths(o: CpuBenchOptions, mirror: Mirror, image: PublishedI
   };
   try {
     const figures: CpuPathFigure[] = [];
-    for (const method of ['put', 'stream'] as const) {
+    for (const method of methods) {
       const runDir = path.join(dir, method);
       const ours = async (run: number) => {
         const target = { name: `${TARGET_PREFIX}-${method}-${run}`, type: 'glance', method, nameTemplate: `cloudimg-sync-bench-cpu ${method} ${run} {serial}` };

@@ -5,9 +5,10 @@
  *   npm run bench                              full run: 1 GiB (+ 256 MiB, 2 GiB for RSS), 3 repetitions
  *   npm run bench -- --quick                   small sizes, 1 repetition (also BENCH_QUICK=1)
  *   npm run bench -- --only cpu --cli /elsewhere/dist/cli.js   measure another build of the CLI (an A/B)
+ *   npm run bench -- --only cpu --cpu-paths directory           section F's directory row alone (no OpenStack needed)
  *   npm run bench -- --runs 5 --size 512MiB --rss-sizes 128MiB,4GiB --only download,noop,glance,cpu,raw,parallel --parallel-size 64MiB
  *
- * Environment equivalents: BENCH_RUNS, BENCH_SIZE, BENCH_RSS_SIZES, BENCH_ONLY, BENCH_GLANCE_SIZE, BENCH_PARALLEL_SIZE.
+ * Environment equivalents: BENCH_RUNS, BENCH_SIZE, BENCH_RSS_SIZES, BENCH_ONLY, BENCH_GLANCE_SIZE, BENCH_PARALLEL_SIZE, BENCH_CPU_PATHS.
  * Needs curl, sha256sum and (for exact peak RSS) GNU time: `apt-get install -y time curl`.
  */
 import { spawnSync } from 'node:child_process';
@@ -16,7 +17,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { benchCpu, type CpuPathFigure } from './cpu.js';
+import { CPU_PATHS, benchCpu, type CpuPath, type CpuPathFigure } from './cpu.js';
 import { benchDownload, type DownloadGoals } from './download.js';
 import { benchGlance } from './glance.js';
 import { HAVE_GNU_TIME, bundle, formatSize, formatTable, parseSize, ratio, seconds, verdict } from './measure.js';
@@ -39,6 +40,8 @@ interface Settings {
   /** A built CLI to measure instead of this tree's (an A/B against another commit's build). */
   cliPath?: string;
   only: Set<Section>;
+  /** Section F's paths to measure. */
+  cpuPaths: Set<CpuPath>;
   quick: boolean;
 }
 
@@ -53,6 +56,7 @@ function readSettings(): Settings {
       'parallel-size': { type: 'string' },
       cli: { type: 'string' },
       only: { type: 'string' },
+      'cpu-paths': { type: 'string' },
     },
   });
   const env = process.env;
@@ -67,7 +71,10 @@ function readSettings(): Settings {
   const onlyText = values.only ?? env.BENCH_ONLY ?? SECTIONS.join(',');
   const only = new Set(onlyText.split(',').map((s) => s.trim()).filter(Boolean) as Section[]);
   for (const s of only) if (!SECTIONS.includes(s)) throw new Error(`--only takes ${SECTIONS.join(',')}; got ${s}`);
-  return { runs, sizeBytes, rssSizesBytes, glanceSizeBytes, parallelSizeBytes, only, quick, cliPath: values.cli ?? env.BENCH_CLI };
+  const cpuPathsText = values['cpu-paths'] ?? env.BENCH_CPU_PATHS ?? CPU_PATHS.join(',');
+  const cpuPaths = new Set(cpuPathsText.split(',').map((s) => s.trim()).filter(Boolean) as CpuPath[]);
+  for (const p of cpuPaths) if (!CPU_PATHS.includes(p)) throw new Error(`--cpu-paths takes ${CPU_PATHS.join(',')}; got ${p}`);
+  return { runs, sizeBytes, rssSizesBytes, glanceSizeBytes, parallelSizeBytes, only, cpuPaths, quick, cliPath: values.cli ?? env.BENCH_CLI };
 }
 
 async function builtCli(outDir: string): Promise<string> {
@@ -155,7 +162,7 @@ async function main(): Promise<void> {
     if (settings.only.has('cpu')) {
       progress('bench: F client CPU per GiB');
       cpu = await benchCpu({
-        runs: settings.runs, sizeBytes: settings.sizeBytes, workDir, repoRoot: REPO_ROOT, log: progress,
+        runs: settings.runs, sizeBytes: settings.sizeBytes, workDir, repoRoot: REPO_ROOT, log: progress, paths: settings.cpuPaths,
         cli: cli ?? [process.execPath, '--import', 'tsx', path.join(REPO_ROOT, 'src/cli.ts')],
       });
     }

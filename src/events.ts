@@ -61,7 +61,7 @@ export const EVENTS = {
   'glance.stage.done': ['info'],
   'glance.image.verified': ['info'],
   'glance.image.leftover_deleted': ['warn'],
-  'glance.image.discarded': ['warn'],
+  'glance.image.discarded': ['warn', 'info'],
   'glance.image.discard_failed': ['error'],
   'glance.image.duplicates': ['warn'],
   'glance.image.reverified': ['warn'],

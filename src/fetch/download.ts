@@ -8,7 +8,6 @@
  * `dest` is always complete and verified, a `.part` never is.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { writeSync } from 'node:fs';
 import { lstat, readFile, rename, rm, statfs, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Dispatcher } from 'undici';
@@ -16,6 +15,7 @@ import { ChecksumMismatchError, HttpStatusError, SyncError, errorCode } from '..
 import type { Logger } from '../log.js';
 import { fsyncPath } from '../fsync.js';
 import { createExclusive, openExistingForUpdate, removeRegularFile, writeFileExclusive } from '../local-files.js';
+import { PartWriter, pageAlignedBuffer } from './part-writer.js';
 import { abandonBody, getFollowingRedirects, headerValue, policyOf, watchBodySpeed, retryOptionsFor, withRetries } from './http-client.js';
 
 export interface FreeSpace {
@@ -285,16 +285,6 @@ async function ensureFreeSpace(paths: Paths, neededBytes: number, probe: (dir: s
   if (freeBytes < neededBytes) throw new DiskFullError(paths.dir, neededBytes, freeBytes);
 }
 
-/**
- * A blocking write, on purpose: copying a MiB into the page cache takes a fraction of a millisecond, and
- * from libuv's thread pool, whose threads take turns, the same writes cost the kernel 2-10x the CPU
- * (measured: 1 GiB in 1 MiB writes, 0.25 s of system time from one thread, 0.6-2.7 s from the pool).
- */
-function writeFully(fh: FileHandle, buffer: Buffer, length: number, position: number): void {
-  let written = 0;
-  while (written < length) written += writeSync(fh.fd, buffer, written, length - written, position + written);
-}
-
 async function hashPrefix(url: string, fh: FileHandle, lengthBytes: number, hashers: Hash[], buffer: Buffer, feeder: SinkFeeder): Promise<void> {
   let position = 0;
   while (position < lengthBytes) {
@@ -309,7 +299,8 @@ async function hashPrefix(url: string, fh: FileHandle, lengthBytes: number, hash
 
 /**
  * Dirty pages are flushed while the download runs (one fdatasync in flight at a time), so that the fsync
- * that makes the finished file durable has little left to write instead of the whole image.
+ * that makes the finished file durable has little left to write instead of the whole image. Only when the
+ * writes go through the page cache: direct writes leave nothing dirty behind.
  */
 const SYNC_BEHIND_BYTES = 64 * 1024 * 1024;
 
@@ -328,8 +319,11 @@ async function streamToFile(
   feeder: SinkFeeder,
   syncBehind: boolean,
 ): Promise<number> {
+  // A durable file is not read back by this process soon: it bypasses the page cache where it can.
+  const writer = new PartWriter(fh, syncBehind, buffer.length);
   let filled = 0;
   let writePosition = position;
+  let pieceBytes = writer.pieceBytes(position, buffer.length);
   let writeFailed = false;
   let syncing: Promise<void> | undefined;
   let syncedPosition = position;
@@ -341,11 +335,11 @@ async function streamToFile(
       received += chunk.length;
       let offset = 0;
       while (offset < chunk.length) {
-        const copied = chunk.copy(buffer, filled, offset);
+        const copied = chunk.copy(buffer, filled, offset, offset + Math.min(pieceBytes - filled, chunk.length - offset));
         filled += copied;
         offset += copied;
-        if (filled === buffer.length) {
-          if (syncBehind && writePosition - syncedPosition >= SYNC_BEHIND_BYTES && !syncing) {
+        if (filled === pieceBytes) {
+          if (syncBehind && !writer.direct && writePosition - syncedPosition >= SYNC_BEHIND_BYTES && !syncing) {
             syncedPosition = writePosition;
             syncing = fh.datasync().finally(() => {
               syncing = undefined;
@@ -353,10 +347,11 @@ async function streamToFile(
             syncing.catch(() => {}); // a failing disk shows again in the final fsync
           }
           writeFailed = true;
-          writeFully(fh, buffer, filled, writePosition);
+          writer.write(buffer, filled, writePosition);
           writeFailed = false;
           writePosition += filled;
           filled = 0;
+          pieceBytes = writer.pieceBytes(writePosition, buffer.length);
         }
       }
       onChunk(chunk.length);
@@ -364,7 +359,11 @@ async function streamToFile(
   } finally {
     // After a failed write the tail is not written, so the file never has a hole.
     await syncing?.catch(() => {});
-    if (filled > 0 && !writeFailed) writeFully(fh, buffer, filled, writePosition);
+    try {
+      if (filled > 0 && !writeFailed) writer.write(buffer, filled, writePosition);
+    } finally {
+      writer.close();
+    }
   }
   return writePosition + filled;
 }
@@ -507,7 +506,7 @@ export async function downloadFile(url: string, destPath: string, options: Downl
   const paths: Paths = { dest: destPath, part: `${destPath}.part`, sidecar: `${destPath}.part.json`, dir: dirname(destPath) };
   const algorithms = ['sha256', ...new Set((options.extraHashAlgorithms ?? []).filter((a) => a !== 'sha256'))];
   for (const a of algorithms) createHash(a); // an unknown algorithm fails before any network traffic
-  const buffer = Buffer.allocUnsafeSlow(options.writeBufferBytes ?? 1024 * 1024);
+  const buffer = pageAlignedBuffer(options.writeBufferBytes ?? 1024 * 1024);
   const log = options.log?.child({ url });
   const startedAt = performance.now();
 

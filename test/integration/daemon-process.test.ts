@@ -1,24 +1,32 @@
 /**
  * The daemon and the operator commands as child processes (`node --import tsx src/cli.ts ...`) against
  * the fixture mirror, with a directory target: what an operator sees is exit codes, JSON log lines on
- * stdout, /healthz and /metrics.
+ * stdout, /healthz and /metrics. The last suite publishes to the real Keystone+Glance (run under
+ * flock /tmp/cloudimg-it.lock).
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, test } from 'node:test';
+import { after, afterEach, before, describe, test } from 'node:test';
 import { startMirror, type Mirror, type MirrorOptions } from '../fixtures/mirror/index.js';
+import { resolveAuthSettings } from '../../src/openstack/auth-config.js';
+import { OpenStackError } from '../../src/openstack/errors.js';
+import { GlanceClient } from '../../src/openstack/glance.js';
+import { KeystoneSession } from '../../src/openstack/keystone.js';
 import { probeStateLock } from '../../src/state/lock.js';
+import { PROP } from '../../src/targets/glance/image-spec.js';
+import { describeWithOpenStack, loadOpenStackEnv } from './openstack-env.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const CLI = path.join(REPO, 'src', 'cli.ts');
 const YEARLY = '0 0 1 1 *';
+const openstack = await loadOpenStackEnv();
 
 interface LogLine {
   event?: string;
@@ -119,7 +127,8 @@ afterEach(async () => {
   world = undefined;
 });
 
-async function createWorld(mirrorOptions: MirrorOptions = {}, overrides: Record<string, unknown> = {}): Promise<World> {
+/** `env`: added to the children's environment (e.g. the test OpenStack's OS_* variables). */
+async function createWorld(mirrorOptions: MirrorOptions = {}, overrides: Record<string, unknown> = {}, env: Readonly<Record<string, string>> = {}): Promise<World> {
   const mirror = await startMirror(mirrorOptions);
   const dir = mkdtempSync(path.join(tmpdir(), 'cloudimg-sync-daemon-'));
   const configPath = path.join(dir, 'config.yaml');
@@ -143,7 +152,7 @@ async function createWorld(mirrorOptions: MirrorOptions = {}, overrides: Record<
     },
     cli(...args) {
       const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args, '--config', configPath], {
-        cwd: REPO, env: { ...process.env, CLOUDIMG_SYNC_CONFIG: '' }, stdio: ['ignore', 'pipe', 'pipe'],
+        cwd: REPO, env: { ...process.env, ...env, CLOUDIMG_SYNC_CONFIG: '' }, stdio: ['ignore', 'pipe', 'pipe'],
       });
       const p = new CliProcess(child);
       processes.push(p);
@@ -477,5 +486,101 @@ describe('operator commands: history and check', () => {
     const check = w.cli('check');
     assert.equal((await check.exited).code, 2);
     assert.match(check.stderr, /CONFIG_INVALID: .*health\.port/);
+  });
+});
+
+describeWithOpenStack('daemon and sync --once publishing to the real Keystone+Glance', openstack, (os) => {
+  const run = randomUUID().slice(0, 8);
+  let session: KeystoneSession;
+  let glance: GlanceClient;
+  /** Target names used here: their images are deleted at the end. */
+  const names: string[] = [];
+
+  before(() => {
+    session = new KeystoneSession(resolveAuthSettings({ env: os.env, files: new Map(), cwd: '/', homeDir: '/nonexistent' }));
+    glance = new GlanceClient(session);
+  });
+  after(async () => {
+    for (const name of names) {
+      for (const image of await glance.findImages({ [PROP.target]: name }, { includeHidden: true })) await glance.deleteImage(image.id);
+    }
+    await session.close();
+  });
+
+  function targetName(role: string): string {
+    const name = `d-${run}-${role}`;
+    names.push(name);
+    return name;
+  }
+
+  function imagesOf(name: string) {
+    return glance.findImages({ [PROP.target]: name }, { includeHidden: true });
+  }
+
+  const eventNames = (p: CliProcess) => new Set(p.lines.map((l) => l.event).filter((e): e is string => e !== undefined));
+
+  test('the daemon logs every event sync --once logs for the same cycle, the OpenStack clients\' included; its extras are daemon.* only', async () => {
+    const w = await createWorld({}, {}, os.env);
+    // The same cycle twice from fresh state: each run its own state, cache and Glance target (nothing to adopt).
+    const configFor = (role: string) => ({
+      stateDir: path.join(w.dir, `state-${role}`), cacheDir: path.join(w.dir, `cache-${role}`), targets: [{ name: targetName(role), type: 'glance' }],
+    });
+    w.writeConfig(configFor('once'));
+    const once = w.cli('--log-level', 'debug', 'sync', '--once');
+    assert.equal((await once.exited).code, 0, once.transcript());
+    w.writeConfig(configFor('daemon'));
+    const daemon = w.cli('--log-level', 'debug', 'daemon');
+    assert.equal((await daemon.waitForEvent('sync.run.finished')).result, 'ok', daemon.transcript());
+    assert.equal((await daemon.stop()).code, 0, daemon.transcript());
+
+    const fromOnce = eventNames(once);
+    const fromDaemon = eventNames(daemon);
+    for (const event of ['keystone.auth.done', 'glance.image.created', 'glance.upload.done', 'glance.image.verified', 'glance.latest.moved', 'image.publish.done']) {
+      assert.ok(fromOnce.has(event), `sync --once logged ${event}: the comparison covers the OpenStack clients`);
+    }
+    assert.deepEqual([...fromOnce].filter((e) => !fromDaemon.has(e)), [], 'events of sync --once missing from the daemon\'s log');
+    assert.deepEqual([...fromDaemon].filter((e) => !fromOnce.has(e) && !e.startsWith('daemon.')), [], 'the daemon\'s own events are daemon.*');
+  });
+
+  test('SIGTERM during a Glance upload: info image.publish.aborted, run interrupted, no failure, nothing left in Glance; the next run publishes', async () => {
+    const name = targetName('sigterm');
+    // method stream: the upload to Glance lasts as long as the throttled download (512 KiB at 64 KiB/s: 8 s).
+    const w = await createWorld({}, { targets: [{ name, type: 'glance', method: 'stream' }] }, os.env);
+    w.mirror.inject({ path: /\.img$/, fault: 'slow', bytesPerSecond: 64 * 1024 });
+    const daemon = w.daemon();
+    const imageId = String((await daemon.waitForEvent('glance.image.created')).imageId);
+    const deadline = Date.now() + 10_000;
+    while ((await glance.getImage(imageId)).status !== 'saving') {
+      assert.ok(Date.now() < deadline, `image ${imageId} never started saving\n${daemon.transcript()}`);
+      await sleep(50);
+    }
+    assert.equal((await daemon.stop('SIGTERM')).code, 0, daemon.transcript());
+
+    const aborted = daemon.events('image.publish.aborted');
+    assert.deepEqual(aborted.map((l) => [l.level, l.target]), [['info', name]], daemon.transcript());
+    assert.deepEqual(daemon.events('image.publish.failed'), [], 'a shutdown is not a failed publication (image_failures_total{step="publish"} counts those)');
+    assert.deepEqual(daemon.lines.filter((l) => l.level !== 'info' && l.level !== 'debug').map((l) => l.event), [], 'no warning or error on a clean shutdown');
+    assert.deepEqual(daemon.events('glance.image.discarded').map((l) => [l.level, l.imageId]), [['info', imageId]], 'the hidden image was deleted at once');
+    const finished = daemon.events('sync.run.finished');
+    assert.deepEqual(finished.map((l) => [l.level, l.result, l.failed, l.published]), [['info', 'interrupted', 0, 0]]);
+
+    const history = w.cli('history', '--json');
+    assert.equal((await history.exited).code, 0, history.stderr);
+    const runs = (JSON.parse(history.stdout) as { runs: Array<Record<string, unknown>> }).runs;
+    assert.deepEqual(runs.map((r) => [r.result, r.failed, r.error]), [['interrupted', 0, null]]);
+    const status = w.cli('status', '--json');
+    assert.equal((await status.exited).code, 0, status.stderr);
+    const images = (JSON.parse(status.stdout) as { images: Array<{ targets: Record<string, { state: string; error: string | null }> }> }).images;
+    assert.deepEqual(images.map((i) => i.targets[name]), [{ state: 'publishing', imageId, error: null }], 'not failed: published again next run');
+
+    // What the target had not revealed is removed at once, not left hidden for a later run.
+    assert.deepEqual(await imagesOf(name), [], 'nothing of ours left in Glance');
+    await assert.rejects(glance.getImage(imageId), (err: unknown) => err instanceof OpenStackError && err.status === 404);
+
+    w.mirror.clearFaults();
+    const next = w.cli('sync', '--once');
+    assert.equal((await next.exited).code, 0, next.transcript());
+    const published = await imagesOf(name);
+    assert.deepEqual(published.map((i) => [i.status, i.os_hidden]), [['active', false]]);
   });
 });

@@ -22,7 +22,7 @@ import { GlanceTarget } from '../../src/targets/glance/target.js';
 import { PROP, createImageRequest } from '../../src/targets/glance/image-spec.js';
 import type { PublishContext, Target, VerifiedFile } from '../../src/targets/target.js';
 import type { GlanceTargetConfig } from '../../src/targets/glance/schema.js';
-import { createSyncWorld, type SyncWorld, type SyncWorldOptions } from '../support/sync-world.js';
+import { createSyncWorld, type LogEvent, type SyncWorld, type SyncWorldOptions } from '../support/sync-world.js';
 import { describeWithOpenStack, loadOpenStackEnv, startExtraOpenStack, type ExtraOpenStack } from './openstack-env.js';
 
 const openstack = await loadOpenStackEnv();
@@ -176,6 +176,35 @@ describeWithOpenStack('Glance target against the real Keystone+Glance', openstac
       }
     });
   }
+
+  test('progress events carry totalBytes, percent and bytesPerSecond; a stream upload takes its total from the download\'s Content-Length', async () => {
+    const streamed = glanceTargetConfig({ method: 'stream' });
+    const put = glanceTargetConfig({ method: 'put' });
+    const w = await glanceWorld([streamed, put]);
+    w.mirror.inject({ path: /\.img$/, fault: 'slow', bytesPerSecond: 1024 * 1024 }); // 512 KiB arriving in many chunks
+    const summary = await w.sync(); // the world reports progress at every chunk
+    assert.equal(summary.result, 'ok', summary.errors.join('\n'));
+    const size = upstreamImage(w).sizeBytes;
+    const started = w.events('image.publish.started').find((e) => e.target === streamed.name);
+    assert.deepEqual([started?.method, started?.bytes], ['stream', undefined], 'the listing gave no size: the stream began without one');
+
+    const checkProgress = (events: LogEvent[], what: string, atLeast: number) => {
+      assert.ok(events.length >= atLeast, `${what}: ${events.length} progress events`);
+      for (const e of events) {
+        const bytes = Number(e.bytes);
+        const durationMs = Number(e.durationMs);
+        assert.equal(e.totalBytes, size, `${what}: totalBytes at ${bytes} bytes`);
+        assert.ok(typeof e.percent === 'number' && Math.abs(e.percent - (bytes * 100) / size) <= 0.1, `${what}: percent ${String(e.percent)} at ${bytes}/${size}`);
+        assert.ok(typeof e.bytesPerSecond === 'number' && Number.isFinite(e.bytesPerSecond), `${what}: bytesPerSecond ${String(e.bytesPerSecond)}`);
+        if (durationMs > 0) assert.ok(Math.abs(e.bytesPerSecond - (bytes * 1000) / durationMs) <= 1, `${what}: the mean rate, ${String(e.bytesPerSecond)} B/s for ${bytes} bytes in ${durationMs} ms`);
+      }
+      assert.deepEqual([events.at(-1)!.bytes, events.at(-1)!.percent], [size, 100], `${what}: ends at 100%`);
+    };
+    // Streamed: reported while the bytes arrive, each event with the total. A put reads the file in large pieces.
+    checkProgress(w.events('image.download.progress'), 'download', 2);
+    checkProgress(w.events('image.publish.progress').filter((e) => e.target === streamed.name), 'method stream', 2);
+    checkProgress(w.events('image.publish.progress').filter((e) => e.target === put.name), 'method put', 1);
+  });
 
   test('method stream with bytes that fail the signed checksum: the streamed image is deleted, never revealed', async () => {
     const cfg = glanceTargetConfig({ method: 'stream' });

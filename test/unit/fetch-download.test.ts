@@ -2,7 +2,9 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { closeSync, constants, openSync, rmSync } from 'node:fs';
+import { mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +14,7 @@ import { ChecksumMismatchError, SyncError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import { DiskFullError, SizeMismatchError, downloadFile, type DownloadOptions } from '../../src/fetch/download.js';
 import { createHttpClient } from '../../src/fetch/http-client.js';
+import { DIRECT_ALIGN_BYTES, PartWriter } from '../../src/fetch/part-writer.js';
 
 const CONTENT = randomBytes(1024 * 1024 + 123);
 const CONTENT_SHA256 = sha256(CONTENT);
@@ -619,5 +622,108 @@ describe('downloadFile with a sink (stream-through)', () => {
     assert.equal(res.sha256, CONTENT_SHA256, 'the file itself still completes');
     assert.match(c.state.aborted?.message ?? '', /restarted at byte 0/);
     assert.equal(c.bytes().length, cutAt, 'nothing after the restart reached the sink');
+  });
+});
+
+/** Bytes of `path` in the page cache (util-linux fincore, mincore(2) underneath). */
+function cachedBytes(path: string): number {
+  const out = execFileSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', path], { encoding: 'utf8' });
+  return Number(out.trim());
+}
+
+/** Whether files in `dir` can be opened O_DIRECT (not on tmpfs before Linux 6.6, nor on some FUSE mounts). */
+function directIoWorks(dir: string): boolean {
+  const probe = join(dir, 'direct-probe');
+  try {
+    closeSync(openSync(probe, constants.O_WRONLY | constants.O_CREAT | constants.O_DIRECT, 0o600));
+    return true;
+  } catch {
+    return false;
+  } finally {
+    rmSync(probe, { force: true });
+  }
+}
+
+describe('downloadFile: a durable file is written around the page cache', () => {
+  const BIG = randomBytes(3 * 1024 * 1024 + 4321);
+  const BIG_SHA256 = sha256(BIG);
+  let server: TestServer | undefined;
+
+  test.afterEach(async () => {
+    await server?.close();
+    server = undefined;
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('leaves only the pieces off a block boundary in the page cache, across a resume from an odd byte', async () => {
+    const cutAt = 1024 * 1024 + 777; // the resume starts off a 4 KiB boundary
+    let resetFirst: (() => void) | undefined;
+    server = await startServer((req, res, seen, index) => {
+      respondWithFile(req, res, seen, BIG, index === 0 ? { limitBytes: cutAt } : {});
+      if (index === 0) resetFirst = () => res.socket?.resetAndDestroy();
+    });
+    dir = await freshDir();
+    const dest = join(dir, 'image.img');
+    const res = await downloadFile(server.url, dest, {
+      client, ...quickRetries(3), writeBufferBytes: 256 * 1024, expectedSha256: BIG_SHA256,
+      onProgress: (done) => { if (done === cutAt) resetFirst?.(); },
+    });
+
+    assert.equal(res.resumedFromBytes, cutAt);
+    assert.deepEqual(await readFile(dest), BIG);
+    if (!directIoWorks(dir)) return; // then everything went through the page cache, as checked above
+    // Before reading it back: buffered writes leave all 3 MiB cached; direct ones only the odd pieces (the
+    // tail of the first attempt, the head of the resume up to a block boundary, the tail of the file).
+    // readFile above cached it again, so write a fresh copy first.
+    await rm(dest);
+    const again = await downloadFile(server.url, dest, { client, writeBufferBytes: 256 * 1024, expectedSha256: BIG_SHA256 });
+    assert.equal(again.sha256, BIG_SHA256);
+    assert.ok(cachedBytes(dest) <= 2 * 4096, `${cachedBytes(dest)} bytes of a fresh download in the page cache`);
+  });
+
+  test('a scratch download (durable: false) stays in the page cache for the reader that follows', async () => {
+    server = await startServer((req, res, seen) => respondWithFile(req, res, seen, BIG));
+    dir = await freshDir();
+    const dest = join(dir, 'image.img');
+    await downloadFile(server.url, dest, { client, writeBufferBytes: 256 * 1024, expectedSha256: BIG_SHA256, durable: false });
+    assert.ok(cachedBytes(dest) >= BIG.length, `only ${cachedBytes(dest)} of ${BIG.length} bytes cached`);
+  });
+});
+
+describe('PartWriter', () => {
+  test('falls back to the page cache when a direct write is refused (a buffer off a page boundary)', async () => {
+    dir = await freshDir();
+    const fh = await open(join(dir, 'f.part'), 'w', 0o600);
+    try {
+      const writer = new PartWriter(fh, true, 8192);
+      if (!writer.direct) return; // no O_DIRECT here at all: nothing to fall back from
+      const misaligned = Buffer.allocUnsafeSlow(8192 + 1).subarray(1);
+      randomBytes(8192).copy(misaligned);
+      writer.write(misaligned, 8192, 0);
+      assert.equal(writer.direct, false);
+      writer.write(misaligned, 100, 8192);
+      writer.close();
+      assert.deepEqual(await readFile(join(dir, 'f.part')), Buffer.concat([misaligned, misaligned.subarray(0, 100)]));
+    } finally {
+      await fh.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('pieces after an odd position end on a block boundary, so the ones after them can go direct', async () => {
+    dir = await freshDir();
+    const fh = await open(join(dir, 'f.part'), 'w', 0o600);
+    try {
+      const writer = new PartWriter(fh, true, 65536);
+      assert.equal(writer.pieceBytes(0, 65536), 65536);
+      if (writer.direct) {
+        assert.equal(writer.pieceBytes(4096 + 10, 65536), 65536 - 10);
+        assert.equal((4096 + 10 + writer.pieceBytes(4096 + 10, 65536)) % DIRECT_ALIGN_BYTES, 0);
+      }
+      writer.close();
+    } finally {
+      await fh.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

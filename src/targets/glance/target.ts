@@ -215,7 +215,7 @@ export class GlanceTarget implements Target {
         `Glance holds the verified bytes of ${image.fileName} (${compared.join(', ')} match)`);
     } catch (err) {
       body.destroy();
-      await this.discard(glance, created.id, log, err);
+      await this.discard(glance, created.id, log, err, ctx.signal);
       throw err;
     }
     await this.revealNew(glance, held, series, image, log, ctx.signal, fix);
@@ -286,7 +286,7 @@ export class GlanceTarget implements Target {
         log.info({ event: 'glance.image.verified', imageId: created.id, method, bytes, compared, durationMs: Math.round(performance.now() - started) },
           `Glance holds the verified bytes of ${image.fileName}${fix.length > 0 ? ' converted to raw' : ''} (${compared.join(', ')} match)`);
       } catch (err) {
-        await this.discard(glance, created.id, log, err);
+        await this.discard(glance, created.id, log, err, ctx.signal);
         // The upload was not digested (the download's digests stood in): find out whether the cache file moved.
         throw err instanceof GlanceHashMismatchError && !raw && !uploadDigests(file, this.digests) ? await explainMismatch(err, file, ctx.signal) : err;
       }
@@ -606,7 +606,7 @@ export class GlanceTarget implements Target {
     try {
       ctx.onRef?.(created.id);
     } catch (err) {
-      await this.discard(glance, created.id, ctx.log, err);
+      await this.discard(glance, created.id, ctx.log, err, ctx.signal);
       throw err;
     }
     ctx.log.info({ event: 'glance.image.created', imageId: created.id, method, minDisk: request.min_disk }, `created hidden image ${created.id}`);
@@ -656,7 +656,7 @@ export class GlanceTarget implements Target {
     } catch (err) {
       // Not revealed (the PATCH failed): still a half-made image. Revealed but the pointer failed to move:
       // a complete image, adopted by the next run, which moves the pointer again.
-      if (!(await this.isRevealed(glance, held.id))) await this.discard(glance, held.id, log, err);
+      if (!(await this.isRevealed(glance, held.id))) await this.discard(glance, held.id, log, err, signal);
       throw err;
     }
   }
@@ -681,12 +681,17 @@ export class GlanceTarget implements Target {
     return [...visible, ...hidden];
   }
 
-  /** Delete a half-made image; a failure to do so is logged (the next publish or retention removes it). */
-  private async discard(glance: GlanceClient, id: string, log: Logger, reason: unknown): Promise<void> {
+  /**
+   * Delete a half-made image; a failure to do so is logged (the next publish or retention removes it). After a
+   * shutdown (`signal` aborted) this is the routine end of an interrupted upload: info, not a warning.
+   */
+  private async discard(glance: GlanceClient, id: string, log: Logger, reason: unknown, signal?: AbortSignal): Promise<void> {
     try {
-      // No signal: an abort is the reason to clean up, not a reason to stop cleaning up.
+      // Not with the signal: an abort is the reason to clean up, not a reason to stop cleaning up.
       await glance.deleteImage(id);
-      log.warn({ event: 'glance.image.discarded', imageId: id, err: describeError(reason) }, `deleted half-made image ${id}`);
+      const shutdown = signal?.aborted === true;
+      log[shutdown ? 'info' : 'warn']({ event: 'glance.image.discarded', imageId: id, err: describeError(reason) },
+        `deleted half-made image ${id}${shutdown ? ' (upload stopped by shutdown)' : ''}`);
     } catch (err) {
       log.error({ event: 'glance.image.discard_failed', imageId: id, err: describeError(err) }, `could not delete half-made image ${id}; it stays hidden and is removed on a later run`);
     }
