@@ -13,6 +13,7 @@ export const EVENTS = {
   'sync.run.started': ['info'],
   'sync.run.finished': ['info', 'warn', 'error'],
   'sync.run.error': ['error'],
+  'sync.preflight.failed': ['error'],
   'sync.signal': ['warn'],
   'sync.sweep.removed': ['info'],
   'sync.sweep.failed': ['warn'],

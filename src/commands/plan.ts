@@ -10,7 +10,8 @@ import { openContext, type GlobalOptions } from './context.js';
 
 /** One step a cycle would take. The `plan --json` shape documented in the README. */
 export interface PlanItem {
-  action: 'download' | 'publish' | 'hide' | 'remove';
+  /** `adopt`: the target holds a verified copy of these bytes already; it is adopted, not downloaded for it. */
+  action: 'download' | 'publish' | 'adopt' | 'hide' | 'remove';
   channel: string;
   variant: string;
   release: string;
@@ -18,11 +19,11 @@ export interface PlanItem {
   version: string;
   arch: string;
   serial: string;
-  /** The upstream file (download, publish). */
+  /** The upstream file (download, publish, adopt). */
   url?: string;
   /** Known once a download recorded it. */
   sizeBytes?: number;
-  /** publish, hide, remove. */
+  /** publish, adopt, hide, remove. */
   target?: string;
   /** The target's reference of the image to hide or remove (a Glance id, a path). */
   ref?: string;
@@ -59,12 +60,12 @@ export async function planCommand(options: GlobalOptions, signal?: AbortSignal):
     const findings = findingsOf(discovery);
     const eolReleases = endOfLifeReleases(Date.now(), findings.eol, discovery.images.map((i) => i.release));
     // Plan against state as if the discovered images were recorded, without recording them.
-    for (const action of planCycle(ctx, discovery.images, eolReleases, images)) {
+    for (const action of planCycle(ctx, discovery.images, eolReleases, images, listings)) {
       const { channel, variant, release, version, arch, serial, url } = action.image;
       const sizeBytes = sizes.get(action.key) ?? undefined;
       const base = { channel, variant, release, version, arch, serial, url, ...(sizeBytes ? { sizeBytes } : {}) };
       if (action.download) items.push({ action: 'download', ...base });
-      for (const target of action.publishTo) items.push({ action: 'publish', ...base, target });
+      for (const target of action.publishTo) items.push({ action: action.adopt.includes(target) ? 'adopt' : 'publish', ...base, target });
     }
     for (const target of ctx.targets) {
       const published = listings.get(target.name) ?? [];
@@ -90,6 +91,7 @@ export function formatPlan(report: PlanReport): string {
     const key = `${i.channel}/${i.variant}/${i.release}/${i.arch}/${i.serial}`;
     if (i.action === 'download') lines.push(`download  ${key}  ${i.url}`);
     else if (i.action === 'publish') lines.push(`publish   ${key}  -> ${i.target}`);
+    else if (i.action === 'adopt') lines.push(`adopt     ${key}  -> ${i.target} (the verified copy it holds)`);
     else lines.push(`${i.action.padEnd(9)} ${key}  ${i.target}:${i.ref}${i.reason === 'eol' ? '  (end of life)' : ''}`);
   }
   for (const e of report.sourceErrors) lines.push(`error     ${e}`);

@@ -171,6 +171,8 @@ export class SyncMetrics {
         }
         break;
       case 'image.publish.failed':
+      // A target that could not get ready (a wrong password): its publications fail before the download, counted once.
+      case 'sync.preflight.failed':
         this.failures.inc({ step: 'publish' });
         break;
       case 'image.retire.failed':

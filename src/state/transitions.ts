@@ -17,9 +17,10 @@ export type PublicationState = (typeof PUBLICATION_STATES)[number];
  */
 const IMAGE_NEXT: Record<ImageState, readonly ImageState[]> = {
   discovered: ['downloading'],
-  // downloading -> downloading: a resumed download after a crash.
-  downloading: ['downloading', 'verified', 'failed'],
-  downloaded: ['downloading', 'verified', 'failed'],
+  // downloading -> downloading: a resumed download after a crash. -> discovered: no longer needed (every target
+  // adopted a copy it already held).
+  downloading: ['downloading', 'verified', 'failed', 'discovered'],
+  downloaded: ['downloading', 'verified', 'failed', 'discovered'],
   // verified -> discovered: the cached file is gone (published everywhere, or cleaned) and is needed again.
   verified: ['discovered', 'downloading'],
   failed: ['downloading', 'discovered'],

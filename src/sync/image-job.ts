@@ -125,12 +125,24 @@ export class ImageJournal {
     this.ctx.fail(`${this.key}: ${message}`);
   }
 
-  publishStarted(target: Target, bytes?: number): Logger {
+  /** `method`: `stream` while downloading (the default without `bytes`), `adopt` for a copy the target holds. */
+  publishStarted(target: Target, bytes?: number, method: 'stream' | 'adopt' | undefined = bytes === undefined ? 'stream' : undefined): Logger {
     const tlog = this.log.child({ target: target.name });
     this.ctx.touchedTargets.add(target.name);
     this.ctx.store.setPublication(this.key, target.name, 'publishing');
-    tlog.info({ event: 'image.publish.started', bytes, method: bytes === undefined ? 'stream' : undefined }, `publishing ${this.action.image.fileName} to ${target.name}`);
+    tlog.info({ event: 'image.publish.started', bytes, method }, `${method === 'adopt' ? 'adopting the copy it holds of' : 'publishing'} ${this.action.image.fileName} to ${target.name}`);
     return tlog;
+  }
+
+  /**
+   * Every target adopted a copy it holds: nothing is downloaded. What a download interrupted or failed before left
+   * recorded is stale now (its `.part` goes with the next sweep); the image stays known, without a local copy.
+   */
+  downloadNotNeeded(): void {
+    const state = this.ctx.store.getImage(this.key)?.state;
+    if (state === 'downloading' || state === 'downloaded' || state === 'failed') {
+      this.ctx.store.setImageState(this.key, 'discovered', { localPath: null, error: null });
+    }
   }
 
   publishRef(target: Target, ref: string): void {
@@ -200,7 +212,8 @@ export class ImageJournal {
 /** One image brought to the targets its action names. */
 export class ImageJob {
   private readonly journal: ImageJournal;
-  private readonly targets: readonly Target[];
+  /** The targets still to publish to (those that adopted a copy they hold are taken out). */
+  private targets: readonly Target[];
 
   constructor(private readonly ctx: JobContext, readonly action: SyncAction) {
     this.journal = new ImageJournal(ctx, action);
@@ -214,7 +227,17 @@ export class ImageJob {
     let scratch = false;
     let allPublished = true;
     const done = new Set<string>();
-    let file: VerifiedFile | undefined = this.action.download ? await this.reverifyInterrupted() : this.cachedFile();
+    if (this.action.adopt.length > 0) {
+      const adoption = await this.adoptHeldCopies();
+      this.targets = adoption.rest;
+      if (adoption.failed) allPublished = false;
+      if (ctx.signal?.aborted) return;
+      if (this.targets.length === 0) {
+        if (allPublished) journal.downloadNotNeeded();
+        return;
+      }
+    }
+    let file: VerifiedFile | undefined = this.action.cached ? this.cachedFile() : await this.reverifyInterrupted();
     if (!file) {
       // Targets that upload while downloading get the bytes as they arrive; the rest get the verified file after.
       // A streaming target whose uploads are all taken by other images gets the verified file after too,
@@ -255,6 +278,34 @@ export class ImageJob {
     // Removing a large file can take a second (a filesystem mounted with `discard`): the cycle goes on meanwhile.
     if (allPublished && !ctx.keepCache) journal.cacheReleased(file.path);
     else if (scratch) await journal.cacheKept(file.path);
+  }
+
+  /**
+   * Before any download, the targets whose listing showed a verified copy of these bytes adopt it. Returns the
+   * targets still to publish to (the rest, and one that holds no copy after all) and whether an adoption failed.
+   */
+  private async adoptHeldCopies(): Promise<{ rest: Target[]; failed: boolean }> {
+    const { ctx, journal } = this;
+    const rest: Target[] = [];
+    let failed = false;
+    for (const target of this.targets) {
+      if (!target.adoptHeld || !this.action.adopt.includes(target.name)) {
+        rest.push(target);
+        continue;
+      }
+      if (ctx.signal?.aborted) break;
+      const started = Date.now();
+      journal.publishStarted(target, undefined, 'adopt');
+      try {
+        const res = await target.adoptHeld(this.action.image, this.publishContext(target));
+        if (res) journal.publishDone(target, res, undefined, started);
+        else rest.push(target);
+      } catch (err) {
+        failed = true;
+        journal.publishFailed(target, err, started);
+      }
+    }
+    return { rest, failed };
   }
 
   /** The verified copy state points at (the plan chose it because the file is there). */

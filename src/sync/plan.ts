@@ -1,13 +1,25 @@
 import { compareSerials, imageKey, type UpstreamImage } from '../image.js';
 import { streamId } from '../source/streams.js';
 import type { ImageRecord } from '../state/store.js';
+import type { PublishedImage } from '../targets/target.js';
 
-/** One image to bring to some targets, downloading it first unless a verified copy is in the cache. */
+/**
+ * One image to bring to some targets: from the verified copy in the cache, else by adopting the copies targets
+ * already hold and downloading it for the rest.
+ */
 export interface SyncAction {
   image: UpstreamImage;
   key: string;
+  /** A verified copy is in the cache: every target of `publishTo` gets it from there. */
+  cached: boolean;
+  /** Not cached, and some target of `publishTo` holds no copy to adopt: the image is downloaded. */
   download: boolean;
   publishTo: string[];
+  /**
+   * Of `publishTo` (when not cached), the targets whose listing shows a complete copy of these bytes (same
+   * sha256): each adopts it before any download, and one that turns out not to hold it after all gets the download.
+   */
+  adopt: string[];
 }
 
 export interface PlanInput {
@@ -20,6 +32,11 @@ export interface PlanInput {
   targets: ReadonlyArray<{ name: string; streams?: readonly string[]; excludeReleases?: ReadonlySet<string> }>;
   /** Keys of images whose verified file is present in the cache. */
   cachedKeys: ReadonlySet<string>;
+  /**
+   * What targets that can adopt a copy they hold (`Target.adoptHeld`) list at the start of the cycle, by target name;
+   * their complete copies with a sha256 are adopted instead of downloaded.
+   */
+  held?: ReadonlyMap<string, readonly PublishedImage[]>;
 }
 
 /**
@@ -27,8 +44,9 @@ export interface PlanInput {
  * stream, in a stable order (channel, variant, release, arch, serial): one action, so one download, per
  * image whatever the number of targets. Pure: no I/O, same input -> same plan.
  */
-export function planSync({ upstream, images, targets, cachedKeys }: PlanInput): SyncAction[] {
+export function planSync({ upstream, images, targets, cachedKeys, held }: PlanInput): SyncAction[] {
   const byKey = new Map(images.map((r) => [r.key, r]));
+  const copies = heldCopies(held);
   const actions: SyncAction[] = [];
   for (const image of upstream) {
     const key = imageKey(image);
@@ -42,9 +60,20 @@ export function planSync({ upstream, images, targets, cachedKeys }: PlanInput): 
     });
     if (publishTo.length === 0) continue;
     const cached = sameBytes && record.state === 'verified' && cachedKeys.has(key);
-    actions.push({ image, key, download: !cached, publishTo });
+    const adopt = cached ? [] : publishTo.filter((t) => copies.get(t)?.has(`${key} ${image.sha256}`));
+    actions.push({ image, key, cached, download: !cached && adopt.length < publishTo.length, publishTo, adopt });
   }
   return actions.sort((a, b) => a.key.localeCompare(b.key));
+}
+
+/** `key sha256` of every complete copy each target lists with its sha256. */
+function heldCopies(held: PlanInput['held']): Map<string, Set<string>> {
+  const copies = new Map<string, Set<string>>();
+  for (const [target, listing] of held ?? []) {
+    const complete = listing.filter((p) => p.complete === true && p.sha256 !== undefined);
+    copies.set(target, new Set(complete.map((p) => `${imageKey(p as unknown as Pick<UpstreamImage, 'channel' | 'variant' | 'release' | 'arch' | 'serial'>)} ${p.sha256}`)));
+  }
+  return copies;
 }
 
 /** An upstream image older than what a target already has of its series: a rollback, refused. */

@@ -62,9 +62,13 @@ export async function discover(deps: SyncDeps, onBytes?: (n: number) => void): P
   return { ...discovery, images: accepted };
 }
 
-/** The plan of a cycle given what was discovered and what state records. */
+/**
+ * The plan of a cycle given what was discovered and what state records; with the targets' `listings` of the
+ * cycle, a complete copy a target holds (and can adopt) is adopted instead of downloaded.
+ */
 export function planCycle(
-  deps: SyncDeps, upstream: readonly UpstreamImage[], eolReleases: ReadonlySet<string> = new Set(), images: readonly ImageRecord[] = deps.store.listImages(),
+  deps: Pick<SyncDeps, 'config' | 'store' | 'targets'>, upstream: readonly UpstreamImage[], eolReleases: ReadonlySet<string> = new Set(),
+  images: readonly ImageRecord[] = deps.store.listImages(), listings?: ReadonlyMap<string, readonly PublishedImage[]>,
 ): SyncAction[] {
   const cachedKeys = new Set(images.filter((r) => r.state === 'verified' && r.localPath && existsSync(r.localPath)).map((r) => r.key));
   const targets = deps.targets.map((t) => {
@@ -73,7 +77,31 @@ export function planCycle(
     const excludeReleases = config?.eol && config.eol !== 'keep' ? eolReleases : undefined;
     return { name: t.name, streams: config?.streams, excludeReleases };
   });
-  return planSync({ upstream, images, targets, cachedKeys });
+  const held = new Map([...listings ?? []].filter(([name]) => deps.targets.some((t) => t.name === name && t.adoptHeld)));
+  return planSync({ upstream, images, targets, cachedKeys, held });
+}
+
+/**
+ * Before a target is listed or anything is downloaded, it gets ready for the cycle (`Target.prepare`: a Glance
+ * authenticates): a wrong password fails now, not after the download. One that fails is logged and counted once
+ * and left out of the cycle (not listed, nothing planned or downloaded for it, no retention on it); the others
+ * go on. Returns the targets that are ready.
+ */
+async function prepareTargets(deps: SyncDeps, fail: (message: string, target?: string) => void): Promise<Target[]> {
+  const ready: Target[] = [];
+  for (const target of deps.targets) {
+    const log = deps.log.child({ target: target.name });
+    try {
+      await target.prepare?.({ log, signal: deps.signal });
+      ready.push(target);
+    } catch (err) {
+      if (deps.signal?.aborted) break; // a shutdown, not a failure of the target
+      fail(`${target.name}: ${describeError(err)}`, target.name);
+      log.error({ event: 'sync.preflight.failed', err: describeError(err), errCode: errorCode(err) },
+        `${target.name} is left out of this cycle (nothing downloaded for it, no retention on it): ${describeError(err)}`);
+    }
+  }
+  return ready;
 }
 
 /** The findings of a discovery worth keeping with the run (status, metrics). */
@@ -99,8 +127,8 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
   const startedMs = Date.now();
   const counts: RunCounts = { discovered: 0, downloaded: 0, published: 0, retired: 0, failed: 0, bytesDown: 0 };
   const errors: string[] = [];
-  // Targets that failed a publish this run are left out of retention: nothing is retired on a target
-  // that did not get the new image (and a broken login is reported once, not again by retention).
+  // Targets that failed a publish (or to get ready) this run are left out of retention: nothing is retired on a
+  // target that did not get the new image (and a broken login is reported once, not again by retention).
   const failedTargets = new Set<string>();
   const fail = (message: string, target?: string) => {
     counts.failed++;
@@ -125,8 +153,10 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
   let findings: RunFindings = { incomplete: [], eol: [] };
   try {
     await sweepAtCycleStart({ store, targets: deps.targets, log, cacheDir: config.cacheDir, keepCache: config.keepCache });
-    // One listing per target serves the reconcile and, where nothing was published since, retention too.
-    const listings = await reconcileWithTargets({ store, targets: deps.targets, log });
+    const ready = await prepareTargets(deps, fail);
+    // One listing per target serves the reconcile, the plan (copies a target holds are adopted, not downloaded)
+    // and, where nothing was published since, retention too.
+    const listings = await reconcileWithTargets({ store, targets: ready, log });
     const discovery = await discover({ ...deps, source }, (n) => { counts.bytesDown += n; });
     for (const f of discovery.failures) fail(`${f.release} (${f.stream}): ${describeError(f.error)}`);
     findings = findingsOf(discovery);
@@ -138,7 +168,8 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
       }
     }
     // Up to `concurrency` images at once; those of one release/arch one after another, in plan order.
-    await runLanes(seriesLanes(planCycle(deps, discovery.images, eolReleases)), config.concurrency, async (action) => {
+    const actions = planCycle({ ...deps, targets: ready }, discovery.images, eolReleases, undefined, listings);
+    await runLanes(seriesLanes(actions), config.concurrency, async (action) => {
       try {
         await new ImageJob(jobs, action).run();
       } catch (err) {
@@ -151,7 +182,7 @@ export async function runSyncCycle(deps: SyncDeps): Promise<RunSummary> {
     if (!deps.signal?.aborted) {
       for (const target of deps.targets) {
         if (failedTargets.has(target.name)) {
-          log.warn({ event: 'image.retire.skipped', target: target.name }, `retention skipped on ${target.name}: a publish to it failed this run`);
+          log.warn({ event: 'image.retire.skipped', target: target.name }, `retention skipped on ${target.name}: it failed this run`);
           continue;
         }
         try {

@@ -61,6 +61,8 @@ export interface PublishedImage {
   complete?: boolean;
   /** True when the target forbids deleting it (Glance `protected`, a keep tag). */
   pinned: boolean;
+  /** The signed sha256 of the image it is a copy of, where the target records it (Glance `cloudimg_sync_sha256`). */
+  sha256?: string;
 }
 
 export interface PublishResult {
@@ -126,6 +128,18 @@ export interface Target {
    * of a cycle. Returns what was removed.
    */
   sweep?(ctx: { log: Logger }): Promise<string[]>;
+  /**
+   * Get ready for this cycle's work without changing the target (authenticate, resolve what the config names), at
+   * the start of the cycle, before any image is downloaded. Rejects with the error a publish would meet; the cycle
+   * then leaves the target out (nothing downloaded for it, no retention on it). Absent: nothing to get ready.
+   */
+  prepare?(ctx: { log: Logger; signal?: AbortSignal }): Promise<void>;
+  /**
+   * Adopt a complete, verified copy of `image` the target already holds (same signed sha256), as `publish` adopts
+   * one, without the file: the image then needs no download for this target. Resolves undefined when it holds none.
+   * The cycle asks it only for images the target's listing shows such a copy of (`PublishedImage.sha256`, `complete`).
+   */
+  adoptHeld?(image: UpstreamImage, ctx: PublishContext): Promise<PublishResult | undefined>;
   /** Check that the target is usable (credentials, endpoint, write access) without changing it; says what was checked. */
   check?(ctx: { log: Logger; signal?: AbortSignal }): Promise<string | void>;
   /**

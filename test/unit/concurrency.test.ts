@@ -9,7 +9,7 @@ function action(release: string, arch: string, serial: string): SyncAction {
   const image = {
     channel: 'release', variant: 'server', release, version: '24.04', arch, serial, fileName: `${release}-${arch}.img`, url: 'http://x/', sha256: 'a'.repeat(64), signed: true,
   } as UpstreamImage;
-  return { image, key: `release/server/${release}/${arch}/${serial}`, download: true, publishTo: ['t'] };
+  return { image, key: `release/server/${release}/${arch}/${serial}`, cached: false, download: true, publishTo: ['t'], adopt: [] };
 }
 
 describe('images in parallel: lanes per series, at most N in flight', () => {

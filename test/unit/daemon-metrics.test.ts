@@ -86,6 +86,7 @@ describe('metrics from log events: runs, publications, failures', () => {
       ev('image.publish.done', { target: 'glance', bytes: 10, durationMs: 4_000, adopted: false }),
       ev('image.publish.done', { target: 'local', bytes: 10, durationMs: 1, adopted: true }),
       ev('image.publish.failed', { target: 'local' }),
+      ev('sync.preflight.failed', { target: 'glance2', errCode: 'KEYSTONE_AUTH_FAILED' }, {}),
       { ...ev('sync.run.finished', { result: 'failed' }, {}), time: '2026-11-27T10:00:00.000Z' },
       { ...ev('sync.run.finished', { result: 'ok' }, {}), time: '2026-11-27T11:00:00.000Z' },
       { ...ev('sync.run.finished', { result: 'interrupted' }, {}), time: '2026-11-27T12:00:00.000Z' },
@@ -97,7 +98,7 @@ describe('metrics from log events: runs, publications, failures', () => {
     assert.equal(await value(metrics, 'cloudimg_sync_last_run_timestamp_seconds'), Date.parse('2026-11-27T11:00:00.000Z') / 1000, 'an interrupted run is not a finished cycle');
     assert.equal(await value(metrics, 'cloudimg_sync_upload_bytes_total', { target: 'glance' }), 10);
     assert.equal(await value(metrics, 'cloudimg_sync_upload_bytes_total', { target: 'local' }), undefined, 'adopting moves nothing');
-    assert.equal(await value(metrics, 'cloudimg_sync_image_failures_total', { step: 'publish' }), 1);
+    assert.equal(await value(metrics, 'cloudimg_sync_image_failures_total', { step: 'publish' }), 2, 'a failed publication, a target that could not get ready');
     assert.equal(await value(metrics, 'cloudimg_sync_cycle_running'), 0);
     const hist = (await metrics.registry.getMetricsAsJSON()).find((m) => m.name === 'cloudimg_sync_upload_duration_seconds')!;
     assert.equal(hist.values.find((v) => (v as { metricName?: string }).metricName === 'cloudimg_sync_upload_duration_seconds_sum' && v.labels.target === 'glance')?.value, 4);

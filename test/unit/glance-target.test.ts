@@ -13,7 +13,7 @@ import type { UpstreamImage } from '../../src/image.js';
 import { createTargets } from '../../src/targets/create.js';
 import { GlanceTarget, checkHeldBytes, downloadDigestsFor, glanceComparison } from '../../src/targets/glance/target.js';
 import {
-  PROP, createImageRequest, imageProperties, newestVerified, renderImageName, toPublishedImage,
+  PROP, createImageRequest, imageProperties, isVerifiedCopy, newestVerified, renderImageName, toPublishedImage,
 } from '../../src/targets/glance/image-spec.js';
 import { FileUploadReader, digestFile } from '../../src/targets/glance/image-digests.js';
 import { minDiskGiB, readDiskImageInfo } from '../../src/targets/glance/qcow2-info.js';
@@ -152,6 +152,21 @@ describe('glance images read back for retention', () => {
     assert.equal(toPublishedImage(glanceImage({ os_hidden: true }), [])?.hidden, true);
     assert.equal(toPublishedImage(glanceImage({ status: 'queued', [PROP.verified]: undefined }), [])?.complete, false);
     assert.equal(toPublishedImage(glanceImage({ [PROP.verified]: undefined }), [])?.complete, false, 'active but never verified by us');
+  });
+  test('the signed sha256 it holds is read back: a complete copy of the same sha256 is adopted before any download', () => {
+    assert.equal(toPublishedImage(glanceImage({ [PROP.sha256]: noble.sha256 }), [])?.sha256, noble.sha256);
+  });
+  test('a verified copy before the download: flag and signed sha256, the signed size only where the source gives one', () => {
+    const copy = glanceImage({ [PROP.sha256]: noble.sha256, size: 1000 });
+    assert.equal(isVerifiedCopy(copy, { sha256: noble.sha256 }), true, 'size unknown (SHA256SUMS): the flag and the sha256 decide');
+    assert.equal(isVerifiedCopy(copy, { sha256: noble.sha256, sizeBytes: 1000 }), true);
+    assert.equal(isVerifiedCopy(copy, { sha256: noble.sha256, sizeBytes: 999 }), false, 'another size than simplestreams signed');
+    assert.equal(isVerifiedCopy(copy, { sha256: 'b'.repeat(64) }), false, 'other bytes');
+    assert.equal(isVerifiedCopy(glanceImage({ [PROP.sha256]: noble.sha256, [PROP.verified]: undefined }), { sha256: noble.sha256 }), false, 'never verified by us');
+    assert.equal(isVerifiedCopy(glanceImage({ [PROP.sha256]: noble.sha256, status: 'saving' }), { sha256: noble.sha256 }), false);
+    const raw = { [PROP.sha256]: noble.sha256, [PROP.convertedFrom]: 'qcow2', disk_format: 'raw', size: 5000, os_hash_algo: 'sha512' };
+    assert.equal(isVerifiedCopy(glanceImage({ ...raw, os_hash_value: 'f'.repeat(128), [`${PROP.rawDigestPrefix}sha512`]: 'f'.repeat(128) }), { sha256: noble.sha256 }), true);
+    assert.equal(isVerifiedCopy(glanceImage({ ...raw, os_hash_value: 'e'.repeat(128), [`${PROP.rawDigestPrefix}sha512`]: 'f'.repeat(128) }), { sha256: noble.sha256 }), false, 'Glance holds other raw bytes than we recorded');
   });
   test('protected or tagged-to-keep images are pinned', () => {
     assert.equal(toPublishedImage(glanceImage({ protected: true }), ['keep'])?.pinned, true);

@@ -47,6 +47,34 @@ describe('planSync', () => {
     assert.deepEqual(actions.map((x) => [x.download, x.publishTo]), [[true, ['local']]]);
   });
 
+  describe('copies the targets already hold (their listing at the start of the cycle)', () => {
+    const listed = (image: UpstreamImage, extra: Partial<PublishedImage> = {}): PublishedImage => ({
+      ref: `id-${image.serial}`, release: image.release, arch: image.arch, variant: image.variant, channel: image.channel, serial: image.serial,
+      pinned: false, complete: true, sha256: image.sha256, ...extra,
+    });
+    const plan = (images: ImageRecord[], held: Record<string, PublishedImage[]>, cached: string[] = []) =>
+      planSync({ upstream: [a], images, targets: [{ name: 'g1' }, { name: 'g2' }], cachedKeys: new Set(cached), held: new Map(Object.entries(held)) })
+        .map((x) => ({ download: x.download, publishTo: x.publishTo, adopt: x.adopt }));
+
+    test('every target holds a complete copy of the same bytes: adopted, nothing downloaded', () => {
+      assert.deepEqual(plan([], { g1: [listed(a)], g2: [listed(a)] }), [{ download: false, publishTo: ['g1', 'g2'], adopt: ['g1', 'g2'] }]);
+    });
+    test('some hold one: they adopt it, the image is downloaded for the rest', () => {
+      assert.deepEqual(plan([], { g1: [listed(a)], g2: [] }), [{ download: true, publishTo: ['g1', 'g2'], adopt: ['g1'] }]);
+    });
+    test('a copy of other bytes (a re-spin), an incomplete one, or one without a sha256 is not adopted', () => {
+      assert.deepEqual(plan([], { g1: [listed(a, { sha256: 'sha-old' })], g2: [listed(a, { complete: false })] }), [{ download: true, publishTo: ['g1', 'g2'], adopt: [] }]);
+      assert.deepEqual(plan([], { g1: [listed(a, { sha256: undefined })] }), [{ download: true, publishTo: ['g1', 'g2'], adopt: [] }]);
+    });
+    test('a target that cannot adopt (no listing given for it) gets the download', () => {
+      assert.deepEqual(plan([], { g1: [listed(a)] }), [{ download: true, publishTo: ['g1', 'g2'], adopt: ['g1'] }]);
+    });
+    test('a verified copy in the cache is published from there as before', () => {
+      const rec = record(a, 'verified');
+      assert.deepEqual(plan([rec], { g1: [listed(a)], g2: [listed(a)] }, [imageKey(a)]), [{ download: false, publishTo: ['g1', 'g2'], adopt: [] }]);
+    });
+  });
+
   test('orders work by release, arch and serial', () => {
     const actions = planSync({ upstream: [upstream('2', 'arm64'), upstream('1', 'amd64')], images: [], targets: [{ name: 't' }], cachedKeys: new Set() });
     assert.deepEqual(actions.map((x) => x.image.arch), ['amd64', 'arm64']);

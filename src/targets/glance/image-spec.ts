@@ -175,12 +175,15 @@ export function propertyOf(image: GlanceImage, key: string): string | undefined 
  * Glance holds the verified bytes (checked by us) and the image is complete: the file itself, or, for an
  * image converted to raw, the guest disk of that file (`virtualSizeBytes` long, with the raw digests we
  * recorded when we verified it). Either format is a verified copy, whatever the target's diskFormat now.
+ * A size left undefined is not compared: before a download only the signed sha256 (and, from simplestreams,
+ * the signed size) is known; our verified flag says Glance's digest was compared with the file's then.
  */
-export function isVerifiedCopy(image: GlanceImage, file: { sha256: string; sizeBytes: number; virtualSizeBytes?: number }): boolean {
+export function isVerifiedCopy(image: GlanceImage, file: { sha256: string; sizeBytes?: number; virtualSizeBytes?: number }): boolean {
   if (image.status !== 'active' || propertyOf(image, PROP.verified) !== 'true' || propertyOf(image, PROP.sha256) !== file.sha256) return false;
-  if (propertyOf(image, PROP.convertedFrom) === undefined) return image.size === file.sizeBytes;
+  const sizeIs = (expected: number | undefined) => expected === undefined || image.size === expected;
+  if (propertyOf(image, PROP.convertedFrom) === undefined) return sizeIs(file.sizeBytes);
   const recorded = image.os_hash_algo ? propertyOf(image, `${PROP.rawDigestPrefix}${image.os_hash_algo.replace(/_/g, '-')}`) : undefined;
-  return image.disk_format === 'raw' && image.size === file.virtualSizeBytes && recorded !== undefined && image.os_hash_value === recorded;
+  return image.disk_format === 'raw' && sizeIs(file.virtualSizeBytes) && recorded !== undefined && image.os_hash_value === recorded;
 }
 
 /** The properties that mark an image as the raw conversion of the signed qcow2, with the raw bytes' digests. */
@@ -214,6 +217,7 @@ export function toPublishedImage(image: GlanceImage, keepTags: readonly string[]
     hidden: image.os_hidden === true,
     complete: image.status === 'active' && propertyOf(image, PROP.verified) === 'true',
     pinned: image.protected === true || image.tags.some((t) => keepTags.includes(t)),
+    ...(propertyOf(image, PROP.sha256) ? { sha256: propertyOf(image, PROP.sha256) } : {}),
   };
 }
 

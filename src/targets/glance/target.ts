@@ -231,7 +231,7 @@ export class GlanceTarget implements Target {
     // One lookup serves both the search for an earlier copy and the latest pointer of the series.
     let series = await this.findOurs(glance, projectId, seriesFilter(image), ctx.signal);
     const same = series.filter((i) => propertyOf(i, PROP.sha256) === file.sha256);
-    const copies = same.filter((i) => isVerifiedCopy(i, { ...file, virtualSizeBytes: disk.virtualSizeBytes })).sort((a, b) => (a.created_at ?? '').localeCompare(b.created_at ?? ''));
+    const copies = verifiedCopies(same, { ...file, virtualSizeBytes: disk.virtualSizeBytes });
     // A visible, active image of ours whose flag was removed (by hand, or lost with the state) is never deleted
     // when Glance holds exactly the signed bytes: it is verified again and adopted.
     if (copies.length === 0) {
@@ -239,12 +239,7 @@ export class GlanceTarget implements Target {
       if (unflagged) copies.push(unflagged);
     }
     series = await this.deleteLeftovers(glance, series, same.filter((i) => !copies.includes(i)), log, ctx.signal);
-    const adopted = copies[0];
-    if (adopted) {
-      if (copies.length > 1) log.warn({ event: 'glance.image.duplicates', imageId: adopted.id, duplicates: copies.slice(1).map((i) => i.id) }, 'several verified copies of this image; adopting the oldest');
-      await this.revealAndPoint(glance, adopted, series, image, log, ctx.signal);
-      return { ref: adopted.id, adopted: true };
-    }
+    if (copies.length > 0) return this.adoptOldest(glance, copies, series, image, log, ctx.signal);
 
     const method = await this.chooseMethod(glance, log, ctx.signal);
     if (disk.format !== 'qcow2') log.warn({ event: 'glance.image.not_qcow2', path: file.path }, `${image.fileName} is not qcow2; publishing it as raw`);
@@ -295,6 +290,37 @@ export class GlanceTarget implements Target {
     } finally {
       if (raw) await rm(raw.path, { force: true });
     }
+  }
+
+  /**
+   * Before the download: adopt a verified copy Glance already holds (our flag, the signed sha256, and the signed
+   * size where the source gives one), as publish does, so that the image needs no download for this target.
+   * Leftovers of the same sha256 never revealed (interrupted uploads) are deleted as publish deletes them; a
+   * visible image without our flag is left for publish, which checks it against the verified file.
+   */
+  async adoptHeld(image: UpstreamImage, ctx: PublishContext): Promise<PublishResult | undefined> {
+    const { session, glance, projectId } = await this.connect(ctx.signal);
+    await this.members(session, ctx.signal);
+    let series = await this.findOurs(glance, projectId, seriesFilter(image), ctx.signal);
+    const same = series.filter((i) => propertyOf(i, PROP.sha256) === image.sha256);
+    const copies = verifiedCopies(same, { sha256: image.sha256, sizeBytes: image.sizeBytes });
+    if (copies.length === 0) return undefined;
+    const neverRevealed = same.filter((i) => !copies.includes(i) && i.os_hidden === true && propertyOf(i, PROP.verified) !== 'true');
+    series = await this.deleteLeftovers(glance, series, neverRevealed, ctx.log, ctx.signal);
+    return this.adoptOldest(glance, copies, series, image, ctx.log, ctx.signal);
+  }
+
+  /**
+   * At the start of a cycle, before any download: authenticate (a token, its project, Glance in its catalog) and
+   * resolve the configured member projects, so that a wrong password or an unknown member fails now, not after
+   * the download. The session keeps the token for the cycle's listing and publications.
+   */
+  async prepare(ctx: { log: Logger; signal?: AbortSignal }): Promise<void> {
+    const { session } = await this.connect(ctx.signal);
+    // A project given by id needs no request to find it: the token is asked for here, whatever the settings.
+    await session.getToken(ctx.signal);
+    await session.imageEndpoint(ctx.signal);
+    await this.members(session, ctx.signal);
   }
 
   async listPublished(ctx: { log: Logger }): Promise<PublishedImage[]> {
@@ -613,7 +639,16 @@ export class GlanceTarget implements Target {
     return created;
   }
 
-  /** Delete images of ours left by an earlier attempt (never verified); returns the series without them. */
+  /** Adopt the oldest of verified `copies` (several: logged): revealed and given the latest pointer like a new image. */
+  private async adoptOldest(
+    glance: GlanceClient, copies: readonly GlanceImage[], series: readonly GlanceImage[], image: UpstreamImage, log: Logger, signal?: AbortSignal,
+  ): Promise<PublishResult> {
+    const [adopted, ...duplicates] = copies as [GlanceImage, ...GlanceImage[]];
+    if (duplicates.length > 0) log.warn({ event: 'glance.image.duplicates', imageId: adopted.id, duplicates: duplicates.map((i) => i.id) }, 'several verified copies of this image; adopting the oldest');
+    await this.revealAndPoint(glance, adopted, series, image, log, signal);
+    return { ref: adopted.id, adopted: true };
+  }
+
   /**
    * Of images carrying this sha256 but not our verified flag, a visible, active one whose size and Glance digest
    * (os_hash_value, else checksum) match the verified file: it holds the signed bytes and is adopted.
@@ -637,6 +672,7 @@ export class GlanceTarget implements Target {
     return undefined;
   }
 
+  /** Delete images of ours left by an earlier attempt (never verified); returns the series without them. */
   private async deleteLeftovers(glance: GlanceClient, series: GlanceImage[], leftovers: readonly GlanceImage[], log: Logger, signal?: AbortSignal): Promise<GlanceImage[]> {
     for (const leftover of leftovers) {
       await glance.deleteImage(leftover.id, signal);
@@ -696,6 +732,11 @@ export class GlanceTarget implements Target {
       log.error({ event: 'glance.image.discard_failed', imageId: id, err: describeError(err) }, `could not delete half-made image ${id}; it stays hidden and is removed on a later run`);
     }
   }
+}
+
+/** Of images carrying one sha256, the verified copies of `expected` (see isVerifiedCopy), oldest first. */
+function verifiedCopies(same: readonly GlanceImage[], expected: Parameters<typeof isVerifiedCopy>[1]): GlanceImage[] {
+  return same.filter((i) => isVerifiedCopy(i, expected)).sort((a, b) => (a.created_at ?? '').localeCompare(b.created_at ?? ''));
 }
 
 /**
