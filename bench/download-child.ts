@@ -11,6 +11,7 @@
  */
 import { downloadFile } from '../src/fetch/download.js';
 import { createHttpClient } from '../src/fetch/http-client.js';
+import { request } from '../src/fetch/undici.js';
 
 async function main(): Promise<void> {
   const [mode, url, dest, sha256] = process.argv.slice(2);
@@ -28,7 +29,8 @@ async function main(): Promise<void> {
       const result = await downloadFile(url, dest, { client, expectedSha256: sha256, retries: 0 });
       process.stdout.write(`${JSON.stringify({ ms: performance.now() - startedMs, bytes: result.sizeBytes })}\n`);
     } else if (mode === 'discard') {
-      const response = await client.request({ origin: new URL(url).origin, path: new URL(url).pathname, method: 'GET' });
+      // The client is an Agent from undici's own file (src/fetch/undici.ts), without the index's request mixin.
+      const response = await request(url, { dispatcher: client, method: 'GET' });
       let bytes = 0;
       for await (const chunk of response.body) bytes += (chunk as Buffer).length;
       process.stdout.write(`${JSON.stringify({ ms: performance.now() - startedMs, bytes })}\n`);
