@@ -16,13 +16,16 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund
 
-# TypeScript -> dist/.
+# TypeScript -> dist/: one bundled file, and its V8 code cache made by a training run of this node (the
+# runtime's: same NODE_VERSION) with the ENTRYPOINT's flags; keys/ for that run's config (scripts/build.ts).
 FROM node:${NODE_VERSION}-bookworm AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
-COPY tsconfig.json tsconfig.build.json ./
+COPY tsconfig.json ./
+COPY scripts/build.ts ./scripts/
 COPY src ./src
+COPY keys ./keys
 RUN npm run build
 
 # Runtime: slim Node, no compiler, no dev dependencies, a non-root user.

@@ -101,12 +101,12 @@ export function median(values: readonly number[]): number {
 
 /**
  * Bundles a TypeScript entry point (npm packages left as imports) into `outDir`, so it runs under plain
- * `node` like the built CLI. `outDir` must sit two levels below the repository root: modules that find
- * package.json or keys/ at `../../` from their own URL (as src/x/y.ts and dist/x/y.js do) then still do.
+ * `node` (the bench's download child). `outDir` must sit inside this repository, whose package.json the
+ * bundled modules find above it. The CLI itself is measured as `npm run build` makes it (scripts/build.ts).
  */
 export async function bundle(entry: string, outDir: string, name: string): Promise<string> {
   const { build } = await import('esbuild');
-  // Code splitting keeps the CLI's dynamic imports lazy, as in the tsc build (dist/) that gets installed.
+  // Code splitting keeps dynamic imports lazy.
   await build({
     entryPoints: [entry], outdir: outDir, entryNames: name, outExtension: { '.js': '.mjs' }, splitting: true,
     bundle: true, platform: 'node', format: 'esm', target: 'node20', packages: 'external', logLevel: 'silent', sourcemap: false,

@@ -4,7 +4,7 @@
  *
  *   npm run bench                              full run: 1 GiB (+ 256 MiB, 2 GiB for RSS), 3 repetitions
  *   npm run bench -- --quick                   small sizes, 1 repetition (also BENCH_QUICK=1)
- *   npm run bench -- --only cpu --cli /elsewhere/cli.mjs       measure another build of the CLI (an A/B)
+ *   npm run bench -- --only cpu --cli /elsewhere/dist/cli.js   measure another build of the CLI (an A/B)
  *   npm run bench -- --only cpu --cpu-paths directory           section F's directory row alone (no OpenStack needed)
  *   npm run bench -- --runs 5 --size 512MiB --rss-sizes 128MiB,4GiB --only download,noop,glance,cpu,raw,parallel --parallel-size 64MiB
  *
@@ -13,7 +13,6 @@
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +24,7 @@ import { HAVE_GNU_TIME, bundle, formatSize, formatTable, parseSize, ratio, secon
 import { benchNoopCycle, type NoopGoals } from './noop-cycle.js';
 import { benchParallel, type ParallelGoals } from './parallel.js';
 import { benchRaw } from './raw.js';
+import { buildDist, launcherNodeFlags } from '../scripts/build.js';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SECTIONS = ['download', 'noop', 'glance', 'cpu', 'raw', 'parallel'] as const;
@@ -77,6 +77,11 @@ function readSettings(): Settings {
   return { runs, sizeBytes, rssSizesBytes, glanceSizeBytes, parallelSizeBytes, only, cpuPaths, quick, cliPath: values.cli ?? env.BENCH_CLI };
 }
 
+async function builtCli(outDir: string): Promise<string> {
+  await buildDist(outDir);
+  return path.join(outDir, 'cli.js');
+}
+
 function checkTools(): void {
   const missing = ['curl', 'sha256sum', 'sync'].filter((tool) => spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0);
   if (missing.length > 0) throw new Error(`missing ${missing.join(', ')}: apt-get install -y curl coreutils`);
@@ -97,7 +102,7 @@ async function main(): Promise<void> {
   const workDir = await mkdtemp(path.join(tmpdir(), 'cloudimg-bench-'));
   // Fixture mirrors and children make their temp dirs under TMPDIR: inside workDir, one rm cleans all.
   process.env.TMPDIR = workDir;
-  // Two levels below the repository root, like dist/x/y.js (see bundle()); removed at the end.
+  // Inside the repository, like dist/ (the CLI finds package.json and keys/ above it); removed at the end.
   const buildDir = path.join(REPO_ROOT, 'bench', `.build-${process.pid}`);
   const cleanUp = async () => {
     await rm(workDir, { recursive: true, force: true });
@@ -123,16 +128,17 @@ async function main(): Promise<void> {
   let cpu: CpuPathFigure[] = [];
   let parallel: ParallelGoals | undefined;
   try {
-    progress('bench: bundling bench/download-child.ts and src/cli.ts with esbuild (plain node, like the built CLI)');
+    progress('bench: building the CLI as `npm run build` does (scripts/build.ts) and bundling bench/download-child.ts');
     // Node flags as the installed CLI runs with them (its shebang), for our download child as well.
-    const nodeFlags = (/^#!\/usr\/bin\/env -S node(.*)$/m.exec(readFileSync(path.join(REPO_ROOT, 'src/cli.ts'), 'utf8'))?.[1] ?? '').trim().split(/\s+/).filter(Boolean);
+    const nodeFlags = launcherNodeFlags();
     const child = [process.execPath, ...nodeFlags, await bundle(path.join(REPO_ROOT, 'bench/download-child.ts'), buildDir, 'download-child')];
     let cli: string[] | undefined;
     try {
-      cli = [process.execPath, ...nodeFlags, settings.cliPath ? path.resolve(settings.cliPath) : await bundle(path.join(REPO_ROOT, 'src/cli.ts'), buildDir, 'cli')];
-      if (settings.cliPath) console.log(`  CLI measured: ${cli.join(' ')} (--cli)`);
+      // The shipped artifact itself (dist/ of `npm run build`: bundle + code cache), built into buildDir/dist.
+      cli = [process.execPath, ...nodeFlags, settings.cliPath ? path.resolve(settings.cliPath) : await builtCli(path.join(buildDir, 'dist'))];
+      console.log(`  CLI measured: ${cli.join(' ')}${settings.cliPath ? ' (--cli)' : ' (built by scripts/build.ts, as `npm run build`)'}`);
     } catch (err) {
-      console.log(`  (the CLI could not be bundled, so only the tsx CLI is measured: ${err instanceof Error ? err.message.split('\n')[0] : String(err)})`);
+      console.log(`  (the CLI could not be built, so only the tsx CLI is measured: ${err instanceof Error ? err.message.split('\n')[0] : String(err)})`);
     }
 
     if (settings.only.has('download')) {

@@ -1,14 +1,9 @@
-#!/usr/bin/env -S node --max-semi-space-size=1 --liftoff-only
-// A 1 MiB young generation keeps a transfer's short-lived buffers from growing the heap: peak RSS of a
-// download drops by ~30 MiB at the same speed (measured: bench/ and the README). `--liftoff-only` compiles
-// undici's llhttp WebAssembly parser with the baseline compiler alone: the optimizing one costs ~35 MiB of
-// resident memory for no measurable gain on bulk bodies (the parser only counts body bytes). V8 reads both
-// flags only at start, so they are on the command line wherever we start node: this shebang, `npm start`,
-// the systemd unit, the Dockerfile.
+// The CLI: argument parsing -> commands. Installed, it runs bundled through src/launcher.ts (dist/cli.js),
+// which also carries the node flags; in development: `node --import tsx src/cli.ts`.
 import { Command, Option } from 'commander';
 import { ConfigError, SyncError, describeError } from './errors.js';
 import { setLogDefaults } from './log.js';
-import { VERSION } from './version.js';
+import { VERSION } from './package-root.js';
 
 // Each command loads its own modules when it runs (dynamic imports below): start-up stays small, which
 // matters for `sync --once` from cron or a timer, and `--help` loads almost nothing.

@@ -52,7 +52,8 @@ export interface UpstreamImage {
   signedBy?: SignedDocument[];
   /**
    * When upstream published this serial (ISO 8601): the Last-Modified of its SHA256SUMS, else the serial
-   * folder's date in the release listing; absent when upstream said neither. The start of the publication lag.
+   * folder's date in the release listing; from simplestreams metadata, the nearest `updated` (of the version,
+   * its product, or the products file); absent when upstream said none. The start of the publication lag.
    */
   publishedAt?: string;
 }

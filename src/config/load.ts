@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { PACKAGE_DIR } from '../package-root.js';
 import { OriginCredentials } from '../fetch/http-client.js';
 import { redactUrl } from '../redact-url.js';
 import { SOURCE_TYPE_NAMES } from '../source/registry.js';
@@ -15,7 +16,9 @@ import { configSchema, type Config } from './schema.js';
 export const SYSTEM_CONFIG_PATH = '/etc/cloudimg-sync/config.yaml';
 
 /** The Ubuntu cloud-image keyring shipped with the package (keys/ beside dist/ and src/). */
-export const SHIPPED_KEYRING_PATH = fileURLToPath(new URL('../../keys/ubuntu-cloudimage-keyring.asc', import.meta.url));
+export const SHIPPED_KEYRING_PATH = PACKAGE_DIR
+  ? path.join(PACKAGE_DIR, 'keys', 'ubuntu-cloudimage-keyring.asc')
+  : fileURLToPath(new URL('../../keys/ubuntu-cloudimage-keyring.asc', import.meta.url));
 
 export interface LoadedConfig extends Config {
   /**

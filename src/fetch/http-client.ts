@@ -10,11 +10,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
-import { Agent, Pool, ProxyAgent, request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { Agent, Pool, ProxyAgent, request } from './undici.js';
 import { resolveProxySettings, proxyFor, type ProxyConfig, type ProxySettings } from './proxy.js';
 import { ConfigError, SyncError, describeError, errorCode, isRetryable } from '../errors.js';
 import type { Logger } from '../log.js';
-import { VERSION } from '../version.js';
+import { VERSION } from '../package-root.js';
 
 export const USER_AGENT = `cloudimg-sync/${VERSION} (+https://github.com/cloudimg-sync/cloudimg-sync)`;
 

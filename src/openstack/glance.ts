@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { request } from '../fetch/undici.js';
 import { z } from 'zod';
 import { silentLogger, type Logger } from '../log.js';
 import { OpenStackError, cleanErrorMessage, transportError } from './errors.js';

@@ -1,4 +1,5 @@
-import { request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { request } from '../fetch/undici.js';
 import { z } from 'zod';
 import { silentLogger, type Logger } from '../log.js';
 import type { AuthMethod, AuthSettings, EndpointInterface } from './auth-config.js';

@@ -144,6 +144,17 @@ describe('container runtime stage, replayed without Docker', { timeout: 20 * 60_
     for (const command of ['sync', 'daemon', 'status', 'history', 'check']) assert.match(res.stdout, new RegExp(`^  ${command}\\b`, 'm'));
   });
 
+  test('started as the ENTRYPOINT starts it, the CLI runs from the V8 code cache the build made (not compiled again)', () => {
+    const entrypoint = JSON.parse(step(runtime, 'ENTRYPOINT')[0]!) as string[];
+    const [, ...nodeArgs] = entrypoint.map((a) => (a === '/app/dist/cli.js' ? path.join(app, 'dist', 'cli.js') : a));
+    const res = run(process.execPath, [...nodeArgs, '--version'], work, { ...process.env, NODE_ENV: 'production', NODE_DEBUG: 'cloudimg-sync' });
+    assert.match(res.stderr, /code cache \S+cloudimg-sync\.cjs\.v8cache: accepted/);
+    // Other flags than the ones it was made with: V8 refuses the cache, the CLI compiles and runs all the same.
+    const other = run(process.execPath, [path.join(app, 'dist', 'cli.js'), '--version'], work, { ...process.env, NODE_DEBUG: 'cloudimg-sync' });
+    assert.match(other.stderr, /code cache \S+: rejected/);
+    assert.equal(other.stdout, res.stdout);
+  });
+
   test('`check` passes with the shipped keyring against a reachable source', async () => {
     const dir = mkdtempSync(path.join(work, 'check-'));
     const config = path.join(dir, 'config.yaml');

@@ -43,7 +43,7 @@ describe('selectImages on the real products file', () => {
       fileName: 'ubuntu-24.04-server-cloudimg-amd64.img',
       url: 'https://cloud-images.ubuntu.com/releases/server/releases/noble/release-20240821/ubuntu-24.04-server-cloudimg-amd64.img',
       sha256: '0e25ca6ee9f08ec5d4f9910054b66ae7163c6152e81a3e67689d89bd6e4dfa69', signed: true,
-      sizeBytes: 586022912, supportEol: '2029-05-31',
+      sizeBytes: 586022912, supportEol: '2029-05-31', publishedAt: '2024-08-22T03:28:23.000Z',
     });
     assert.equal(imageKey(noble!), 'release/server/noble/amd64/20240821');
   });
@@ -92,6 +92,36 @@ describe('selectImages on the real products file', () => {
     assert.equal(image?.channel, 'daily');
     assert.equal(image?.signed, false);
     assert.equal(image?.version, '24.04');
+  });
+});
+
+describe('selectImages: when upstream published a serial (publishedAt, the start of the publication lag)', () => {
+  /** oneItem with `updated` set on the file, the product and the version as given. */
+  function withUpdated(at: { file?: string; product?: string; version?: string }): ProductsDocument {
+    const doc = oneItem(goodItem);
+    const product = Object.values(doc.products)[0]!;
+    return {
+      ...doc, updated: at.file,
+      products: { only: { ...product, updated: at.product, versions: { '20261120': { ...product.versions['20261120']!, updated: at.version } } } },
+    };
+  }
+  const publishedAt = (doc: ProductsDocument) => selectImages(doc, selection()).images.map((i) => i.publishedAt);
+
+  test('the products file\'s updated (RFC 2822, as Canonical writes it) as ISO 8601', () => {
+    assert.deepEqual(publishedAt(withUpdated({ file: 'Fri, 20 Nov 2026 18:03:27 +0000' })), ['2026-11-20T18:03:27.000Z']);
+  });
+
+  test('the nearest updated wins: the version\'s over the product\'s over the file\'s', () => {
+    const file = 'Sat, 21 Nov 2026 09:00:00 +0000';
+    const product = 'Fri, 20 Nov 2026 20:00:00 +0000';
+    assert.deepEqual(publishedAt(withUpdated({ file, product })), ['2026-11-20T20:00:00.000Z']);
+    assert.deepEqual(publishedAt(withUpdated({ file, product, version: 'Fri, 20 Nov 2026 18:03:27 +0000' })), ['2026-11-20T18:03:27.000Z']);
+  });
+
+  test('absent when no level says, or when the nearest is not a date', () => {
+    assert.deepEqual(publishedAt(withUpdated({})), [undefined]);
+    assert.equal('publishedAt' in selectImages(withUpdated({}), selection()).images[0]!, false, 'no key at all, as the listing source');
+    assert.deepEqual(publishedAt(withUpdated({ file: 'Fri, 20 Nov 2026 18:03:27 +0000', version: 'last Tuesday' })), [undefined]);
   });
 });
 

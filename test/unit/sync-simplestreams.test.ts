@@ -44,6 +44,18 @@ describe('sync cycle from the simplestreams source (directory and mirror targets
     assert.equal(world.events('source.streams.verified').length, 2);
   });
 
+  test('image.publish.done carries when upstream published the serial (the products file\'s updated) and the lag since', async () => {
+    world = await createSyncWorld();
+    const config = world.configWith({ source: streamsSource(world) });
+    assert.equal((await world.sync({ config })).result, 'ok');
+    const products = await (await fetch(`${world.mirror.streamsUrl('release', 'server')}streams/v1/com.ubuntu.cloud:released:download.json`)).json() as { updated: string };
+    const done = world.events('image.publish.done')[0];
+    assert.equal(done?.publishedAt, new Date(products.updated).toISOString());
+    const lag = Number(done?.lagSeconds);
+    const expected = (Date.parse(String(done?.time)) - Date.parse(products.updated)) / 1000;
+    assert.ok(Math.abs(lag - expected) <= 1, `lagSeconds ${lag}, expected ${expected}`);
+  });
+
   test('a second cycle with nothing new costs two conditional GETs (index and products, 304) and no signature check', async () => {
     world = await createSyncWorld();
     const config = world.configWith({ source: streamsSource(world) });

@@ -138,7 +138,7 @@ async function readIndex(options: StreamsDiscoverOptions, log: Logger): Promise<
 }
 
 /** Bump when what selectImages returns changes shape: selections remembered by an older version are then made again. */
-const SELECTION_FORMAT = 'selection-v1';
+const SELECTION_FORMAT = 'selection-v2'; // v2: images carry publishedAt
 
 function rememberedSelection(json: string | undefined, memo: string): Selected | undefined {
   if (!json) return undefined;

@@ -40,7 +40,8 @@ const productSchema = z.object({
   release: z.string().optional(),
   version: z.string().optional(),
   support_eol: z.string().optional(),
-  versions: z.record(z.string(), z.object({ items: z.record(z.string(), itemSchema).default({}) })).default({}),
+  updated: z.string().optional(),
+  versions: z.record(z.string(), z.object({ updated: z.string().optional(), items: z.record(z.string(), itemSchema).default({}) })).default({}),
 });
 
 const productsSchema = z.object({
@@ -122,6 +123,17 @@ function itemUrl(path: string, rootUrl: string): string | undefined {
 }
 
 /**
+ * When upstream published a version, as ISO 8601: its `updated`, else its product's, else the products file's
+ * (simplestreams fields apply to everything below them; Canonical's trees set it on the file only, rewritten
+ * as each serial is added). Absent when none is set or it is not a date.
+ */
+function publishedAtOf(...updated: Array<string | undefined>): string | undefined {
+  const text = updated.find((u) => u !== undefined);
+  const ms = text === undefined ? Number.NaN : Date.parse(text);
+  return Number.isFinite(ms) ? new Date(ms).toISOString() : undefined;
+}
+
+/**
  * Per wanted release and arch, the newest version(s) that have a valid item of the wanted ftype, as the images
  * the listing source would find for the same serials: same key, file name and sha256. Pure.
  */
@@ -150,12 +162,14 @@ export function selectImages(doc: ProductsDocument, selection: StreamsSelection)
             rejected.push(`${productId} ${serial}: ${problem}`);
             continue;
           }
+          const publishedAt = publishedAtOf(version.updated, product.updated, doc.updated);
           candidates.push({
             channel: selection.channel, variant: selection.variant, release: release.codename,
             version: product.version ?? release.version, arch, serial, fileName,
             url: itemUrl(item.path!, selection.rootUrl)!, sha256: item.sha256!.toLowerCase(), signed: selection.signed,
             sizeBytes: item.size,
             supportEol: product.support_eol && ISO_DATE_RE.test(product.support_eol) ? product.support_eol : undefined,
+            ...(publishedAt ? { publishedAt } : {}),
           });
         }
       }

@@ -1,0 +1,30 @@
+/**
+ * What a start loads is what a no-op `sync --once` costs (bench D): the commands' module graph must not pull
+ * in what no command runs. undici's index loads fetch, WebSocket, mocks and caches, and its cookies module
+ * makes node load its own bundled undici as well (`globalThis.Headers`); src/fetch/undici.ts takes only the
+ * client's parts.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { test } from 'node:test';
+
+const SRC = fileURLToPath(new URL('../../src/', import.meta.url));
+
+test("the commands load undici's client parts only: neither its index nor node's own undici", async () => {
+  const script = `
+    for (const command of ['sync', 'daemon', 'plan', 'check', 'status', 'history']) await import(${JSON.stringify(SRC)} + 'commands/' + command + '.ts');
+    const { createRequire } = await import('node:module');
+    const cache = Object.keys(createRequire(import.meta.url).cache);
+    console.log(JSON.stringify({
+      nodeUndici: process.moduleLoadList.includes('NativeModule internal/deps/undici/undici'),
+      undiciIndex: cache.filter((f) => /[\\\\/]undici[\\\\/]index\\.js$/.test(f)),
+      undiciAgent: cache.some((f) => /[\\\\/]undici[\\\\/]lib[\\\\/]dispatcher[\\\\/]agent\\.js$/.test(f)),
+    }));`;
+  const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script]);
+  const loaded = JSON.parse(stdout.trim().split('\n').at(-1)!) as { nodeUndici: boolean; undiciIndex: string[]; undiciAgent: boolean };
+  assert.equal(loaded.undiciAgent, true, 'the probe sees undici at all');
+  assert.deepEqual(loaded.undiciIndex, []);
+  assert.equal(loaded.nodeUndici, false);
+});
