@@ -15,7 +15,8 @@ import { ChecksumMismatchError, HttpStatusError, SyncError, errorCode } from '..
 import type { Logger } from '../log.js';
 import { fsyncPath } from '../fsync.js';
 import { createExclusive, openExistingForUpdate, removeRegularFile, writeFileExclusive } from '../local-files.js';
-import { PartWriter, pageAlignedBuffer } from './part-writer.js';
+import { pageAlignedBuffer } from '../direct-io.js';
+import { PartWriter } from './part-writer.js';
 import { abandonBody, getFollowingRedirects, headerValue, policyOf, watchBodySpeed, retryOptionsFor, withRetries } from './http-client.js';
 
 export interface FreeSpace {

@@ -7,7 +7,7 @@
  * by the sync-behind fdatasync in this process's time. Measured on the bench machine (a VM whose free memory
  * is handed back to the host): 1 GiB of buffered 1 MiB writes costs 0.25 s of system time into recently used
  * memory and 2.2-2.6 s into memory the host took back; the same writes with O_DIRECT cost 0.12-0.17 s and
- * leave nothing to write back (README, "Light on the host's page cache").
+ * leave nothing to write back. See src/direct-io.ts.
  *
  * O_DIRECT wants the memory address, the file offset and the length aligned; the buffer is page-aligned, a
  * piece that starts or ends off a block boundary (the tail, the first piece of a resume) goes through the page
@@ -16,34 +16,8 @@
  */
 import { closeSync, constants, openSync, writeSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-
-/** Offsets and lengths of direct writes are multiples of this (a filesystem block; a page). */
-export const DIRECT_ALIGN_BYTES = 4096;
-
-const WASM_PAGE_BYTES = 64 * 1024;
-
-/** The one WebAssembly API used here (the project's TypeScript libs declare no WebAssembly values). */
-const { Memory: WasmMemory } = (globalThis as unknown as {
-  WebAssembly: { Memory: new (descriptor: { initial: number; maximum: number }) => { buffer: ArrayBuffer } };
-}).WebAssembly;
-
-/**
- * A buffer of `sizeBytes` starting on a page boundary: WebAssembly memory is mapped in whole pages. Any other
- * buffer is aligned only by chance; if the memory cannot be had, a plain buffer does (direct writes then fail
- * with EINVAL and fall back to the page cache).
- */
-export function pageAlignedBuffer(sizeBytes: number): Buffer {
-  const pages = Math.max(1, Math.ceil(sizeBytes / WASM_PAGE_BYTES));
-  try {
-    return Buffer.from(new WasmMemory({ initial: pages, maximum: pages }).buffer, 0, sizeBytes);
-  } catch {
-    return Buffer.allocUnsafeSlow(sizeBytes);
-  }
-}
-
-function errorCodeOf(err: unknown): string | undefined {
-  return (err as NodeJS.ErrnoException | undefined)?.code;
-}
+import { DIRECT_ALIGN_BYTES } from '../direct-io.js';
+import { errorCode } from '../errors.js';
 
 export class PartWriter {
   private directFd: number | undefined;
@@ -87,7 +61,7 @@ export class PartWriter {
         while (written < alignedBytes) written += writeSync(this.directFd, buffer, written, alignedBytes - written, position + written);
       } catch (err) {
         // EINVAL: this buffer or filesystem does not do direct I/O after all; the rest goes through the page cache.
-        if (errorCodeOf(err) !== 'EINVAL') throw err;
+        if (errorCode(err) !== 'EINVAL') throw err;
         this.close();
       }
     }

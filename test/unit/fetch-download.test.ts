@@ -14,7 +14,8 @@ import { ChecksumMismatchError, SyncError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import { DiskFullError, SizeMismatchError, downloadFile, type DownloadOptions } from '../../src/fetch/download.js';
 import { createHttpClient } from '../../src/fetch/http-client.js';
-import { DIRECT_ALIGN_BYTES, PartWriter } from '../../src/fetch/part-writer.js';
+import { DIRECT_ALIGN_BYTES } from '../../src/direct-io.js';
+import { PartWriter } from '../../src/fetch/part-writer.js';
 
 const CONTENT = randomBytes(1024 * 1024 + 123);
 const CONTENT_SHA256 = sha256(CONTENT);

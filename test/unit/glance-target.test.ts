@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -18,6 +19,13 @@ import {
 import { FileUploadReader, digestFile } from '../../src/targets/glance/image-digests.js';
 import { minDiskGiB, readDiskImageInfo } from '../../src/targets/glance/qcow2-info.js';
 import { writeQcow2Image } from '../fixtures/mirror/qcow2.js';
+import { pageAlignedBuffer } from '../../src/direct-io.js';
+import { PartWriter } from '../../src/fetch/part-writer.js';
+
+/** Bytes of `file` in the page cache (util-linux fincore, mincore(2) underneath). */
+function cachedBytes(file: string): number {
+  return Number(execFileSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', file], { encoding: 'utf8' }).trim());
+}
 
 function glanceConfig(target: Record<string, unknown> = {}): GlanceTargetConfig {
   const config = validateConfig({ source: { verifySignature: false }, targets: [{ name: 'cloud1', type: 'glance', ...target }] }, 'test');
@@ -261,6 +269,26 @@ describe('image files', () => {
     assert.equal(chunks, 2);
     assert.equal(reader.bytesRead(), 1024 * 1024 + 3);
     assert.equal(reader.digests(), undefined);
+  });
+  test('the file reader reads around the page cache: a file written direct is not brought into it', async (t) => {
+    const data = randomBytes(2 * 1024 * 1024 + 4096);
+    const file = path.join(dir, 'direct.bin');
+    const fh = await open(file, 'w', 0o600);
+    const writer = new PartWriter(fh, true, data.length);
+    const aligned = pageAlignedBuffer(data.length);
+    data.copy(aligned);
+    writer.write(aligned, data.length, 0);
+    const direct = writer.direct;
+    writer.close();
+    await fh.close();
+    if (!direct) return t.skip('no O_DIRECT on this filesystem: nothing to compare against');
+    assert.equal(cachedBytes(file), 0);
+    const copies: Buffer[] = [];
+    const reader = new FileUploadReader(file, { digest: ['sha512'] });
+    for await (const chunk of reader) copies.push(Buffer.from(chunk));
+    assert.ok(Buffer.concat(copies).equals(data));
+    assert.equal(reader.digests()?.digests.sha512, createHash('sha512').update(data).digest('hex'));
+    assert.equal(cachedBytes(file), 0, 'the upload read left the file in the page cache');
   });
   test('the file reader stops when its signal aborts', async () => {
     const file = path.join(dir, 'abort.bin');

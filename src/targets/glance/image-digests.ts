@@ -1,5 +1,8 @@
 import { createHash, type Hash } from 'node:crypto';
+import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
+import { pageAlignedBuffer } from '../../direct-io.js';
+import { errorCode } from '../../errors.js';
 
 /**
  * What we know of the bytes handed to Glance: sha256 ties them to the signed SHA256SUMS; `digests` holds the
@@ -50,6 +53,9 @@ export interface FileUploadReaderOptions {
  * A file's bytes for upload, through a ring of three reused 1 MiB buffers, digested as they are read
  * unless told not to. A fresh buffer per read (what fs streams do) leaves tens of MiB of spent buffers
  * waiting for the garbage collector at upload speed; reusing them keeps the process's memory flat.
+ * The file is read around the page cache (O_DIRECT) where the filesystem allows it: the download wrote it
+ * that way, and reading 1 GiB through the page cache from disk cost 1.9 s of system time here against
+ * 0.06-0.1 s direct (see src/direct-io.ts).
  *
  * The contract that makes reuse safe: a chunk must be finished with (written out, copied) before the
  * consumer asks for the chunk after next. undici's iterable request body is such a consumer: it waits
@@ -79,13 +85,13 @@ export class FileUploadReader implements AsyncIterable<Buffer> {
     this.result = undefined;
     this.wholeFileBytes = undefined;
     const hasher = this.options.digest === false ? undefined : new ImageHasher(this.options.digest ?? []);
-    const ring = Array.from({ length: RING_BUFFERS }, () => Buffer.allocUnsafe(READ_CHUNK_BYTES));
-    const file = await open(this.filePath, 'r');
+    const ring = Array.from({ length: RING_BUFFERS }, () => pageAlignedBuffer(READ_CHUNK_BYTES));
+    const file = await UploadFile.open(this.filePath);
     let reading: Promise<number> | undefined;
     try {
       let slot = 0;
       let position = 0;
-      reading = readAt(file, ring[slot]!, 0);
+      reading = file.readAt(ring[slot]!, 0);
       for (;;) {
         const bytesRead = await reading;
         if (bytesRead === 0) break;
@@ -93,7 +99,7 @@ export class FileUploadReader implements AsyncIterable<Buffer> {
         const chunk = ring[slot]!.subarray(0, bytesRead);
         position += bytesRead;
         slot = (slot + 1) % RING_BUFFERS;
-        reading = readAt(file, ring[slot]!, position);
+        reading = file.readAt(ring[slot]!, position);
         hasher?.update(chunk);
         this.onBytes?.(position);
         yield chunk;
@@ -107,8 +113,39 @@ export class FileUploadReader implements AsyncIterable<Buffer> {
   }
 }
 
-async function readAt(file: FileHandle, buffer: Buffer, position: number): Promise<number> {
-  return (await file.read(buffer, 0, buffer.length, position)).bytesRead;
+/** A file opened O_DIRECT where that works, else through the page cache; one read at a time. */
+class UploadFile {
+  private constructor(private readonly path: string, private handle: FileHandle, private direct: boolean) {}
+
+  static async open(path: string): Promise<UploadFile> {
+    if (constants.O_DIRECT !== undefined) {
+      try {
+        return new UploadFile(path, await open(path, constants.O_RDONLY | constants.O_DIRECT), true);
+      } catch (err) {
+        if (errorCode(err) !== 'EINVAL') throw err; // a filesystem without O_DIRECT: read through the page cache
+      }
+    }
+    return new UploadFile(path, await open(path, 'r'), false);
+  }
+
+  async readAt(buffer: Buffer, position: number): Promise<number> {
+    try {
+      return (await this.handle.read(buffer, 0, buffer.length, position)).bytesRead;
+    } catch (err) {
+      // A buffer or an offset O_DIRECT does not take: the rest is read through the page cache.
+      if (!this.direct || errorCode(err) !== 'EINVAL') throw err;
+      const direct = this.handle;
+      // The very file open now (not whatever the path names since), where /proc is mounted.
+      this.handle = await open(`/proc/self/fd/${direct.fd}`, 'r').catch(() => open(this.path, 'r'));
+      this.direct = false;
+      await direct.close();
+      return (await this.handle.read(buffer, 0, buffer.length, position)).bytesRead;
+    }
+  }
+
+  close(): Promise<void> {
+    return this.handle.close();
+  }
 }
 
 /** sha256 and the given digests of a whole file (for imports, where Glance fetches the bytes itself). */
