@@ -35,21 +35,15 @@ export function launcherNodeFlags(): string[] {
 }
 
 async function bundleCli(outDir: string): Promise<void> {
-  const injectDir = mkdtempSync(path.join(tmpdir(), 'cloudimg-build-'));
-  try {
-    // In one CommonJS file every module's import.meta.url is the bundle's: createRequire() and the package
-    // root (src/package-root.ts) need no more.
-    const inject = path.join(injectDir, 'import-meta-url.js');
-    writeFileSync(inject, "export const importMetaUrl = require('node:url').pathToFileURL(__filename).href;\n");
-    await build({
-      entryPoints: [path.join(REPO_ROOT, 'src/cli.ts')], outfile: path.join(outDir, BUNDLE_NAME),
-      bundle: true, platform: 'node', format: 'cjs', target: 'node20', external: ['better-sqlite3'],
-      inject: [inject], define: { 'import.meta.url': 'importMetaUrl' },
-      legalComments: 'none', logLevel: 'warning', sourcemap: false, minifyWhitespace: true,
-    });
-  } finally {
-    rmSync(injectDir, { recursive: true, force: true });
-  }
+  await build({
+    entryPoints: [path.join(REPO_ROOT, 'src/cli.ts')], outfile: path.join(outDir, BUNDLE_NAME),
+    bundle: true, platform: 'node', format: 'cjs', target: 'node20', external: ['better-sqlite3'],
+    // In the bundle import.meta.url is the bundle's own URL, for every module: createRequire() and the package
+    // root (src/package-root.ts) need no more. First in the file, "use strict" stays the directive it was.
+    banner: { js: '"use strict";var importMetaUrl=require("node:url").pathToFileURL(__filename).href;' },
+    define: { 'import.meta.url': 'importMetaUrl' },
+    legalComments: 'none', logLevel: 'warning', sourcemap: false, minifyWhitespace: true,
+  });
   await build({
     entryPoints: [LAUNCHER], outfile: path.join(outDir, 'cli.js'),
     bundle: false, platform: 'node', format: 'esm', target: 'node20', logLevel: 'warning',

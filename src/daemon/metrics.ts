@@ -60,7 +60,7 @@ export class SyncMetrics {
     this.uploadSeconds = new Histogram({ name: `${PREFIX}upload_duration_seconds`, help: 'Duration of publications that moved bytes.', labelNames: ['target'], buckets: TRANSFER_BUCKETS_SECONDS, registers });
     this.publicationLag = new Gauge({
       name: `${PREFIX}publication_lag_seconds`,
-      help: 'From upstream publishing a serial (its SHA256SUMS Last-Modified, else the listing date) to its reveal on the target; the newest reveal per stream (channel/variant), release, arch and target.',
+      help: 'From upstream publishing a serial (its SHA256SUMS Last-Modified, else the listing date; the simplestreams updated) to its reveal on the target; the newest reveal per stream (channel/variant), release, arch and target.',
       labelNames: ['stream', 'release', 'arch', 'target'], registers,
     });
     this.failures = new Counter({ name: `${PREFIX}image_failures_total`, help: 'Failed image steps, by step (download, verify, publish, retire).', labelNames: ['step'], registers });

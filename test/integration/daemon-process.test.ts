@@ -15,6 +15,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { startMirror, type Mirror, type MirrorOptions } from '../fixtures/mirror/index.js';
+import { SyncMetrics } from '../../src/daemon/metrics.js';
+import { isEventName, type EventRecord } from '../../src/events.js';
 import { resolveAuthSettings } from '../../src/openstack/auth-config.js';
 import { OpenStackError } from '../../src/openstack/errors.js';
 import { GlanceClient } from '../../src/openstack/glance.js';
@@ -563,6 +565,13 @@ describeWithOpenStack('daemon and sync --once publishing to the real Keystone+Gl
     assert.deepEqual(daemon.events('glance.image.discarded').map((l) => [l.level, l.imageId]), [['info', imageId]], 'the hidden image was deleted at once');
     const finished = daemon.events('sync.run.finished');
     assert.deepEqual(finished.map((l) => [l.level, l.result, l.failed, l.published]), [['info', 'interrupted', 0, 0]]);
+    // The daemon's /metrics is fed by these events through its log tap (and is gone once it stopped): the same
+    // SyncMetrics, given the lines this daemon logged, counts no failure.
+    const metrics = new SyncMetrics(() => undefined);
+    for (const line of daemon.lines) if (isEventName(line.event)) metrics.observe(line as EventRecord);
+    const samples = (await metrics.registry.getMetricsAsJSON()).flatMap((m) => m.values.map((v) => ({ name: m.name, labels: v.labels, value: v.value })));
+    assert.deepEqual(samples.filter((v) => v.name === 'cloudimg_sync_image_failures_total' && v.value !== 0), [], 'image_failures_total stays 0');
+    assert.equal(samples.find((v) => v.name === 'cloudimg_sync_runs_total' && v.labels.result === 'interrupted')?.value, 1);
 
     const history = w.cli('history', '--json');
     assert.equal((await history.exited).code, 0, history.stderr);

@@ -6,7 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { after, afterEach, before, test } from 'node:test';
 import { resolveAuthSettings } from '../../src/openstack/auth-config.js';
 import { GlanceClient, type GlanceImage } from '../../src/openstack/glance.js';
@@ -20,6 +24,7 @@ import { describeWithOpenStack, loadOpenStackEnv } from './openstack-env.js';
 const openstack = await loadOpenStackEnv();
 const run = randomUUID().slice(0, 8);
 const WRONG_PASSWORD = `not-the-password-${run}`;
+const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
 
 describeWithOpenStack('pre-flight: authenticate first, adopt what Glance holds before downloading', openstack, (os) => {
   let session: KeystoneSession;
@@ -63,6 +68,19 @@ describeWithOpenStack('pre-flight: authenticate first, adopt what Glance holds b
     w.mirror.clearRequests();
   }
 
+  /** `plan --json` of the world's config (its targets: `names`), as an operator would run it. */
+  async function planJson(w: SyncWorld, names: readonly string[]): Promise<Array<Record<string, unknown>>> {
+    const config = path.join(w.dir, 'plan-config.json'); // JSON is YAML
+    writeFileSync(config, JSON.stringify({
+      source: { url: w.mirror.url, keyring: w.mirror.keyringPath, releases: ['noble'], arches: ['amd64'] },
+      stateDir: w.config.stateDir, cacheDir: w.config.cacheDir, keep: w.config.keep, targets: names.map((name) => ({ name, type: 'glance' })),
+    }));
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', CLI, '--config', config, 'plan', '--json'], {
+      env: { PATH: process.env.PATH ?? '', HOME: '/nonexistent', ...os.env },
+    });
+    return (JSON.parse(stdout) as { items: Array<Record<string, unknown>> }).items;
+  }
+
   function targetsOf(w: SyncWorld, names: readonly string[]): Target[] {
     return createTargets(w.config, { env: os.env }).filter((t) => names.includes(t.name));
   }
@@ -94,8 +112,11 @@ describeWithOpenStack('pre-flight: authenticate first, adopt what Glance holds b
     assert.equal((await imagesOf(b)).length, 2);
     assert.equal(w.events('glance.image.created').length - created, 2, 'uploads for B only');
 
-    // Another new machine: both hold verified copies, so no image byte is fetched at all.
+    // Another new machine: both hold verified copies, so no image byte is fetched at all; `plan` says so first.
     loseStateAndCache(w);
+    const planned = await planJson(w, [a, b]);
+    assert.deepEqual(planned.filter((i) => i.action === 'download'), [], 'plan: nothing to download');
+    assert.deepEqual(planned.filter((i) => i.action === 'adopt').map((i) => `${i.target}/${i.serial}`).sort(), [`${a}/20261113`, `${a}/20261120`, `${b}/20261113`, `${b}/20261120`]);
     const logsBefore = w.logs.length;
     const third = await w.sync();
     assert.equal(third.result, 'ok', third.errors.join('\n'));
