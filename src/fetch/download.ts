@@ -315,13 +315,22 @@ async function streamToFile(
   fh: FileHandle,
   position: number,
   hashers: Hash[],
-  buffer: Buffer,
+  firstBuffer: Buffer,
   onChunk: (chunkBytes: number) => void,
   feeder: SinkFeeder,
   syncBehind: boolean,
 ): Promise<number> {
   // A durable file is not read back by this process soon: it bypasses the page cache where it can.
-  const writer = new PartWriter(fh, syncBehind, buffer.length);
+  const writer = new PartWriter(fh, syncBehind, firstBuffer.length);
+  // Direct writes go to the thread pool, one at a time, from one buffer while the body fills the other.
+  let buffer = firstBuffer;
+  let spare = writer.direct ? pageAlignedBuffer(firstBuffer.length) : undefined;
+  let inFlight: Promise<void> | undefined;
+  const settle = async (): Promise<void> => {
+    const write = inFlight;
+    inFlight = undefined;
+    await write;
+  };
   let filled = 0;
   let writePosition = position;
   let pieceBytes = writer.pieceBytes(position, buffer.length);
@@ -329,6 +338,7 @@ async function streamToFile(
   let syncing: Promise<void> | undefined;
   let syncedPosition = position;
   let received = position;
+  let receivedAll = false;
   try {
     for await (const chunk of body) {
       for (const h of hashers) h.update(chunk);
@@ -348,7 +358,15 @@ async function streamToFile(
             syncing.catch(() => {}); // a failing disk shows again in the final fsync
           }
           writeFailed = true;
-          writer.write(buffer, filled, writePosition);
+          if (spare !== undefined && writer.direct) {
+            await settle(); // its error, if it failed, ends the transfer here
+            inFlight = writer.writeAsync(buffer, filled, writePosition);
+            inFlight.catch(() => {}); // awaited before the next piece is written or at the end
+            [buffer, spare] = [spare, buffer];
+          } else {
+            await settle();
+            writer.write(buffer, filled, writePosition);
+          }
           writeFailed = false;
           writePosition += filled;
           filled = 0;
@@ -357,9 +375,20 @@ async function streamToFile(
       }
       onChunk(chunk.length);
     }
+    receivedAll = true;
   } finally {
     // After a failed write the tail is not written, so the file never has a hole.
     await syncing?.catch(() => {});
+    try {
+      await settle();
+    } catch (err) {
+      writeFailed = true;
+      // The body's own error, if it ended with one, is what the caller hears; else this write's.
+      if (receivedAll) {
+        writer.close();
+        throw err;
+      }
+    }
     try {
       if (filled > 0 && !writeFailed) writer.write(buffer, filled, writePosition);
     } finally {

@@ -14,10 +14,13 @@
  * cache as before, and so does everything when the filesystem refuses O_DIRECT (tmpfs, some FUSE/NFS setups).
  * Durability is unchanged: the caller still fsyncs the finished file (which also flushes the disk's cache).
  */
-import { closeSync, constants, openSync, writeSync } from 'node:fs';
+import { closeSync, constants, openSync, write as writeCallback, writeSync } from 'node:fs';
+import { promisify } from 'node:util';
 import type { FileHandle } from 'node:fs/promises';
 import { DIRECT_ALIGN_BYTES } from '../direct-io.js';
 import { errorCode } from '../errors.js';
+
+const writeAt = promisify(writeCallback);
 
 export class PartWriter {
   private directFd: number | undefined;
@@ -50,7 +53,7 @@ export class PartWriter {
   }
 
   /**
-   * A blocking write, on purpose: copying a MiB into the page cache or handing it to the disk takes a fraction of
+   * A blocking write, for the page cache (and the pieces that cannot go direct): copying a MiB into it takes a fraction of
    * a millisecond, and from libuv's thread pool, whose threads take turns, the same writes cost the kernel more.
    */
   write(buffer: Buffer, length: number, position: number): void {
@@ -63,6 +66,27 @@ export class PartWriter {
         // EINVAL: this buffer or filesystem does not do direct I/O after all; the rest goes through the page cache.
         if (errorCode(err) !== 'EINVAL') throw err;
         this.close();
+      }
+    }
+    while (written < length) written += writeSync(this.fh.fd, buffer, written, length - written, position + written);
+  }
+
+  /**
+   * The same write, with its direct part done by libuv's thread pool: the caller goes on receiving into another
+   * buffer meanwhile, so the network and the disk overlap instead of taking turns (a direct write waits for the
+   * device: ~0.9 s per GiB here). Only worth it, and only used, while writes go direct: a buffered write is a
+   * memory copy, cheaper on this thread than handed to the pool. `buffer` must stay untouched until it settles.
+   */
+  async writeAsync(buffer: Buffer, length: number, position: number): Promise<void> {
+    let written = 0;
+    const fd = this.directFd;
+    if (fd !== undefined && position % DIRECT_ALIGN_BYTES === 0) {
+      const alignedBytes = length - (length % DIRECT_ALIGN_BYTES);
+      try {
+        while (written < alignedBytes) written += (await writeAt(fd, buffer, written, alignedBytes - written, position + written)).bytesWritten;
+      } catch (err) {
+        if (errorCode(err) !== 'EINVAL') throw err;
+        if (this.directFd === fd) this.close();
       }
     }
     while (written < length) written += writeSync(this.fh.fd, buffer, written, length - written, position + written);
