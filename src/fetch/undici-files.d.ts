@@ -20,3 +20,11 @@ declare module 'undici/lib/core/util.js' {
   const util: { parseURL(url: string | URL): URL };
   export default util;
 }
+declare module 'undici/lib/api/index.js' {
+  const api: Record<'request' | 'stream' | 'pipeline' | 'connect' | 'upgrade', (...args: never[]) => unknown>;
+  export default api;
+}
+declare module 'undici/lib/dispatcher/dispatcher.js' {
+  const Dispatcher: { prototype: object };
+  export default Dispatcher;
+}

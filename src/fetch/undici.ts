@@ -7,12 +7,19 @@
  * file fails the build and the typecheck, and every test of the client runs through this module.
  */
 import type { Dispatcher } from 'undici';
+import api from 'undici/lib/api/index.js';
 import apiRequest from 'undici/lib/api/api-request.js';
 import undiciUtil from 'undici/lib/core/util.js';
+import DispatcherBase from 'undici/lib/dispatcher/dispatcher.js';
 
 export { default as Agent } from 'undici/lib/dispatcher/agent.js';
 export { default as Pool } from 'undici/lib/dispatcher/pool.js';
 export { default as ProxyAgent } from 'undici/lib/dispatcher/proxy-agent.js';
+
+// What undici's index does to every dispatcher and what its own code relies on: ProxyAgent opens its CONNECT
+// tunnel with `client.connect()`, which without this is not a function (every https origin through a proxy
+// failed with "this[kClient].connect is not a function").
+Object.assign(DispatcherBase.prototype, api);
 
 export type RequestOptions = Omit<Dispatcher.RequestOptions, 'origin' | 'path'> & { dispatcher: Dispatcher };
 

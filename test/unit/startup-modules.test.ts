@@ -28,3 +28,20 @@ test("the commands load undici's client parts only: neither its index nor node's
   assert.deepEqual(loaded.undiciIndex, []);
   assert.equal(loaded.nodeUndici, false);
 });
+
+test("the dispatchers taken from undici's files have the methods its index gives them, which undici's own code calls", async () => {
+  const { Agent, Pool, ProxyAgent } = await import('../../src/fetch/undici.js');
+  const proxy = new ProxyAgent('http://127.0.0.1:9');
+  const pool = new Pool('http://127.0.0.1:9');
+  const agent = new Agent();
+  try {
+    for (const dispatcher of [agent, pool, proxy]) {
+      // ProxyAgent's CONNECT tunnel is `client.connect()`: without it every https origin through a proxy failed.
+      for (const method of ['request', 'stream', 'pipeline', 'connect', 'upgrade'] as const) {
+        assert.equal(typeof dispatcher[method], 'function', `${dispatcher.constructor.name}.${method}`);
+      }
+    }
+  } finally {
+    await Promise.all([agent.close(), pool.close(), proxy.close()]);
+  }
+});
