@@ -11,8 +11,12 @@ export interface StreamOutcome {
   startedMs: number;
 }
 
-/** Bytes buffered per streaming target before the download waits for it (backpressure). */
-const BRANCH_HIGH_WATER_BYTES = 4 * 1024 * 1024;
+/**
+ * Bytes buffered per streaming target before the download waits for it (backpressure). 1 MiB keeps the upload
+ * fed as well as 4 MiB did, and peak RSS of a 1 GiB stream into Glance fell from 128-133 to 98 MiB (bench F,
+ * `--cpu-paths stream`, alternating with the 4 MiB build; CPU and wall within the noise).
+ */
+const BRANCH_HIGH_WATER_BYTES = 1024 * 1024;
 
 /**
  * Fan the bytes of one download out to every target that uploads while downloading. Each target reads its own
