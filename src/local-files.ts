@@ -4,7 +4,7 @@
  * creates are 0700; a path is used only if its parent resolves inside the directory it belongs to; a removal
  * happens only inside that directory. A planted symlink is refused with UNSAFE_PATH, never followed.
  */
-import { chmodSync, closeSync, constants, fchmodSync, lstatSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, constants, fchmodSync, lstatSync, mkdirSync, openSync, rmSync, writeSync, type Stats } from 'node:fs';
 import { chmod, lstat, mkdir, open, realpath, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { SyncError, errorCode } from './errors.js';
@@ -63,13 +63,8 @@ export async function openExistingForUpdate(file: string): Promise<FileHandle> {
 
 /** Removes `file` if it is a regular file; nothing there is fine; a symlink or a directory is refused. */
 export async function removeRegularFile(file: string): Promise<void> {
-  let st;
-  try {
-    st = await lstat(file);
-  } catch (err) {
-    if (errorCode(err) === 'ENOENT') return;
-    throw err;
-  }
+  const st = await lstatIfPresent(file);
+  if (!st) return;
   if (!st.isFile()) throw new UnsafePathError(file, st.isSymbolicLink() ? 'it is a symlink' : 'not a regular file');
   await rm(file, { force: true });
 }
@@ -174,13 +169,18 @@ export async function removeInside(root: string, file: string): Promise<void> {
     if (errorCode(err) === 'ENOENT') return; // its directory is gone: so is the file
     throw err;
   }
-  let st;
-  try {
-    st = await lstat(file);
-  } catch (err) {
-    if (errorCode(err) === 'ENOENT') return;
-    throw err;
-  }
+  const st = await lstatIfPresent(file);
+  if (!st) return;
   if (st.isDirectory()) throw new UnsafePathError(file, 'a directory where a file was expected');
   await rm(file, { force: true });
+}
+
+/** `lstat(file)`, or undefined when nothing is there. */
+async function lstatIfPresent(file: string): Promise<Stats | undefined> {
+  try {
+    return await lstat(file);
+  } catch (err) {
+    if (errorCode(err) === 'ENOENT') return undefined;
+    throw err;
+  }
 }

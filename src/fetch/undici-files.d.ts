@@ -11,17 +11,15 @@ declare module 'undici/lib/dispatcher/proxy-agent.js' {
   import { ProxyAgent } from 'undici';
   export default ProxyAgent;
 }
-declare module 'undici/lib/api/api-request.js' {
-  import type { Dispatcher } from 'undici';
-  const request: (this: Dispatcher, options: Dispatcher.RequestOptions) => Promise<Dispatcher.ResponseData>;
-  export default request;
-}
 declare module 'undici/lib/core/util.js' {
   const util: { parseURL(url: string | URL): URL };
   export default util;
 }
 declare module 'undici/lib/api/index.js' {
-  const api: Record<'request' | 'stream' | 'pipeline' | 'connect' | 'upgrade', (...args: never[]) => unknown>;
+  import type { Dispatcher } from 'undici';
+  const api: Record<'stream' | 'pipeline' | 'connect' | 'upgrade', (...args: never[]) => unknown> & {
+    request(this: Dispatcher, options: Dispatcher.RequestOptions): Promise<Dispatcher.ResponseData>;
+  };
   export default api;
 }
 declare module 'undici/lib/dispatcher/dispatcher.js' {

@@ -8,7 +8,6 @@
  */
 import type { Dispatcher } from 'undici';
 import api from 'undici/lib/api/index.js';
-import apiRequest from 'undici/lib/api/api-request.js';
 import undiciUtil from 'undici/lib/core/util.js';
 import DispatcherBase from 'undici/lib/dispatcher/dispatcher.js';
 
@@ -27,7 +26,7 @@ export type RequestOptions = Omit<Dispatcher.RequestOptions, 'origin' | 'path'> 
 export function request(url: string | URL, options: RequestOptions): Promise<Dispatcher.ResponseData> {
   const { dispatcher, ...rest } = options;
   const parsed = undiciUtil.parseURL(url);
-  return apiRequest.call(dispatcher, {
+  return api.request.call(dispatcher, {
     ...rest,
     origin: parsed.origin,
     path: parsed.search ? `${parsed.pathname}${parsed.search}` : parsed.pathname,

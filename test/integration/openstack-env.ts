@@ -8,12 +8,12 @@
  */
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { request } from 'undici';
+import { freePort } from '../support/ports.js';
 
 export const DEFAULT_OPENSTACK_DIR = '/tmp/cloudimg-sync-openstack';
 const HARNESS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../openstack');
@@ -81,17 +81,6 @@ export function describeWithOpenStack(name: string, openstack: OpenStackAvailabi
   }
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 export interface ExtraOpenStack {
   env: Readonly<Record<string, string>>;

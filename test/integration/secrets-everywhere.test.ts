@@ -9,7 +9,6 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, test } from 'node:test';
@@ -21,6 +20,7 @@ import { resolveAuthSettings } from '../../src/openstack/auth-config.js';
 import { PROP } from '../../src/targets/glance/image-spec.js';
 import { createSyncWorld, type SyncWorld } from '../support/sync-world.js';
 import { describeWithOpenStack, loadOpenStackEnv } from './openstack-env.js';
+import { freePort } from '../support/ports.js';
 
 const openstack = await loadOpenStackEnv();
 const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
@@ -43,13 +43,6 @@ function runCli(args: string[], env: Record<string, string>): Promise<Output> {
   });
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** A Keystone user of the admin project whose password is SECRET (made, or its password reset). */
 async function ensureSecretUser(env: Readonly<Record<string, string>>): Promise<void> {

@@ -2,17 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { validateConfig } from '../../src/config/load.js';
 import { redactUrl, redactUrlsIn } from '../../src/redact-url.js';
+import { configError } from '../support/config-error.js';
 
 const SECRET = 'S3cr3t-Tr4ce-7731';
 
-function configError(raw: unknown): string {
-  try {
-    validateConfig(raw, 'test.yaml');
-  } catch (err) {
-    return (err as Error).message;
-  }
-  assert.fail('expected a config error');
-}
 
 describe('config errors never echo secrets', () => {
   test('a password given as a number names the key, not the value', () => {

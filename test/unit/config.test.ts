@@ -4,15 +4,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { chooseConfigPath, loadConfig, SHIPPED_KEYRING_PATH, validateConfig } from '../../src/config/load.js';
+import { configError } from '../support/config-error.js';
 
-function configError(raw: unknown): string {
-  try {
-    validateConfig(raw, 'test.yaml');
-  } catch (err) {
-    return (err as Error).message;
-  }
-  assert.fail('expected a config error');
-}
 
 describe('configuration', () => {
   test('built-in defaults: the real site, noble amd64, signature on with the shipped keyring, a local directory target', () => {

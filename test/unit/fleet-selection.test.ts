@@ -18,18 +18,11 @@ import { getText } from '../../src/fetch/get-text.js';
 import { createLogger } from '../../src/log.js';
 import { resolveRelease } from '../../src/source/releases.js';
 import { startMirror } from '../fixtures/mirror/index.js';
+import { configError } from '../support/config-error.js';
 
 const ok = (serial: string, ...arches: Arch[]): SerialReading => ({ serial, state: 'ok', arches: new Set(arches) });
 const at = (day: string): number => Date.parse(`${day}T12:00:00Z`);
 
-function configError(raw: unknown): string {
-  try {
-    validateConfig(raw, 'test.yaml');
-  } catch (err) {
-    return (err as Error).message;
-  }
-  assert.fail('expected a config error');
-}
 
 describe('which serials to mirror (keep, partial serials)', () => {
   const cases: Array<{ name: string; readings: SerialReading[]; arches: Arch[]; keep: number; picks: Record<string, string[]>; missing: Arch[]; done: boolean }> = [
