@@ -1,7 +1,7 @@
 import { compareSerials, imageKey, type UpstreamImage } from '../image.js';
 import { streamId } from '../source/streams.js';
 import type { ImageRecord } from '../state/store.js';
-import type { PublishedImage } from '../targets/target.js';
+import { publishedImageKey, type PublishedImage } from '../targets/target.js';
 
 /**
  * One image to bring to some targets: from the verified copy in the cache, else by adopting the copies targets
@@ -71,7 +71,7 @@ function heldCopies(held: PlanInput['held']): Map<string, Set<string>> {
   const copies = new Map<string, Set<string>>();
   for (const [target, listing] of held ?? []) {
     const complete = listing.filter((p) => p.complete === true && p.sha256 !== undefined);
-    copies.set(target, new Set(complete.map((p) => `${imageKey(p as unknown as Pick<UpstreamImage, 'channel' | 'variant' | 'release' | 'arch' | 'serial'>)} ${p.sha256}`)));
+    copies.set(target, new Set(complete.map((p) => `${publishedImageKey(p)} ${p.sha256}`)));
   }
   return copies;
 }

@@ -5,10 +5,9 @@
  * recorded `published`. Deciding is pure (`reconcilePublications`); `reconcileWithTargets` applies and logs.
  */
 import { describeError, errorCode } from '../errors.js';
-import { imageKey, type UpstreamImage } from '../image.js';
 import type { Logger } from '../log.js';
 import type { ImageRecord, StateStore } from '../state/store.js';
-import type { PublishedImage, Target } from '../targets/target.js';
+import { publishedImageKey, type PublishedImage, type Target } from '../targets/target.js';
 
 export interface PublicationChange {
   key: string;
@@ -18,15 +17,11 @@ export interface PublicationChange {
   reason: 'missing' | 'hidden' | 'visible';
 }
 
-function keyOf(image: PublishedImage): string {
-  return imageKey(image as unknown as Pick<UpstreamImage, 'channel' | 'variant' | 'release' | 'arch' | 'serial'>);
-}
-
 /** Pure: the state changes that make `records` agree with `listing`, what `target` holds now. */
 export function reconcilePublications(records: readonly ImageRecord[], target: string, listing: readonly PublishedImage[]): PublicationChange[] {
   const byRef = new Map(listing.map((p) => [p.ref, p]));
   const completeByKey = new Map<string, PublishedImage>();
-  for (const p of listing) if (p.complete !== false) completeByKey.set(keyOf(p), p);
+  for (const p of listing) if (p.complete !== false) completeByKey.set(publishedImageKey(p), p);
   const changes: PublicationChange[] = [];
   for (const record of records) {
     const pub = record.publications[target];

@@ -7,13 +7,13 @@ import type { Dispatcher } from 'undici';
 import type { LoadedConfig } from '../config/load.js';
 import { describeError, errorCode } from '../errors.js';
 import { describeProxySettings, resolveProxySettings, type ProxySettings } from '../fetch/proxy.js';
-import { imageKey, type UpstreamImage } from '../image.js';
+import type { UpstreamImage } from '../image.js';
 import type { Logger } from '../log.js';
 import { createSource } from '../source/registry.js';
 import type { DiscoveryResult, Source } from '../source/source.js';
 import { releaseSupport } from '../source/releases.js';
 import type { ImageRecord, RunCounts, RunFindings, StateStore } from '../state/store.js';
-import type { PublishedImage, Target } from '../targets/target.js';
+import { publishedImageKey, type PublishedImage, type Target } from '../targets/target.js';
 import { Slots, runLanes, seriesLanes } from './concurrency.js';
 import { ImageJob, imageFields, type JobContext } from './image-job.js';
 import { planSync, refuseRollbacks, type SyncAction } from './plan.js';
@@ -227,7 +227,7 @@ async function retire(
   const decision = decideRetention(published, retentionPolicy(deps, target, published, eolFound));
   for (const [step, images] of [['hide', decision.hide], ['remove', decision.remove]] as const) {
     for (const image of images) {
-      const key = imageKey({ ...image, channel: image.channel as UpstreamImage['channel'], variant: image.variant as UpstreamImage['variant'], arch: image.arch as UpstreamImage['arch'] });
+      const key = publishedImageKey(image);
       const fields = { release: image.release, arch: image.arch, serial: image.serial, imageId: image.ref };
       try {
         if (step === 'hide') await target.hide(image, { log });

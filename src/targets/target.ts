@@ -12,7 +12,7 @@ import type { ProxyConfig } from '../fetch/proxy.js';
 import type { Readable } from 'node:stream';
 import { z } from 'zod';
 import type { Logger } from '../log.js';
-import type { UpstreamImage } from '../image.js';
+import { imageKey, type UpstreamImage } from '../image.js';
 
 /** Every target's `name` key. */
 export const targetName = z.string().regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . - only');
@@ -63,6 +63,11 @@ export interface PublishedImage {
   pinned: boolean;
   /** The signed sha256 of the image it is a copy of, where the target records it (Glance `cloudimg_sync_sha256`). */
   sha256?: string;
+}
+
+/** The state key of the image a target holds (the same key as the upstream image it was published from). */
+export function publishedImageKey(image: PublishedImage): string {
+  return imageKey(image as unknown as Pick<UpstreamImage, 'channel' | 'variant' | 'release' | 'arch' | 'serial'>);
 }
 
 export interface PublishResult {
