@@ -5,10 +5,13 @@
  *
  *   node download-child.mjs download URL DEST SHA256   downloadFile() with sha256 verification
  *   node download-child.mjs discard URL                the same HTTP client, body thrown away (no hash, no disk)
+ *   node download-child.mjs hash URL ALGO[,ALGO...]     the same HTTP client, every chunk hashed, nothing stored:
+ *                                                      the least a node + undici client that verifies pays (bench F)
  *   node download-child.mjs idle                       imports only: the floor of RSS and start-up
  *
  * Prints one JSON line: { "ms": time inside the process, "bytes": ... }.
  */
+import { createHash } from 'node:crypto';
 import { downloadFile } from '../src/fetch/download.js';
 import { createHttpClient } from '../src/fetch/http-client.js';
 import { request } from '../src/fetch/undici.js';
@@ -19,7 +22,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${JSON.stringify({ ms: 0, bytes: 0 })}\n`);
     return;
   }
-  if (!url) throw new Error('usage: download-child download URL DEST SHA256 | discard URL | idle');
+  if (!url) throw new Error('usage: download-child download URL DEST SHA256 | hash URL ALGOS | discard URL | idle');
   // The client the sync CLI uses (our timeouts, User-Agent, baseline-only wasm compiler).
   const client = createHttpClient();
   const startedMs = performance.now();
@@ -28,6 +31,16 @@ async function main(): Promise<void> {
       if (!dest || !sha256) throw new Error('download needs URL DEST SHA256');
       const result = await downloadFile(url, dest, { client, expectedSha256: sha256, retries: 0 });
       process.stdout.write(`${JSON.stringify({ ms: performance.now() - startedMs, bytes: result.sizeBytes })}\n`);
+    } else if (mode === 'hash') {
+      const hashes = (dest ?? 'sha256').split(',').map((algorithm) => createHash(algorithm));
+      const response = await request(url, { dispatcher: client, method: 'GET' });
+      let bytes = 0;
+      for await (const chunk of response.body) {
+        bytes += (chunk as Buffer).length;
+        for (const h of hashes) h.update(chunk as Buffer);
+      }
+      const digests = hashes.map((h) => h.digest('hex'));
+      process.stdout.write(`${JSON.stringify({ ms: performance.now() - startedMs, bytes, digests })}\n`);
     } else if (mode === 'discard') {
       // The client is an Agent from undici's own file (src/fetch/undici.ts), without the index's request mixin.
       const response = await request(url, { dispatcher: client, method: 'GET' });
