@@ -63,5 +63,5 @@ HEALTHCHECK --interval=60s --timeout=10s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:9465/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # SIGTERM aborts the transfer in flight within shutdownGraceMs (30 s): give `docker stop` more than that.
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["node", "--max-semi-space-size=1", "--liftoff-only", "/app/dist/cli.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=1", "/app/dist/cli.js"]
 CMD ["daemon"]

@@ -11,6 +11,8 @@
  *
  * Prints one JSON line: { "ms": time inside the process, "bytes": ... }.
  */
+// First, as in the CLI's launcher: the flags node runs with (--liftoff-only for undici's parser among them).
+import '../src/v8-flags.js';
 import { createHash } from 'node:crypto';
 import { downloadFile } from '../src/fetch/download.js';
 import { createHttpClient } from '../src/fetch/http-client.js';

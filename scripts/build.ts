@@ -1,7 +1,8 @@
 /**
  * `npm run build`: dist/ as it is installed and run (the Dockerfile, the systemd unit, `npm start`).
  *
- *   dist/cli.js                    the entry point (src/launcher.ts): node flags in its shebang
+ *   dist/cli.js                    the entry point (src/launcher.ts, src/v8-flags.ts): node flags in its
+ *                                  shebang; CommonJS, as dist/package.json says
  *   dist/cloudimg-sync.cjs         src/cli.ts and every dependency in one CommonJS file, except
  *                                  better-sqlite3 (native) and what is loaded by createRequire at run time
  *                                  (pino-pretty, node-cron): those stay in node_modules
@@ -44,10 +45,13 @@ async function bundleCli(outDir: string): Promise<void> {
     define: { 'import.meta.url': 'importMetaUrl' },
     legalComments: 'none', logLevel: 'warning', sourcemap: false, minifyWhitespace: true,
   });
+  // The launcher and src/v8-flags.ts, which it imports first, in one CommonJS file: node runs it without
+  // loading its ES module loader (~20 of its own modules) before the flags are set.
   await build({
     entryPoints: [LAUNCHER], outfile: path.join(outDir, 'cli.js'),
-    bundle: false, platform: 'node', format: 'esm', target: 'node20', logLevel: 'warning',
+    bundle: true, platform: 'node', format: 'cjs', target: 'node20', logLevel: 'warning',
   });
+  writeFileSync(path.join(outDir, 'package.json'), `${JSON.stringify({ type: 'commonjs' })}\n`);
   chmodSync(path.join(outDir, 'cli.js'), 0o755);
 }
 
@@ -76,10 +80,25 @@ function trainCodeCache(outDir: string): void {
   }
 }
 
+/**
+ * A start as installed must use the cache. V8 rejects one made under other flags than a start runs with:
+ * the training run must not have changed any (src/v8-flags.ts sets `--liftoff-only` at the first
+ * WebAssembly compile, which a run against a refusing source never reaches).
+ */
+function checkCodeCacheAccepted(outDir: string): void {
+  const run = spawnSync(process.execPath, [...launcherNodeFlags(), path.join(outDir, 'cli.js'), '--version'], {
+    env: { ...process.env, NODE_DEBUG: 'cloudimg-sync' }, encoding: 'utf8', timeout: 60_000,
+  });
+  if (!/code cache \S+: accepted/.test(run.stderr)) {
+    throw new Error(`the CLI does not start from the code cache the build made: ${(run.stderr || String(run.error)).trim()}`);
+  }
+}
+
 export async function buildDist(outDir: string): Promise<void> {
   rmSync(outDir, { recursive: true, force: true });
   await bundleCli(outDir);
   trainCodeCache(outDir);
+  checkCodeCacheAccepted(outDir);
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

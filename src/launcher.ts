@@ -1,25 +1,25 @@
-#!/usr/bin/env -S node --max-semi-space-size=1 --liftoff-only
+#!/usr/bin/env -S node --max-semi-space-size=1
 // The installed entry point (dist/cli.js): runs the CLI bundled into one file (dist/cloudimg-sync.cjs) with
 // the V8 code cache made for it at build time (dist/cloudimg-sync.cjs.v8cache, scripts/build.ts), so a
 // start costs neither resolving ~150 modules nor compiling them: `sync --once` with nothing new is mostly
-// start-up. V8 checks the cache against its own version, these flags and the source, and rejects one that
-// does not match (another node binary, other flags); the bundle is then compiled as usual, only slower.
-// Nothing is written at run time: the install directory may be read-only.
+// start-up. V8 checks the cache against its own version, its flags and the source, and rejects one that
+// does not match (another node binary, other V8 flags); the bundle is then compiled as usual, only slower.
+// Nothing is written at run time: the install directory may be read-only. Built as CommonJS (dist/ holds
+// a package.json saying so): node runs it without loading its ES module loader first.
 //
 // A 1 MiB young generation keeps a transfer's short-lived buffers from growing the heap: peak RSS of a
-// download drops by ~30 MiB at the same speed (measured: bench/ and the README). `--liftoff-only` compiles
-// undici's llhttp WebAssembly parser with the baseline compiler alone: the optimizing one costs ~35 MiB of
-// resident memory for no measurable gain on bulk bodies (the parser only counts body bytes). V8 reads both
-// flags only at start, so they are on the command line wherever we start node: this shebang, `npm start`,
-// the systemd unit, the Dockerfile; the build makes the code cache with them too.
+// download drops by ~30 MiB at the same speed (measured: bench/ and the README). V8 reads that flag only at
+// start, so it is on the command line wherever we start node: this shebang, `npm start`, the systemd unit,
+// the Dockerfile. src/v8-flags.ts, first, then sets V8's flags back to what node's own code cache was made
+// with (and sets `--liftoff-only` for WebAssembly when it is first needed).
+import './v8-flags.js';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { debuglog } from 'node:util';
 import vm from 'node:vm';
 
-const bundlePath = fileURLToPath(new URL('./cloudimg-sync.cjs', import.meta.url));
+const bundlePath = path.join(__dirname, 'cloudimg-sync.cjs');
 const cachePath = `${bundlePath}.v8cache`;
 
 function readCodeCache(): Buffer | undefined {

@@ -14,7 +14,7 @@ const read = (file: string) => readFileSync(path.join(REPO, file), 'utf8');
 
 test('npm start, the systemd unit and the Dockerfile start dist/cli.js with the flags the code cache is made with', () => {
   const flags = launcherNodeFlags();
-  assert.deepEqual(flags, ['--max-semi-space-size=1', '--liftoff-only']);
+  assert.deepEqual(flags, ['--max-semi-space-size=1']);
   const pkg = JSON.parse(read('package.json')) as { scripts: Record<string, string>; bin: Record<string, string> };
   assert.equal(pkg.bin['cloudimg-sync'], 'dist/cli.js');
   assert.equal(pkg.scripts.start, `node ${flags.join(' ')} dist/cli.js`);
