@@ -6,7 +6,7 @@
  *   node download-child.mjs download URL DEST SHA256   downloadFile() with sha256 verification
  *   node download-child.mjs discard URL                the same HTTP client, body thrown away (no hash, no disk)
  *   node download-child.mjs hash URL ALGO[,ALGO...]     the same HTTP client, every chunk hashed, nothing stored:
- *                                                      the least a node + undici client that verifies pays (bench F)
+ *                                                      what node, undici and the digests cost (bench F's floor)
  *   node download-child.mjs idle                       imports only: the floor of RSS and start-up
  *
  * Prints one JSON line: { "ms": time inside the process, "bytes": ... }.
