@@ -4,8 +4,9 @@
  *   dist/cli.js                    the entry point (src/launcher.ts, src/v8-flags.ts): node flags in its
  *                                  shebang; CommonJS, as dist/package.json says
  *   dist/cloudimg-sync.cjs         src/cli.ts and every dependency in one CommonJS file, except
- *                                  better-sqlite3 (native) and what is loaded by createRequire at run time
- *                                  (pino-pretty, node-cron): those stay in node_modules
+ *                                  better-sqlite3's compiled addon (src/state/database.ts names it) and
+ *                                  what is loaded by createRequire at run time (pino-pretty, node-cron):
+ *                                  those stay in node_modules
  *   dist/cloudimg-sync.cjs.v8cache V8's code cache for it, made by a training run with the CLI's node flags
  *
  * One file instead of ~150 modules, read through a code cache, is what makes start-up cheap: a no-op
@@ -38,7 +39,7 @@ export function launcherNodeFlags(): string[] {
 async function bundleCli(outDir: string): Promise<void> {
   await build({
     entryPoints: [path.join(REPO_ROOT, 'src/cli.ts')], outfile: path.join(outDir, BUNDLE_NAME),
-    bundle: true, platform: 'node', format: 'cjs', target: 'node20', external: ['better-sqlite3'],
+    bundle: true, platform: 'node', format: 'cjs', target: 'node20',
     // In the bundle import.meta.url is the bundle's own URL, for every module: createRequire() and the package
     // root (src/package-root.ts) need no more. First in the file, "use strict" stays the directive it was.
     banner: { js: '"use strict";var importMetaUrl=require("node:url").pathToFileURL(__filename).href;' },

@@ -10,7 +10,7 @@
 import { renameSync, readFileSync, rmSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
-import Database from 'better-sqlite3';
+import { openDatabase, type Database } from './database.js';
 import { SyncError } from '../errors.js';
 import { ensurePrivateFileSync, makeDirSync, writeFileExclusiveSync } from '../local-files.js';
 
@@ -83,7 +83,7 @@ export function probeStateLock(stateDir: string): LockHolder | 'unknown' | undef
   const file = lockFile(stateDir);
   let db: Database.Database;
   try {
-    db = new Database(file, { fileMustExist: true, timeout: 0 });
+    db = openDatabase(file, { fileMustExist: true, timeout: 0 });
   } catch {
     return undefined;
   }
@@ -124,7 +124,7 @@ function lockFile(stateDir: string): string {
  */
 function openLockDatabase(file: string, timeoutMs: number): Database.Database {
   for (let attempt = 0; ; attempt++) {
-    const db = new Database(file, { timeout: timeoutMs });
+    const db = openDatabase(file, { timeout: timeoutMs });
     try {
       db.prepare('SELECT count(*) FROM sqlite_master').get();
       return db;

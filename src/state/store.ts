@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { ensurePrivateFileSync, makeDirSync } from '../local-files.js';
 import path from 'node:path';
-import Database from 'better-sqlite3';
+import { openDatabase, type Database } from './database.js';
 import { SyncError } from '../errors.js';
 import { imageKey, type UpstreamImage } from '../image.js';
 import { MIGRATIONS } from './migrations.js';
@@ -98,13 +98,13 @@ export class StateStore {
   static openReadOnly(stateDir: string): StateStore {
     const file = path.join(stateDir, STATE_FILE_NAME);
     if (!existsSync(file)) {
-      const empty = new StateStore(new Database(':memory:'), file);
+      const empty = new StateStore(openDatabase(':memory:'), file);
       empty.migrate();
       return new StateStore(empty.db, file, true);
     }
     let db: Database.Database;
     try {
-      db = new Database(file, { readonly: true, fileMustExist: true });
+      db = openDatabase(file, { readonly: true, fileMustExist: true });
       db.pragma('busy_timeout = 5000');
     } catch (err) {
       throw new SyncError('STATE_UNAVAILABLE', `cannot read state database ${file}: ${(err as Error).message}`,
@@ -127,7 +127,7 @@ export class StateStore {
       // Private whatever the umask: the state names every image, ref and error (SQLite gives -wal/-shm the same mode).
       makeDirSync(stateDir, 0o700);
       ensurePrivateFileSync(file, 0o600);
-      db = new Database(file);
+      db = openDatabase(file);
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
       db.pragma('foreign_keys = ON');

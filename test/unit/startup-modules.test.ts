@@ -45,3 +45,31 @@ test("the dispatchers taken from undici's files have the methods its index gives
     await Promise.all([agent.close(), pool.close(), proxy.close()]);
   }
 });
+
+test("the state database opens with better-sqlite3's addon named by path: its `bindings` finder (a stack trace, a dozen folders) is never loaded", async () => {
+  const script = `
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const path = await import('node:path');
+    const { StateStore } = await import(${JSON.stringify(SRC)} + 'state/store.ts');
+    const { acquireStateLock } = await import(${JSON.stringify(SRC)} + 'state/lock.ts');
+    const dir = mkdtempSync(path.join(tmpdir(), 'cloudimg-startup-'));
+    try {
+      const lock = acquireStateLock(dir);
+      const store = StateStore.open(dir);
+      const images = store.listImages().length;
+      store.close();
+      lock.release();
+      const { createRequire } = await import('node:module');
+      const cache = Object.keys(createRequire(import.meta.url).cache);
+      console.log(JSON.stringify({
+        images,
+        addon: cache.some((f) => f.endsWith('better_sqlite3.node')),
+        bindings: cache.filter((f) => /[\\\\/]bindings[\\\\/]bindings\\.js$/.test(f)),
+      }));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }`;
+  const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script]);
+  assert.deepEqual(JSON.parse(stdout.trim().split('\n').at(-1)!), { images: 0, addon: true, bindings: [] });
+});
