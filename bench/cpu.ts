@@ -57,6 +57,8 @@ export interface CpuPathFigure {
   /** The floor (directory row): node + undici receiving and hashing the image, nothing stored, no CLI. */
   floorCpuMs?: number;
   floorUserMs?: number;
+  /** CPU ms of each run, in the order they ran: how far the machine moved them. */
+  runsCpuMs: { ours: number[]; ref: number[]; floor: number[] };
   /** Digests our run computed (and the reference computed too). */
   digests: string[];
 }
@@ -105,6 +107,10 @@ export async function benchCpu(o: CpuBenchOptions): Promise<CpuPathFigure[]> {
     ]);
   }
   console.log(formatTable(rows));
+  for (const f of figures) {
+    const each = (label: string, ms: number[]) => (ms.length > 0 ? `; ${label} ${ms.map((m) => perGiB(m, o.sizeBytes)).join(' ')}` : '');
+    console.log(`  ${f.path.split(':')[0]}, CPU s/GiB of each run: ${each('ours', f.runsCpuMs.ours).slice(2)}${each('reference', f.runsCpuMs.ref)}${each('floor', f.runsCpuMs.floor)}`);
+  }
   console.log('  CPU: user + system of the whole process tree (GNU time), start-up included; per GiB of image. Reference: curl, openssl dgst, sync/curl -T;');
   console.log('  its Keystone token and image create are made by the bench and not counted, ours are. Every path\'s figures are medians of alternating runs.');
   console.log('  Floor: node with our undici client receiving the image and computing its digests, storing nothing, running no CLI');
@@ -161,6 +167,7 @@ async function alternate(o: CpuBenchOptions, label: string, ours: (run: number) 
 
 function figure(pathName: string, r: Measured): CpuPathFigure {
   return {
+    runsCpuMs: { ours: r.ours.map((x) => x.cpuMs), ref: r.ref.map((x) => x.cpuMs), floor: r.floor.map((x) => x.cpuMs) },
     ...(r.floor.length > 0 ? { floorCpuMs: median0(r.floor, (s) => s.cpuMs), floorUserMs: median0(r.floor, (s) => s.userMs) } : {}),
     path: pathName, digests: r.digests,
     oursCpuMs: median0(r.ours, (s) => s.cpuMs), refCpuMs: median0(r.ref, (s) => s.cpuMs),
