@@ -50,11 +50,11 @@ export interface DownloadOptions {
   /** Size of the write buffer: the file is written in pieces of this size. */
   writeBufferBytes?: number;
   /**
-   * false: nothing is forced to disk (no fsync), for a copy that is deleted again within the cycle: writing
-   * 1 GiB back to disk only to discard it costs seconds of I/O and CPU. Page cache keeps the file whole for
-   * this process; after a power loss its bytes may be gone, so the caller must not record it as a cached
-   * copy before `makeDurable`. A `.part` resumed after such a loss fails the sha256 check and is redone.
-   * Default true.
+   * false: nothing is forced to disk (no fsync), for a copy that is deleted again within the cycle. Its pieces
+   * go around the page cache like a durable file's (it is read back only when a stream publication failed),
+   * but the disk's own cache is not flushed and the pieces that went through the page cache are not written
+   * back: after a power loss its bytes may be gone, so the caller must not record it as a cached copy before
+   * `makeDurable`. A `.part` resumed after such a loss fails the sha256 check and is redone. Default true.
    */
   durable?: boolean;
   /**
@@ -202,14 +202,12 @@ class RestartDownloadError extends SyncError {
 }
 
 /**
- * A durable file is written direct in pieces of 4 MiB (two buffers: one being written while the body fills
- * the other). Each direct write is a request the disk completes on its own, with a thread switch and a
+ * The file is written direct in pieces of 4 MiB (two buffers: one being written while the body fills the
+ * other). Each direct write is a request the disk completes on its own, with a thread switch and a
  * notification of a virtual disk each: 4 MiB pieces cost ~0.1-0.3 CPU-s per GiB less than 1 MiB ones for
- * 6 MiB more memory (downloadFile alone, 1 GiB, 6 alternating runs: median 2.42 vs 2.74 CPU-s). A scratch
- * copy goes through the page cache, where the piece size changes little: 1 MiB.
+ * 6 MiB more memory (downloadFile alone, 1 GiB, 6 alternating runs: median 2.42 vs 2.74 CPU-s).
  */
-const DIRECT_WRITE_BUFFER_BYTES = 4 * 1024 * 1024;
-const WRITE_BUFFER_BYTES = 1024 * 1024;
+const WRITE_BUFFER_BYTES = 4 * 1024 * 1024;
 
 /** Cached downloads are the daemon's own: nobody else reads them. */
 const PART_MODE = 0o600;
@@ -330,8 +328,10 @@ async function streamToFile(
   feeder: SinkFeeder,
   syncBehind: boolean,
 ): Promise<number> {
-  // A durable file is not read back by this process soon: it bypasses the page cache where it can.
-  const writer = new PartWriter(fh, syncBehind, firstBuffer.length);
+  // An image is not read back by this process soon, a scratch copy only when its stream failed: it bypasses
+  // the page cache where it can. 1 GiB of scratch copy through the page cache cost a stream into Glance
+  // 1.0-2.0 CPU-s more (bench F, --cpu-paths stream, A/B: 6.57 -> 4.58-5.03 CPU-s/GiB).
+  const writer = new PartWriter(fh, true, firstBuffer.length);
   // Direct writes go to the thread pool, one at a time, from one buffer while the body fills the other.
   let buffer = firstBuffer;
   let spare = writer.direct ? pageAlignedBuffer(firstBuffer.length) : undefined;
@@ -546,7 +546,7 @@ export async function downloadFile(url: string, destPath: string, options: Downl
   const paths: Paths = { dest: destPath, part: `${destPath}.part`, sidecar: `${destPath}.part.json`, dir: dirname(destPath) };
   const algorithms = ['sha256', ...new Set((options.extraHashAlgorithms ?? []).filter((a) => a !== 'sha256'))];
   for (const a of algorithms) createHash(a); // an unknown algorithm fails before any network traffic
-  const buffer = pageAlignedBuffer(options.writeBufferBytes ?? (options.durable === false ? WRITE_BUFFER_BYTES : DIRECT_WRITE_BUFFER_BYTES));
+  const buffer = pageAlignedBuffer(options.writeBufferBytes ?? WRITE_BUFFER_BYTES);
   const log = options.log?.child({ url });
   const startedAt = performance.now();
 

@@ -682,12 +682,16 @@ describe('downloadFile: a durable file is written around the page cache', () => 
     assert.ok(cachedBytes(dest) <= 2 * 4096, `${cachedBytes(dest)} bytes of a fresh download in the page cache`);
   });
 
-  test('a scratch download (durable: false) stays in the page cache for the reader that follows', async () => {
+  test('a scratch download (durable: false) is written around the page cache too: it is read back only when a stream failed', async () => {
     server = await startServer((req, res, seen) => respondWithFile(req, res, seen, BIG));
     dir = await freshDir();
     const dest = join(dir, 'image.img');
     await downloadFile(server.url, dest, { client, writeBufferBytes: 256 * 1024, expectedSha256: BIG_SHA256, durable: false });
-    assert.ok(cachedBytes(dest) >= BIG.length, `only ${cachedBytes(dest)} of ${BIG.length} bytes cached`);
+    if (directIoWorks(dir)) {
+      // Before reading it back, which caches it: buffered writes leave all of it cached.
+      assert.ok(cachedBytes(dest) <= 2 * 4096, `${cachedBytes(dest)} bytes of a scratch download in the page cache`);
+    }
+    assert.deepEqual(await readFile(dest), BIG);
   });
 });
 
