@@ -18,6 +18,9 @@
 import { setFlagsFromString } from 'node:v8';
 
 setFlagsFromString('--max-semi-space-size=0'); // V8's default: "not set"
+// A command line written for an earlier version (a systemd unit or an ENTRYPOINT copied from it) still passes
+// --liftoff-only: it and the two flags it turns off go back to their defaults too, and it is set again below.
+if (process.execArgv.includes('--liftoff-only')) setFlagsFromString('--no-liftoff-only --wasm-tier-up --wasm-dynamic-tiering');
 
 // Typed here: the DOM library, which types WebAssembly, is not in the compile.
 interface WebAssemblyGlobal { Module: new (bytes: ArrayBufferView | ArrayBuffer) => object }

@@ -50,6 +50,8 @@ console.log('{}');
   assert.deepEqual(await runInNode('load-cache', flags, loadWithCache), { rejected: false });
   // Without src/v8-flags.ts, V8 refuses it: the flags are in the hash it checks.
   assert.deepEqual(await runInNode('load-cache-plain', flags, loadWithCache, false), { rejected: true });
+  // The command line of an earlier version (systemd units, ENTRYPOINTs copied from it) passed --liftoff-only too.
+  assert.deepEqual(await runInNode('load-cache-earlier-flags', [...flags, '--liftoff-only'], loadWithCache), { rejected: false });
 });
 
 test('the young generation stays as small as --max-semi-space-size=1 made it', async () => {
@@ -67,7 +69,7 @@ test('WebAssembly is compiled by Liftoff only, even when hot; WebAssembly.Module
   // (func (export "f") (param i32) (result i32) (local i32): loop { $1 += 1; $0 -= 1; br_if $0 }; $1)
   const wasm = [0, 97, 115, 109, 1, 0, 0, 0, 1, 6, 1, 96, 1, 127, 1, 127, 3, 2, 1, 0, 7, 5, 1, 1, 102, 0, 0, 10, 27, 1, 25, 1, 1, 127, 3, 64, 32, 1,
     65, 1, 106, 33, 1, 32, 0, 65, 1, 107, 34, 0, 13, 0, 11, 32, 1, 11];
-  const result = await runInNode('wasm', [...launcherNodeFlags(), '--allow-natives-syntax'], `
+  const probe = (name: string, flags: string[]) => runInNode(name, [...flags, '--allow-natives-syntax'], `
 const isLiftoff = new Function('f', 'return %IsLiftoffFunction(f)');
 const isTurboFan = new Function('f', 'return %IsTurboFanFunction(f)');
 const patched = WebAssembly.Module;
@@ -80,5 +82,8 @@ for (let round = 0; round < 2; round++) {
 }
 console.log(JSON.stringify({ sum, liftoff: isLiftoff(f), turbofan: isTurboFan(f), restored: WebAssembly.Module !== patched && module instanceof WebAssembly.Module }));
 `);
-  assert.deepEqual(result, { sum: 40_000_000, liftoff: true, turbofan: false, restored: true });
+  const expected = { sum: 40_000_000, liftoff: true, turbofan: false, restored: true };
+  assert.deepEqual(await probe('wasm', launcherNodeFlags()), expected);
+  // An earlier version's command line, whose --liftoff-only src/v8-flags.ts undoes at start and sets again here.
+  assert.deepEqual(await probe('wasm-earlier-flags', [...launcherNodeFlags(), '--liftoff-only']), expected);
 });
