@@ -67,7 +67,8 @@ export function openContext(options: GlobalOptions, { lock = true, readOnlyState
  * by destroying it with a ClientDestroyedError, and node formats that error's stack (its streams read
  * `err.stack` on destroy): in the bundle (dist/cloudimg-sync.cjs) the first stack formatted makes V8 index
  * the lines of all 2.5 MB of it, 28 M instructions, 4% of a no-op `sync --once` (callgrind). Those errors are
- * never shown; a command closes its context last, with nothing else running.
+ * never shown (a close that fails still says why, only without a stack); a command closes its context last,
+ * with nothing else running.
  */
 async function withoutStackTraces(closeConnections: () => Promise<void>): Promise<void> {
   const limit = Error.stackTraceLimit;
