@@ -317,13 +317,13 @@ describe('daemon as a child process against the fixture mirror', () => {
   });
 
   test('killed with -9 mid-download as PID 1 of a container, it restarts at once in a new PID namespace under another hostname and resumes the .part', async () => {
-    const size = 4 * 1024 * 1024;
+    const size = 16 * 1024 * 1024;
     const w = await createWorld({ imageSizeBytes: size });
-    w.mirror.inject({ path: /\.img$/, fault: 'slow', bytesPerSecond: 1_000_000 });
+    w.mirror.inject({ path: /\.img$/, fault: 'slow', bytesPerSecond: 3_000_000 });
     const first = w.cliInContainer('box-a', 'daemon');
     await first.waitForEvent('daemon.started');
-    // Past the download's two 1 MiB write buffers, so that bytes are on disk when it dies.
-    await until(() => (imageRequests(w.mirror)[0]?.bytesSent ?? 0) >= 2_500_000, 'the download is under way');
+    // Past the download's two 4 MiB write pieces, so that bytes are on disk when it dies.
+    await until(() => (imageRequests(w.mirror)[0]?.bytesSent ?? 0) >= 9_000_000, 'the download is under way');
     await first.stop('SIGKILL');
     assert.equal(first.events('sync.run.finished').length, 0, 'no clean stop: killed mid-download');
     const part = filesUnder(path.join(w.dir, 'cache')).find((f) => f.endsWith('.img.part'));
