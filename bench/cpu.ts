@@ -11,7 +11,8 @@
  * a node process with our undici client that receives the image and hashes it, storing nothing and running
  * none of the CLI (no config, state, signature check or disk): what node, undici and the digest cost for the
  * image before anything of ours runs. What `sync --once` spends above it is the CLI's own. (undici's raw
- * handler API instead of the response stream was tried for it and cost more: 2.89 vs 2.17 CPU-s/GiB.)
+ * handler API instead of the response stream was tried for it and cost more: 2.89 CPU-s/GiB, against
+ * 2.17 and 2.21 in two bench runs minutes before, not alternated with it.)
  *
  * "The same digests" are the ones our run computed, read from its `image.download.done` event, so the
  * reference follows whatever a target asks for. The reference's Keystone and Glance calls (token, create)
@@ -108,8 +109,9 @@ export async function benchCpu(o: CpuBenchOptions): Promise<CpuPathFigure[]> {
   }
   console.log(formatTable(rows));
   for (const f of figures) {
-    const each = (label: string, ms: number[]) => (ms.length > 0 ? `; ${label} ${ms.map((m) => perGiB(m, o.sizeBytes)).join(' ')}` : '');
-    console.log(`  ${f.path.split(':')[0]}, CPU s/GiB of each run: ${each('ours', f.runsCpuMs.ours).slice(2)}${each('reference', f.runsCpuMs.ref)}${each('floor', f.runsCpuMs.floor)}`);
+    const runs = (['ours', 'ref', 'floor'] as const).filter((side) => f.runsCpuMs[side].length > 0)
+      .map((side) => `${side === 'ref' ? 'reference' : side} ${f.runsCpuMs[side].map((ms) => perGiB(ms, o.sizeBytes)).join(' ')}`);
+    console.log(`  ${f.path.split(':')[0]}, CPU s/GiB of each run: ${runs.join('; ')}`);
   }
   console.log('  CPU: user + system of the whole process tree (GNU time), start-up included; per GiB of image. Reference: curl, openssl dgst, sync/curl -T;');
   console.log('  its Keystone token and image create are made by the bench and not counted, ours are. Every path\'s figures are medians of alternating runs.');

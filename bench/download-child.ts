@@ -33,22 +33,17 @@ async function main(): Promise<void> {
       if (!dest || !sha256) throw new Error('download needs URL DEST SHA256');
       const result = await downloadFile(url, dest, { client, expectedSha256: sha256, retries: 0 });
       process.stdout.write(`${JSON.stringify({ ms: performance.now() - startedMs, bytes: result.sizeBytes })}\n`);
-    } else if (mode === 'hash') {
-      const hashes = (dest ?? 'sha256').split(',').map((algorithm) => createHash(algorithm));
+    } else if (mode === 'hash' || mode === 'discard') {
+      // The client is an Agent from undici's own file (src/fetch/undici.ts), without the index's request mixin.
+      const hashes = mode === 'hash' ? (dest ?? 'sha256').split(',').map((algorithm) => createHash(algorithm)) : [];
       const response = await request(url, { dispatcher: client, method: 'GET' });
       let bytes = 0;
       for await (const chunk of response.body) {
         bytes += (chunk as Buffer).length;
         for (const h of hashes) h.update(chunk as Buffer);
       }
-      const digests = hashes.map((h) => h.digest('hex'));
-      process.stdout.write(`${JSON.stringify({ ms: performance.now() - startedMs, bytes, digests })}\n`);
-    } else if (mode === 'discard') {
-      // The client is an Agent from undici's own file (src/fetch/undici.ts), without the index's request mixin.
-      const response = await request(url, { dispatcher: client, method: 'GET' });
-      let bytes = 0;
-      for await (const chunk of response.body) bytes += (chunk as Buffer).length;
-      process.stdout.write(`${JSON.stringify({ ms: performance.now() - startedMs, bytes })}\n`);
+      const digests = mode === 'hash' ? { digests: hashes.map((h) => h.digest('hex')) } : {};
+      process.stdout.write(`${JSON.stringify({ ms: performance.now() - startedMs, bytes, ...digests })}\n`);
     } else {
       throw new Error(`unknown mode ${mode}`);
     }
